@@ -1,0 +1,124 @@
+"""The ``dataqa`` command line: a thin layer over the library.
+
+One subcommand per DVC stage plus ``gate`` and ``report``. The stage scripts in
+``stages/`` call :func:`main` with their stage name, so argument parsing exists once.
+Only :class:`dataqa.errors.DataQAError` is caught: its message is printed and the exit
+code is 2. ``dataqa gate`` exits 1 when a rule fails. Exit code 0 means success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from dataqa.errors import DataQAError
+from dataqa.params import Params, load_params
+
+EXIT_GATE_FAILED = 1
+EXIT_ERROR = 2
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    target: str  # "module:function"; the function takes Params (+ args) and returns an exit code
+    help: str
+    add_args: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def load(self) -> Callable[..., int | None]:
+        module, func = self.target.split(":")
+        return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
+def _tune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--worker", action="store_true",
+                   help="join the study in tune.storage and run trials only (no reports); "
+                        "start any number of these on any number of hosts")
+    p.add_argument("--n-trials", type=int, default=None,
+                   help="with --worker: trials this worker runs (default: until the "
+                        "study's budget is spent)")
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kind", choices=["audit", "tuning"], default="audit",
+                   help="which report to write (default: audit)")
+
+
+COMMANDS: list[Command] = [
+    Command("scan", "dataqa.scan:run_stage",
+            "decode every file of data.source once; write the manifest"),
+    Command("tensors", "dataqa.tensors:run_stage",
+            "letterbox every decodable image into one uint8 tensor file"),
+    Command("crossval", "dataqa.engine.crossval:run_stage",
+            "out-of-fold predicted probabilities and embeddings (K-fold training)"),
+    Command("audit", "dataqa.audit:run_stage",
+            "run the checks listed in audit.checks; write issues.parquet and audit.json"),
+    Command("gate", "dataqa.gate:run_stage",
+            "evaluate the gate thresholds; exit 1 when a rule fails"),
+    Command("filter", "dataqa.prepare.filter:run_stage",
+            "split the manifest into clean and quarantine tables (raw files untouched)"),
+    Command("augment", "dataqa.prepare.augment:run_stage",
+            "aspect-preserving augmentation that balances small classes"),
+    Command("subsample", "dataqa.prepare.subsample:run_stage",
+            "stratified validation split and training subsets for tuning"),
+    Command("tune", "dataqa.tune.stage:run_stage",
+            "coarse-to-fine hyperparameter search with diagnoses", _tune_args),
+    Command("report", "dataqa.report:run_stage",
+            "write the self-contained HTML report", _report_args),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dataqa",
+        description="Settle the quality of an image-classification dataset, then tune.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p.add_argument("--params", default="params.yaml",
+                       help="params file; relative paths in it resolve against its folder "
+                            "(default: params.yaml)")
+        if cmd.add_args:
+            cmd.add_args(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cmd = next(c for c in COMMANDS if c.name == args.command)
+    extra = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
+    start = time.perf_counter()
+    try:
+        params: Params = load_params(args.params)
+        code = cmd.load()(params, **extra)
+    except DataQAError as exc:
+        print(f"dataqa {cmd.name}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"dataqa {cmd.name}: interrupted", file=sys.stderr)
+        return 130
+    print(f"dataqa {cmd.name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return int(code or 0)
+
+
+def stage_main(name: str) -> None:
+    """Entry point of ``stages/<name>.py``: ``dataqa <name>`` with the script's arguments."""
+    raise SystemExit(main([name, *sys.argv[1:]]))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("dataqa")
+    except PackageNotFoundError:  # running from a source tree
+        return "dataqa (source)"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

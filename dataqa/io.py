@@ -1,0 +1,72 @@
+"""Atomic output writing: every output is written to a temporary file in the same
+directory, flushed and fsynced, then renamed over the target. An interrupted run
+leaves the previous good file or none, never a half-written one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success rename it over ``target``.
+
+    The temporary file keeps ``suffix`` (e.g. ``.npy``) so that libraries which append
+    extensions do not rename it behind our back.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
+                                    dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: str | os.PathLike[str], obj: Any) -> None:
+    write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_parquet(target: str | os.PathLike[str], frame: pd.DataFrame) -> None:
+    with atomic_path(target, suffix=".parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def write_npy(target: str | os.PathLike[str], array: np.ndarray) -> None:
+    with atomic_path(target, suffix=".npy") as tmp:
+        np.save(tmp, array, allow_pickle=False)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

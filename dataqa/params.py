@@ -1,0 +1,293 @@
+"""Typed, validated params: one dataclass per ``params.yaml`` section.
+
+``load_params`` reads the YAML safely and converts each section into its dataclass.
+An unknown or misspelled key is a :class:`ParamsError` that names the key, where it
+was found and the allowed keys; a value of the wrong type names the key and the
+expected type. Sections are validated once, here, at the boundary; the rest of the
+code receives typed objects and never looks at raw dicts.
+
+Paths live in the ``paths`` section, which ``dvc.yaml`` templates with ``${paths.*}``;
+Python code never hard-codes an output path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+from dataqa.errors import ParamsError
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class Paths:
+    """Every file a stage reads or writes, relative to the params file's folder."""
+
+    manifest: str = "data/interim/manifest.parquet"
+    tensors: str = "data/interim/tensors.npy"
+    tensor_index: str = "data/interim/tensor_index.parquet"
+    pred_probs: str = "data/interim/pred_probs.npy"
+    embeddings: str = "data/interim/embeddings.npy"
+    crossval_metrics: str = "reports/metrics/crossval.json"
+    issues: str = "data/audit/issues.parquet"
+    audit_metrics: str = "reports/metrics/audit.json"
+    learning_curve: str = "data/audit/learning_curve.json"
+    gate_json: str = "reports/gate.json"
+    gate_junit: str = "reports/gate.junit.xml"
+    clean: str = "data/clean/clean.parquet"
+    quarantine: str = "data/clean/quarantine.parquet"
+    augmented_dir: str = "data/augmented"
+    augmented_manifest: str = "data/augmented/manifest.parquet"
+    subsets_dir: str = "data/subsets"
+    tune_dir: str = "data/tune"
+    tune_metrics: str = "reports/metrics/tuning.json"
+    tune_curves: str = "reports/plots/tuning_curves.csv"
+    best_params: str = "models/best_params.yaml"
+    audit_html: str = "reports/audit.html"
+    tuning_html: str = "reports/tuning.html"
+    prepare_gate_json: str = "reports/prepare_gate.json"
+    prepare_gate_junit: str = "reports/prepare_gate.junit.xml"
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = "data/sample"  # ImageFolder directory or CSV (path,label[,split])
+    default_split: str = "train"  # split of rows that name none (ImageFolder, CSV without split)
+
+
+@dataclass(frozen=True)
+class ScanParams:
+    workers: int = 2  # decoding processes; 0 = decode in the main process
+    chunk_size: int = 64  # files per task sent to a worker (bounds memory in flight)
+    max_pixels: int = 40_000_000  # larger images are flagged, never decoded (bomb guard)
+    extensions: list[str] = field(default_factory=lambda: [
+        ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"])
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    image_size: int = 32  # side of the square training tensor, pixels (letterboxed)
+    channels: Literal["auto", "gray", "rgb"] = "auto"  # auto: rgb if any image has colour
+    arch: str = "small_resnet"  # small_resnet | resnet18 | resnet34 | ... (torchvision)
+    width: int = 32  # channels of the first stage of small_resnet
+    depth: int = 2  # residual blocks per stage of small_resnet
+    dropout: float = 0.0
+    weights: str | None = None  # local state_dict file (weights_only load); nothing downloads
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CrossvalParams:
+    folds: int = 5
+    epochs: int | None = None  # None: adapt to the device (more on GPU)
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuditParams:
+    checks: list[str] = field(default_factory=lambda: ["integrity"])
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-check settings
+    min_per_class: int = 20  # classes under this count are reported as insufficient
+    learning_curve: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """Thresholds. A rule whose key is null is not evaluated."""
+
+    max_undecodable_rate: float | None = 0.05
+    min_images_per_class: int | None = 10
+    max_rates: dict[str, float] = field(default_factory=dict)  # check name -> max issue rate
+    max_cross_split_duplicates: int | None = 0
+    max_imbalance_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class FilterParams:
+    policy: dict[str, str] = field(default_factory=dict)  # check -> drop | review | keep
+    relabel: bool = False
+    relabel_min_confidence: float = 0.95
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    seed: int = 0
+    balance_target: float = 0.5  # classes below this share of the largest get copies
+    geometry: Literal["longest", "shortest"] = "longest"
+    min_area: float = 0.8  # with geometry=shortest: least share of the image kept by a crop
+    hflip: bool = False
+    rotate_limit: float = 10.0  # degrees
+    brightness_contrast: float = 0.2
+    output_format: Literal["png"] = "png"
+
+
+@dataclass(frozen=True)
+class SubsampleParams:
+    seed: int = 0
+    val_fraction: float = 0.2
+    fractions: dict[str, float] = field(default_factory=lambda: {"p10": 0.1, "p100": 1.0})
+    min_per_class: int = 2
+    class_subsets: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    storage: str | None = None  # None: journal file under paths.tune_dir; or an RDB URL
+    study_name: str = "dataqa"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    gallery_size: int = 48  # flagged images shown per check; full lists live in Parquet
+    thumb_size: int = 96  # pixels, longest side
+
+
+@dataclass(frozen=True)
+class Params:
+    paths: Paths = field(default_factory=Paths)
+    data: DataParams = field(default_factory=DataParams)
+    scan: ScanParams = field(default_factory=ScanParams)
+    engine: EngineParams = field(default_factory=EngineParams)
+    crossval: CrossvalParams = field(default_factory=CrossvalParams)
+    audit: AuditParams = field(default_factory=AuditParams)
+    gate: GateParams = field(default_factory=GateParams)
+    filter: FilterParams = field(default_factory=FilterParams)
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    subsample: SubsampleParams = field(default_factory=SubsampleParams)
+    tune: TuneParams = field(default_factory=TuneParams)
+    report: ReportParams = field(default_factory=ReportParams)
+    root: Path = field(default=Path("."), compare=False)  # folder of params.yaml
+
+    def path(self, name: str) -> Path:
+        """Absolute path of ``paths.<name>`` (relative paths resolve against ``root``)."""
+        return self.resolve(getattr(self.paths, name))
+
+    def resolve(self, value: str | Path) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+
+# --------------------------------------------------------------------------- loading
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; missing sections and keys take defaults."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    raw = {k: v for k, v in raw.items()}
+    params = build(Params, {k: v for k, v in raw.items() if k != "root"}, where=str(path))
+    return dataclasses.replace(params, root=path.resolve().parent)
+
+
+def build(cls: type[T], raw: Any, where: str) -> T:
+    """Convert a raw mapping into dataclass ``cls``, strictly.
+
+    ``where`` names the place for messages: ``"params.yaml"`` at the top level, then
+    ``"params.yaml: scan"``, ``"params.yaml: scan.workers"`` as the keys nest.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {type(raw).__name__} ({raw!r})")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "root"}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            allowed = ", ".join(sorted(fields))
+            near = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ParamsError(f"{_join(where, str(key))}: unknown key '{key}'.{hint} "
+                              f"Allowed keys here: {allowed}")
+        kwargs[key] = _convert(hints[key], value, _join(where, key))
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)  # type: ignore[arg-type]
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except ParamsError as exc:
+                errors.append(str(exc))
+        raise ParamsError(errors[0] if len(errors) == 1 else
+                          f"{where}: {value!r} matches none of {_name(tp)}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(repr(a) for a in get_args(tp))
+            raise ParamsError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"{where}: expected a list, got {value!r}")
+        (item,) = get_args(tp)
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = get_args(tp)
+        return {_convert(kt, k, where): _convert(vt, v, _join(where, str(k)))
+                for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamsError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ParamsError(f"{where}: unsupported type {_name(tp)}")  # pragma: no cover
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def check_settings(cls: type[T], raw: dict[str, Any] | None, where: str) -> T:
+    """Validate a plugin's settings mapping into its settings dataclass."""
+    return build(cls, raw or {}, where)
