@@ -1,52 +1,153 @@
 """Reading images safely: the one place dataqa opens an image file.
 
-``open_image`` applies the decompression-bomb guard (explicit pixel limit), EXIF
-orientation, and converts every mode (palette with or without transparency, alpha,
-16-bit, CMYK, LA, 1-bit) into ``L`` or ``RGB`` 8-bit. Raw files are only read.
+:func:`decode_image` turns a file's bytes into an 8-bit ``L`` or ``RGB`` image plus what
+the header said (format, stored mode, size, frames, EXIF orientation), or into a short
+reason why it cannot. It applies the decompression-bomb guard (explicit pixel limit,
+checked from the header before any pixel is decoded), EXIF orientation, and converts
+every mode (palette with or without transparency, alpha, 16-bit, CMYK, LA, 1-bit) into
+``L`` or ``RGB`` 8-bit. :func:`open_image` is the same for callers that only want the
+pixels. Raw files are only read.
+
+Decode-failure reasons start with one of :data:`DECODE_ERROR_KINDS` followed by
+``": detail"`` (or nothing), so checks can group them without parsing prose.
 """
 
 from __future__ import annotations
 
-import warnings
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+# The first words of every decode_error the scan writes.
+DECODE_ERROR_KINDS = ("zero-byte file", "not an image", "over the pixel limit", "truncated",
+                      "cannot decode", "unsupported mode", "cannot read")
+
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {  # EXIF orientation -> the transpose that shows the picture upright
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# info keys that may carry an orientation; without any of them there is nothing to parse
+_EXIF_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
 
 
 class ImageDecodeError(Exception):
     """The file could not be decoded; the message says why (stored in the manifest)."""
 
 
-def open_image(path: str | Path, max_pixels: int, *, data: bytes | None = None) -> Image.Image:
-    """Decode ``path`` (or ``data``, its bytes) fully into an ``L`` or ``RGB`` image.
+@dataclass
+class DecodedImage:
+    """What :func:`decode_image` learnt about one file.
 
-    Raises :class:`ImageDecodeError` with a short reason for zero-byte, truncated,
-    unknown-format, or over-limit files.
+    ``image`` is ``None`` exactly when ``error`` is set; header fields are filled as far
+    as the header could be read (an over-limit or truncated file still has a format,
+    mode and size).
     """
-    import io
 
+    image: Image.Image | None  # 8-bit L or RGB, upright; at 1/scale of the size for JPEG drafts
+    error: str | None = None  # "<kind>[: detail]", kind one of DECODE_ERROR_KINDS
+    format: str | None = None  # real format from the content (PIL's name: PNG, JPEG, MPO...)
+    mode: str | None = None  # mode as stored (P, RGBA, I;16, CMYK, L, RGB, ...)
+    width: int | None = None  # full size after EXIF orientation (header size if not decoded)
+    height: int | None = None
+    n_frames: int | None = None
+    exif_rotated: bool | None = None  # orientation tag 2..8 (rotation or mirror) was applied
+    orientation: int = 1  # the EXIF orientation tag (1 = upright or absent)
+    scale: int = 1  # 1, or the JPEG DCT reduction (2, 4, 8) ``image`` was decoded at
+
+
+def decode_image(data: bytes, max_pixels: int, *, draft_side: int | None = None) -> DecodedImage:
+    """Decode one file's bytes; never raises for a bad file (see ``DecodedImage.error``).
+
+    ``draft_side``: when given, a JPEG whose longer side is at least twice this is decoded
+    at a reduced DCT scale (1/2, 1/4 or 1/8) that keeps its longer side >= ``draft_side``.
+    libjpeg then skips most of the work; callers that only need a small copy (statistics,
+    thumbnails, training tensors) get it several times faster, and ``scale`` says so.
+    """
+    if not data:
+        return DecodedImage(None, "zero-byte file")
+    try:
+        # PIL's DecompressionBombWarning (at 89 Mpx) is only a warning: the pixel limit
+        # below is ours and explicit. (Were warnings errors, it would be a row, not a crash.)
+        im = Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError:
+        return DecodedImage(None, "not an image: unidentified format")
+    except Image.DecompressionBombError as exc:  # PIL's hard stop, 2 x MAX_IMAGE_PIXELS
+        return DecodedImage(None, f"over the pixel limit: {exc}")
+    except Exception as exc:  # malformed headers raise anything; a bad file is a row
+        return DecodedImage(None, _reason(exc))
+    out = DecodedImage(None, format=im.format, mode=im.mode, width=im.width, height=im.height)
+    if im.width * im.height > max_pixels:
+        out.error = (f"over the pixel limit: {im.width}x{im.height} = "
+                     f"{im.width * im.height} pixels > {max_pixels}")
+        return out
+    try:
+        out.n_frames = int(getattr(im, "n_frames", 1))  # before load: counting seeks
+        if draft_side and im.format in ("JPEG", "MPO") and max(im.size) >= 2 * draft_side:
+            w, h = im.size
+            side = max(w, h)
+            im.draft(im.mode, (max(1, w * draft_side // side), max(1, h * draft_side // side)))
+            out.scale = round(w / im.width)
+        im.load()
+        orientation = _orientation(im)
+    except Exception as exc:  # decoders raise OSError, SyntaxError, struct.error...
+        out.error = _reason(exc)
+        return out
+    try:
+        im8 = to_8bit(im)
+    except (ValueError, OSError) as exc:  # e.g. LAB has no conversion to RGB
+        out.error = f"unsupported mode: {im.mode} ({exc})"
+        return out
+    method = _TRANSPOSE.get(orientation)
+    out.orientation = orientation if method is not None else 1
+    out.exif_rotated = method is not None
+    if method is not None:
+        im8 = im8.transpose(method)
+        if method in (Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE,
+                      Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270):
+            out.width, out.height = out.height, out.width
+    out.image = im8
+    return out
+
+
+def open_image(path: str | Path, max_pixels: int, *, data: bytes | None = None,
+               draft_side: int | None = None) -> Image.Image:
+    """Decode ``path`` (or ``data``, its bytes) into an upright ``L`` or ``RGB`` image.
+
+    Raises :class:`ImageDecodeError` with the short reason of :func:`decode_image`.
+    """
     if data is None:
         data = Path(path).read_bytes()
-    if not data:
-        raise ImageDecodeError("zero-byte file")
+    decoded = decode_image(data, max_pixels, draft_side=draft_side)
+    if decoded.image is None:
+        raise ImageDecodeError(decoded.error)
+    return decoded.image
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation (1..8) of a loaded image; 1 when absent or unreadable."""
+    if not any(k in im.info for k in _EXIF_KEYS) and not hasattr(im, "tag_v2"):
+        return 1  # getexif() costs ~30 us per file; most files have nothing to parse
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > max_pixels:
-                raise ImageDecodeError(f"over the pixel limit: {w}x{h} > {max_pixels} pixels")
-            im.load()
-    except ImageDecodeError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"over the pixel limit: {exc}") from None
-    except Image.UnidentifiedImageError:
-        raise ImageDecodeError("not an image (unidentified format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageDecodeError(f"cannot decode: {exc}") from None
-    return to_8bit(ImageOps.exif_transpose(im))
+        value = im.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # corrupt EXIF: the pixels are fine, keep them as stored
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _reason(exc: BaseException) -> str:
+    msg = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, EOFError) or "truncated" in msg.lower():
+        return f"truncated: {msg}"
+    return f"cannot decode: {msg}"
 
 
 def to_8bit(im: Image.Image) -> Image.Image:
@@ -57,12 +158,14 @@ def to_8bit(im: Image.Image) -> Image.Image:
     if mode == "P":
         im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
         mode = im.mode
-    if mode in ("RGBA", "LA", "PA"):
+        if mode == "RGB":
+            return im
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         rgba = im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         out = Image.alpha_composite(bg, rgba).convert("RGB")
-        return out.convert("L") if mode == "LA" else out
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return out.convert("L") if mode in ("LA", "La") else out
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
         hi = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
         return Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")

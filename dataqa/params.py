@@ -56,6 +56,10 @@ class Paths:
     tuning_html: str = "reports/tuning.html"
     prepare_gate_json: str = "reports/prepare_gate.json"
     prepare_gate_junit: str = "reports/prepare_gate.junit.xml"
+    filter_metrics: str = "reports/metrics/filter.json"
+    augment_metrics: str = "reports/metrics/augment.json"
+    augmented_tensors: str = "data/augmented/tensors.npy"  # copies letterboxed like tensors
+    prepared_metrics: str = "reports/metrics/prepared.json"  # subsets table + prepared gate
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,23 @@ class ScanParams:
     chunk_size: int = 64  # files per task sent to a worker (bounds memory in flight)
     max_pixels: int = 40_000_000  # larger images are flagged, never decoded (bomb guard)
     extensions: list[str] = field(default_factory=lambda: [
-        ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"])
+        ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"])  # ImageFolder only
+
+    def __post_init__(self) -> None:
+        for key, least in (("workers", 0), ("chunk_size", 1), ("max_pixels", 1)):
+            if getattr(self, key) < least:
+                raise ParamsError(f"params.yaml: scan.{key}: must be >= {least}, "
+                                  f"got {getattr(self, key)}")
+        bad = [e for e in self.extensions if not (e.startswith(".") and len(e) > 1)]
+        if bad:
+            raise ParamsError(f"params.yaml: scan.extensions: {bad} do not look like "
+                              f"extensions (write them as '.png')")
 
 
 @dataclass(frozen=True)
 class EngineParams:
     image_size: int = 32  # side of the square training tensor, pixels (letterboxed)
-    channels: Literal["auto", "gray", "rgb"] = "auto"  # auto: rgb if any image has colour
+    channels: Literal["auto", "gray", "rgb"] = "auto"  # auto: rgb if >= 10% of images have colour
     arch: str = "small_resnet"  # small_resnet | resnet18 | resnet34 | ... (torchvision)
     width: int = 32  # channels of the first stage of small_resnet
     depth: int = 2  # residual blocks per stage of small_resnet
@@ -88,12 +102,35 @@ class EngineParams:
 
 @dataclass(frozen=True)
 class CrossvalParams:
-    folds: int = 5
-    epochs: int | None = None  # None: adapt to the device (more on GPU)
-    batch_size: int | None = None
-    lr: float | None = None
+    """Out-of-fold predictions for the label/outlier/duplicate checks. Budgets left
+    null adapt to the device (dataqa/engine/crossval.py: DEVICE_BUDGETS)."""
+
+    folds: int = 5  # stratified; reduced (loudly) to the smallest class count if needed
+    epochs: int | None = None  # null: by device (more on GPU)
+    batch_size: int | None = None  # null: by device
+    lr: float | None = None  # peak of the one-cycle schedule, SGD-Nesterov; null: by device
+    width: int | None = None  # null: engine.width on CUDA, a smaller net on CPU
+    depth: int | None = None  # null: engine.depth on CUDA, a shallower net on CPU
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
+    flip: bool = False  # random horizontal flips (wrong for digits and text)
+    crop_padding: int = 2  # random translation by up to this many pixels, zero fill
+
+    def __post_init__(self) -> None:
+        for key, least in (("folds", 2), ("epochs", 1), ("batch_size", 1), ("width", 1),
+                           ("depth", 1), ("crop_padding", 0)):
+            value = getattr(self, key)
+            if value is not None and value < least:
+                raise ParamsError(f"params.yaml: crossval.{key}: must be >= {least}, "
+                                  f"got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise ParamsError(f"params.yaml: crossval.lr: must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class TensorsParams:
+    workers: int = 2  # decoding processes; 0 = decode in the main process
+    chunk_size: int = 256  # images per task sent to a worker (bounds memory in flight)
 
 
 @dataclass(frozen=True)
@@ -102,58 +139,238 @@ class AuditParams:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-check settings
     min_per_class: int = 20  # classes under this count are reported as insufficient
     learning_curve: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+    # passes over the whole training pool that every learning-curve point gets in images
+    # seen; null: crossval's epochs on CUDA, 2 on CPU (dataqa/learning_curve.py)
+    learning_curve_epochs: int | None = None
 
 
 @dataclass(frozen=True)
 class GateParams:
-    """Thresholds. A rule whose key is null is not evaluated."""
+    """Thresholds of the audit gate (rules table: dataqa/gate.py AUDIT_RULES). A key set
+    to null switches its rule off; a rule whose value the metrics lack (a check that did
+    not run) is listed as 'not evaluated' and does not fail the gate."""
 
-    max_undecodable_rate: float | None = 0.05
-    min_images_per_class: int | None = 10
-    max_rates: dict[str, float] = field(default_factory=dict)  # check name -> max issue rate
-    max_cross_split_duplicates: int | None = 0
-    max_imbalance_ratio: float | None = None
+    max_undecodable_rate: float | None = 0.05  # share of files, in [0, 1]
+    min_images_per_class: int | None = 10  # decodable images in the smallest class
+    # check name -> max share of images it flags, in [0, 1]; an unknown check name is an error
+    max_rates: dict[str, float] = field(default_factory=dict)
+    max_cross_split_duplicates: int | None = 0  # pairs, per check reporting cross_split_pairs
+    max_imbalance_ratio: float | None = None  # largest / smallest non-empty class
 
 
 @dataclass(frozen=True)
 class FilterParams:
-    policy: dict[str, str] = field(default_factory=dict)  # check -> drop | review | keep
-    relabel: bool = False
-    relabel_min_confidence: float = 0.95
+    """What happens to the rows each audit check flags (dataqa/prepare/filter.py).
+    Undecodable rows are always quarantined; one image of each duplicate group is kept."""
+
+    # check -> drop (quarantine) | review (keep, marked) | keep (ignore the flag)
+    policy: dict[str, Literal["drop", "review", "keep"]] = field(default_factory=dict)
+    default_policy: Literal["drop", "review", "keep"] = "review"  # checks policy omits
+    # check -> a row fails when <check>_score < this (replaces the check's own flag)
+    min_score: dict[str, float] = field(default_factory=dict)
+    relabel: bool = False  # apply label_suggested to label issues the model is sure of
+    relabel_min_confidence: float = 0.95  # out-of-fold probability of the suggested class
 
 
 @dataclass(frozen=True)
 class AugmentParams:
+    """The one augmentation policy (dataqa/augmentation.py): class-balancing copies on
+    CPU and the tuning run's batched device augmentation use the same keys."""
+
     seed: int = 0
     balance_target: float = 0.5  # classes below this share of the largest get copies
-    geometry: Literal["longest", "shortest"] = "longest"
-    min_area: float = 0.8  # with geometry=shortest: least share of the image kept by a crop
+    max_copies_per_source: int = 20  # copies of one image at most (tiny classes)
+    size: int | None = None  # side of the written copies, px; null: engine.image_size
+    geometry: Literal["longest", "shortest"] = "longest"  # canvas: pad, or crop to fill
+    min_area: float = 0.8  # least share of the image all crops keep (zoom, shortest), >= 0.25
     hflip: bool = False
     rotate_limit: float = 10.0  # degrees
-    brightness_contrast: float = 0.2
+    brightness_contrast: float = 0.2  # limit of both (albumentations RandomBrightnessContrast)
     output_format: Literal["png"] = "png"
+
+
+@dataclass(frozen=True)
+class ClassSubset:
+    """A training subset of a few classes: listed, or the ``largest`` k by count."""
+
+    classes: list[str] = field(default_factory=list)
+    largest: int | None = None
+    fraction: float = 1.0  # of each chosen class's training pool (min_per_class applies)
 
 
 @dataclass(frozen=True)
 class SubsampleParams:
     seed: int = 0
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # per class, drawn once from the clean training rows
+    val_split: str | None = None  # use the manifest rows of this split as validation instead
+    train_splits: list[str] = field(default_factory=lambda: ["train"])  # others held out
     fractions: dict[str, float] = field(default_factory=lambda: {"p10": 0.1, "p100": 1.0})
-    min_per_class: int = 2
-    class_subsets: dict[str, list[str]] = field(default_factory=dict)
+    min_per_class: int = 2  # per class in every fraction subset (capped at what exists)
+    class_subsets: dict[str, ClassSubset] = field(default_factory=dict)
+    use_augmented: bool = True  # training subsets draw from augmented copies too
+
+
+@dataclass(frozen=True)
+class TuneSpace:
+    """Search ranges of the joint round (round 2); the fine round narrows them. Every
+    leaf is a scalar or a list of scalars, so ``dvc exp run -S tune.space.<key>=...``
+    works."""
+
+    lr_min: float = 1e-5  # round 1 searches [lr_min, lr_max] log-uniformly
+    lr_max: float = 1e-1
+    batch_size_min: int = 16  # powers of two in [min, max], capped at n_train // 4
+    batch_size_max: int = 256
+    weight_decay_min: float = 1e-6  # log-uniform
+    weight_decay_max: float = 1e-2
+    dropout_min: float = 0.0
+    dropout_max: float = 0.5
+    optimizers: list[str] = field(default_factory=lambda: ["sgd", "adamw"])
+    momentum_min: float = 0.8  # sgd momentum / adamw beta1
+    momentum_max: float = 0.99
+    plateau_factor_min: float = 0.2  # LR decay factor on plateau (the guide: 0.9, /2, /5)
+    plateau_factor_max: float = 0.9
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64])  # small_resnet width
+    depths: list[int] = field(default_factory=lambda: [1, 2])  # blocks per stage
+    searched: list[str] = field(default_factory=lambda: [
+        "lr", "batch_size", "weight_decay", "dropout", "optimizer", "momentum",
+        "plateau_factor", "width", "depth"])  # round 2/3 search these; the rest stay fixed
+
+
+@dataclass(frozen=True)
+class TuneFixed:
+    """Values of the hyperparameters a round does not search (round 1: all but lr).
+    null width/depth/dropout take engine.width/depth/dropout."""
+
+    lr: float = 1e-2  # used only when a round does not search lr
+    batch_size: int = 64
+    weight_decay: float = 5e-4
+    dropout: float | None = None
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    plateau_factor: float = 0.5
+    width: int | None = None
+    depth: int | None = None
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class TuneLrRound:
+    """Round 1: the learning rate alone, few epochs, smallest subset."""
+
+    trials: int | None = None  # null: by device (see dataqa/tune/space.py DEVICE_BUDGETS)
+    epochs: int | None = None
+    subset: str = "p10"  # data/subsets/<subset>.parquet
+    sampler: Literal["qmc", "random", "tpe"] = "qmc"
+
+
+@dataclass(frozen=True)
+class TuneJointRound:
+    """Round 2: every name in space.searched, lr narrowed around round 1's best."""
+
+    trials: int | None = None
+    epochs: int | None = None
+    subset: str = "p10"
+    sampler: Literal["qmc", "random", "tpe"] = "qmc"
+    lr_decades: float = 1.0  # lr range = round-1 best x/÷ 10**lr_decades (within space)
+
+
+@dataclass(frozen=True)
+class TuneFineRound:
+    """Round 3: ranges narrowed around round 2's top trials, more epochs, larger subset.
+    Its first trials re-run round 2's top configurations (subsample fidelity)."""
+
+    trials: int | None = None
+    epochs: int | None = None
+    subset: str = "p100"
+    sampler: Literal["qmc", "random", "tpe"] = "tpe"
+    top_k: int = 4  # round-2 top trials: they span the narrowed ranges and are re-run first
+    margin: float = 0.1  # share of the round-2 range added on each side of that span
+
+
+@dataclass(frozen=True)
+class TuneRounds:
+    lr: TuneLrRound = field(default_factory=TuneLrRound)
+    joint: TuneJointRound = field(default_factory=TuneJointRound)
+    fine: TuneFineRound = field(default_factory=TuneFineRound)
+
+
+@dataclass(frozen=True)
+class TuneStopping:
+    """Per-trial training control, passed to the engine."""
+
+    patience: int = 3  # epochs without val-loss improvement before early stopping
+    min_epochs: int = 3  # early stopping never stops a trial before this many epochs
+    plateau_patience: int = 1  # epochs without val-loss improvement before LR decay
+    diverge_factor: float = 3.0  # train loss > factor x first-epoch loss (or NaN/inf): diverged
+    stall_tolerance: float = 0.01  # relative train-loss change below this, whole run: stalled
+
+
+@dataclass(frozen=True)
+class TunePruning:
+    pruner: Literal["median", "halving", "none"] = "median"
+    startup_trials: int = 3  # trials of a round that are never pruned (median)
+    warmup_epochs: int = 1  # epochs reported before a trial may be pruned
+
+
+@dataclass(frozen=True)
+class TuneDiagnose:
+    """Thresholds of the automatic diagnoses (dataqa/tune/diagnose.py)."""
+
+    overfit_gap: float = 0.10  # train acc - val acc above this: overfitting
+    overfit_rise: float = 0.10  # val loss this share above its minimum while train loss falls
+    underfit_acc: float = 0.70  # train and val acc both below this: underfitting
+    noise_cv: float = 0.50  # step-loss std / mean train loss in the last epoch: noisy
+    edge_fraction: float = 0.10  # best within this share of a range's end: on the edge
+    still_improving: float = 0.02  # val loss fell this share in the last epoch: more epochs
+
+
+@dataclass(frozen=True)
+class TuneFidelity:
+    """Subsample fidelity: the fine round first re-runs round 2's ``rounds.fine.top_k``
+    best configurations on its larger subset; the Spearman rank correlation of the two
+    scores says whether the small subset (and few epochs) can be trusted."""
+
+    min_spearman: float = 0.5  # rank agreement below this: warning
+
+
+@dataclass(frozen=True)
+class TuneCleaning:
+    """'Does cleaning help?': the best configuration on the clean training set against
+    the unfiltered one (same val set, epochs and config), several seeds each."""
+
+    enabled: bool = True
+    seeds: int = 2
+    epochs: int | None = None  # null: the fine round's epochs
+    subset: str = "p100"  # the clean training set
+    with_augmented: bool = False  # include augmented copies in the clean arm
 
 
 @dataclass(frozen=True)
 class TuneParams:
     storage: str | None = None  # None: journal file under paths.tune_dir; or an RDB URL
-    study_name: str = "dataqa"
-    seed: int = 0
+    study_name: str = "dataqa"  # rounds are studies <study_name>-lr, -joint, -fine
+    seed: int = 0  # trial seed = seed + round offset + trial number
+    heartbeat_interval: int = 10  # seconds (RDB storage): a killed worker's trial fails
+    grace_period: int = 30  # seconds without heartbeat before a trial is stale
+    max_retry: int = 1  # re-runs of a trial whose worker died
+    round_wait_seconds: int = 3600  # longest wait for other workers' trials of a round
+    augment: bool = True  # train with params.augment's policy, batched on the device
+    space: TuneSpace = field(default_factory=TuneSpace)
+    fixed: TuneFixed = field(default_factory=TuneFixed)
+    rounds: TuneRounds = field(default_factory=TuneRounds)
+    stopping: TuneStopping = field(default_factory=TuneStopping)
+    pruning: TunePruning = field(default_factory=TunePruning)
+    diagnose: TuneDiagnose = field(default_factory=TuneDiagnose)
+    fidelity: TuneFidelity = field(default_factory=TuneFidelity)
+    cleaning: TuneCleaning = field(default_factory=TuneCleaning)
 
 
 @dataclass(frozen=True)
 class ReportParams:
     gallery_size: int = 48  # flagged images shown per check; full lists live in Parquet
     thumb_size: int = 96  # pixels, longest side
+    max_thumbnails: int = 1000  # images decoded per report at most (keeps 100k fast)
+    max_table_rows: int = 1000  # rows per file table (e.g. undecodable files)
 
 
 @dataclass(frozen=True)
@@ -161,6 +378,7 @@ class Params:
     paths: Paths = field(default_factory=Paths)
     data: DataParams = field(default_factory=DataParams)
     scan: ScanParams = field(default_factory=ScanParams)
+    tensors: TensorsParams = field(default_factory=TensorsParams)
     engine: EngineParams = field(default_factory=EngineParams)
     crossval: CrossvalParams = field(default_factory=CrossvalParams)
     audit: AuditParams = field(default_factory=AuditParams)

@@ -1,0 +1,264 @@
+"""The gate: thresholds from ``params.yaml: gate`` against a stage's metrics JSON.
+
+Rules are table-driven: each :class:`RuleDef` says which ``GateParams`` field holds the
+threshold, where the value sits in the metrics (a dotted path), and how they compare.
+Adding a rule is one line in a table (``AUDIT_RULES``; the prepared-data gate adds its
+own table and a :data:`GATES` entry). :func:`evaluate` is pure: the gate stage and the
+HTML report both call it, so the report never recomputes anything.
+
+Semantics, decided once here:
+
+- a threshold set to ``null`` switches its rule off: the rule is not listed at all;
+- a rule whose value is absent from the metrics (the check did not run, no check
+  reports cross-split pairs, the value is null) is listed as *not evaluated*
+  (``passed: null``, a ``<skipped>`` JUnit test case); it does not fail the gate,
+  so one ``params.yaml`` can hold thresholds for optional checks;
+- a per-check threshold naming a check that does not exist at all (a typo such as
+  ``gate.max_rates.lable``) is a :class:`~dataqa.errors.ParamsError`;
+- the gate fails (exit code 1) when any evaluated rule fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dataqa.errors import ParamsError, StageInputError
+from dataqa.io import write_bytes, write_json
+from dataqa.params import GateParams, Params
+
+Comparison = Literal["<=", ">="]
+
+
+@dataclass(frozen=True)
+class RuleDef:
+    """One row of a rule table.
+
+    ``per_check``: ``""`` one rule; ``"threshold"`` the threshold is a mapping
+    ``{check: value}`` giving one rule per entry; ``"metric"`` one rule per check whose
+    metrics hold the path (``{check}`` in ``metric`` is replaced by the check name).
+    ``bounds``: allowed threshold range, checked as params validation.
+    """
+
+    key: str
+    metric: str
+    comparison: Comparison
+    what: str
+    per_check: Literal["", "threshold", "metric"] = ""
+    bounds: tuple[float, float] = (0.0, math.inf)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An evaluated rule. ``passed`` is None when it could not be evaluated."""
+
+    name: str
+    value: float | None
+    threshold: float
+    comparison: Comparison
+    passed: bool | None
+    message: str
+
+    @property
+    def evaluated(self) -> bool:
+        return self.passed is not None
+
+    @property
+    def status(self) -> str:
+        return {True: "pass", False: "FAIL", None: "not evaluated"}[self.passed]
+
+
+# key in GateParams, dotted metric path, comparison that passes, words
+AUDIT_RULES: list[RuleDef] = [
+    RuleDef("max_undecodable_rate", "dataset.undecodable_rate", "<=",
+            "share of undecodable files", bounds=(0.0, 1.0)),
+    RuleDef("min_images_per_class", "balance.min_class_count", ">=",
+            "decodable images in the smallest class"),
+    RuleDef("max_rates", "checks.{check}.rate", "<=", "share of images flagged by {check}",
+            per_check="threshold", bounds=(0.0, 1.0)),
+    RuleDef("max_cross_split_duplicates", "checks.{check}.cross_split_pairs", "<=",
+            "duplicate pairs across splits found by {check} (leakage)", per_check="metric"),
+    RuleDef("max_imbalance_ratio", "balance.imbalance_ratio", "<=",
+            "largest over smallest class count", bounds=(1.0, math.inf)),
+]
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """Which metrics a gate reads and where it writes (names of ``paths`` entries)."""
+
+    metrics: str
+    stage: str  # the stage that writes the metrics (for "run it first")
+    json: str
+    junit: str
+    rules: Sequence[RuleDef]
+
+
+GATES: dict[str, GateSpec] = {
+    "audit": GateSpec("audit_metrics", "audit", "gate_json", "gate_junit", AUDIT_RULES),
+}
+
+
+# --------------------------------------------------------------------------- evaluate
+def evaluate(gate: GateParams, metrics: dict[str, Any], *,
+             rules: Sequence[RuleDef] = AUDIT_RULES) -> list[Rule]:
+    """Evaluate every switched-on rule of ``rules`` against ``metrics``, in table order."""
+    out: list[Rule] = []
+    for rd in rules:
+        threshold = getattr(gate, rd.key)
+        if threshold is None:
+            continue
+        for name, check, thr in _expand(rd, threshold, metrics):
+            _check_bounds(rd, name, thr)
+            path = rd.metric.format(check=check or "*")
+            what = rd.what.format(check=check or "any check")
+            value = _lookup(metrics, path) if check or not rd.per_check else None
+            if value is None:
+                if rd.per_check and check not in metrics.get("checks", {}):
+                    why = f"check '{check}' did not run" if check else f"no check reports '{path}'"
+                else:
+                    why = f"no value at '{path}'"
+                out.append(Rule(name, None, thr, rd.comparison, None,
+                                f"{what}: not evaluated ({why})"))
+                continue
+            passed = value <= thr if rd.comparison == "<=" else value >= thr
+            verb = "within" if passed else "violates"
+            out.append(Rule(name, value, thr, rd.comparison, passed,
+                            f"{what} = {value:.6g} {verb} {rd.comparison} {thr:.6g}"))
+    return out
+
+
+def _expand(rd: RuleDef, threshold: Any, metrics: dict[str, Any]
+            ) -> Iterator[tuple[str, str, float]]:
+    """(rule name, check name or "", threshold) for each rule a table row gives."""
+    if rd.per_check == "threshold":
+        if not isinstance(threshold, dict):
+            raise ParamsError(f"params.yaml: gate.{rd.key}: expected a mapping check -> value")
+        for check, thr in threshold.items():
+            if check not in metrics.get("checks", {}):
+                _require_known_check(rd.key, check)
+            yield f"{rd.key}.{check}", check, thr
+    elif rd.per_check == "metric":
+        found = [c for c in metrics.get("checks", {})
+                 if _lookup(metrics, rd.metric.format(check=c)) is not None]
+        for check in found:
+            yield f"{rd.key}.{check}", check, threshold
+        if not found:
+            yield rd.key, "", threshold  # listed as not evaluated
+    else:
+        yield rd.key, "", threshold
+
+
+def _require_known_check(key: str, check: str) -> None:
+    from dataqa.checks import get_check  # imports the check modules: only when needed
+
+    try:
+        get_check(check)
+    except ParamsError:
+        from dataqa.checks import REGISTRY
+        raise ParamsError(f"params.yaml: gate.{key}.{check}: unknown check '{check}'. "
+                          f"Known checks: {', '.join(sorted(REGISTRY))}") from None
+
+
+def _check_bounds(rd: RuleDef, name: str, thr: float) -> None:
+    lo, hi = rd.bounds
+    if not (lo <= thr <= hi) or math.isnan(thr):
+        raise ParamsError(f"params.yaml: gate.{name}: {thr:g} is outside [{lo:g}, {hi:g}]")
+
+
+def _lookup(metrics: dict[str, Any], path: str) -> float | None:
+    """Numeric value at a dotted ``path``; None when absent or null."""
+    node: Any = metrics
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    if node is None:
+        return None
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        raise StageInputError(f"metrics key '{path}' holds {node!r}, not a number; "
+                              f"rerun the stage that writes it")
+    return float(node)
+
+
+# --------------------------------------------------------------------------- outputs
+def to_json(rules: Sequence[Rule], *, on: str) -> dict[str, Any]:
+    """The ``gate.json`` document."""
+    return {
+        "on": on,
+        "passed": not any(r.passed is False for r in rules),
+        "n_rules": len(rules),
+        "n_failed": sum(r.passed is False for r in rules),
+        "n_not_evaluated": sum(r.passed is None for r in rules),
+        "rules": {r.name: {k: v for k, v in dataclasses.asdict(r).items() if k != "name"}
+                  for r in rules},
+    }
+
+
+def to_junit(rules: Sequence[Rule], *, on: str) -> bytes:
+    """JUnit XML: one ``testcase`` per rule; ``failure`` / ``skipped`` with the message.
+    ElementTree escapes every attribute and text."""
+    suite_name = f"dataqa.gate.{on}"
+    root = ET.Element("testsuites", name="dataqa gate")
+    suite = ET.SubElement(root, "testsuite", name=suite_name, tests=str(len(rules)),
+                          failures=str(sum(r.passed is False for r in rules)),
+                          skipped=str(sum(r.passed is None for r in rules)), errors="0")
+    for r in rules:
+        case = ET.SubElement(suite, "testcase", classname=suite_name, name=r.name, time="0")
+        if r.passed is False:
+            fail = ET.SubElement(case, "failure", message=r.message, type="threshold")
+            fail.text = (f"value={_fmt(r.value)} threshold={_fmt(r.threshold)} "
+                         f"(passes when value {r.comparison} threshold)")
+        elif r.passed is None:
+            ET.SubElement(case, "skipped", message=r.message)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def format_table(rules: Sequence[Rule]) -> str:
+    """A short fixed-width table for the terminal."""
+    lines = [f"{'rule':<44} {'value':>12} {'':>2} {'threshold':>10}  result"]
+    for r in rules:
+        lines.append(f"{r.name:<44} {_fmt(r.value):>12} {r.comparison:>2} "
+                     f"{_fmt(r.threshold):>10}  {r.status}")
+    return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
+# --------------------------------------------------------------------------- stage
+def load_metrics(params: Params, spec: GateSpec) -> dict[str, Any]:
+    path = params.path(spec.metrics)
+    if not path.is_file():
+        raise StageInputError(f"{path}: not found; run the '{spec.stage}' stage first")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise StageInputError(f"{path}: not valid JSON ({exc}); "
+                              f"rerun the '{spec.stage}' stage") from None
+    if not isinstance(data, dict):
+        raise StageInputError(f"{path}: expected a JSON object; rerun the '{spec.stage}' stage")
+    return data
+
+
+def run_stage(params: Params, on: str = "audit") -> int:
+    """Evaluate the gate ``on`` (a :data:`GATES` key); exit code 1 when a rule fails."""
+    if on not in GATES:
+        raise ParamsError(f"unknown gate '{on}'; known: {', '.join(GATES)}")
+    spec = GATES[on]
+    rules = evaluate(params.gate, load_metrics(params, spec), rules=spec.rules)
+    doc = to_json(rules, on=on)
+    write_json(params.path(spec.json), doc)
+    write_bytes(params.path(spec.junit), to_junit(rules, on=on))
+    print(format_table(rules))
+    print(f"gate {on}: {'PASSED' if doc['passed'] else 'FAILED'} "
+          f"({doc['n_failed']} failed, {doc['n_not_evaluated']} not evaluated, "
+          f"{doc['n_rules']} rules)")
+    return 0 if doc["passed"] else 1

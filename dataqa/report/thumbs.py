@@ -1,0 +1,110 @@
+"""Inline thumbnails for the reports: data: URIs, decoded only for images shown.
+
+Sections ask for thumbnails while they are built (:meth:`Thumbnailer.want`); the page
+then decodes all of them at once in a few threads (Pillow releases the GIL while it
+decodes) and templates read them with :meth:`Thumbnailer.get`. Each image is decoded
+at most once per report even when several galleries show it, and never more than
+``limit`` images per report: a 100,000-image dataset costs the same as a small one.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from dataqa.imageio import ImageDecodeError, open_image
+from dataqa.params import Params
+
+
+@dataclass(frozen=True)
+class Thumb:
+    """A thumbnail (``uri`` set) or the reason there is none (``note``)."""
+
+    uri: str | None
+    note: str | None
+    width: int = 0  # of the encoded thumbnail, pixels
+    height: int = 0
+
+
+def source_root(params: Params) -> Path:
+    """Folder that manifest paths are relative to: the ImageFolder itself, or the
+    folder of the CSV source."""
+    src = params.resolve(params.data.source)
+    return src if src.is_dir() else src.parent
+
+
+def make_thumbnail(path: str | Path, *, size: int, max_pixels: int) -> Thumb:
+    """Decode ``path`` (EXIF-oriented, 8-bit) and shrink its longest side to ``size``
+    (never enlarged: the page scales tiny images up with crisp pixels). Encoded as PNG
+    or JPEG, whichever is smaller (PNG wins for digits and flat art, JPEG for photos)."""
+    try:
+        im = open_image(path, max_pixels)
+    except FileNotFoundError:
+        return Thumb(None, "file missing (moved since the scan?)")
+    except (ImageDecodeError, OSError) as exc:
+        return Thumb(None, str(exc))
+    im.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    best = b""
+    mime = ""
+    for fmt, kwargs in (("PNG", {"optimize": True}), ("JPEG", {"quality": 82})):
+        buf = io.BytesIO()
+        im.save(buf, fmt, **kwargs)
+        if not best or buf.tell() < len(best):
+            best, mime = buf.getvalue(), fmt.lower()
+    uri = f"data:image/{mime};base64,{base64.b64encode(best).decode('ascii')}"
+    return Thumb(uri, None, im.width, im.height)
+
+
+class Thumbnailer:
+    """Collects wanted manifest ids, decodes them once, serves :class:`Thumb` objects.
+
+    ``manifest`` is indexed by ``id`` and has ``path`` and ``decode_error``.
+    """
+
+    def __init__(self, manifest: pd.DataFrame, root: Path, *, size: int, max_pixels: int,
+                 limit: int, workers: int = 2) -> None:
+        self.manifest = manifest
+        self.root = root
+        self.size = size
+        self.max_pixels = max_pixels
+        self.limit = limit
+        self.workers = workers
+        self._wanted: dict[int, None] = {}  # ordered set
+        self._thumbs: dict[int, Thumb] = {}
+
+    def want(self, ids: Iterable[int]) -> None:
+        for i in ids:
+            self._wanted.setdefault(int(i))
+
+    def load(self) -> None:
+        """Decode every wanted, not yet loaded image (the first ``limit`` of them)."""
+        todo: list[tuple[int, Path]] = []
+        for i in self._wanted:
+            if i in self._thumbs:
+                continue
+            err = self.manifest.at[i, "decode_error"]
+            if not pd.isna(err):
+                self._thumbs[i] = Thumb(None, f"undecodable: {err}")
+            elif len(todo) + self.n_decoded >= self.limit:
+                self._thumbs[i] = Thumb(None, "not shown: report.max_thumbnails reached")
+            else:
+                todo.append((i, self.root / str(self.manifest.at[i, "path"])))
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            made = pool.map(lambda t: make_thumbnail(t[1], size=self.size,
+                                                     max_pixels=self.max_pixels), todo)
+            for (i, _), thumb in zip(todo, made):
+                self._thumbs[i] = thumb
+
+    @property
+    def n_decoded(self) -> int:
+        return sum(t.uri is not None for t in self._thumbs.values())
+
+    def get(self, i: int) -> Thumb:
+        return self._thumbs.get(int(i)) or Thumb(None, "no thumbnail")
