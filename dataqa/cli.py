@@ -43,6 +43,12 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
                         "study's budget is spent)")
 
 
+def _gate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--on", choices=["audit", "prepared"], default="audit",
+                   help="which gate: the audit results (default) or the prepared data "
+                        "(after filter, augment, subsample)")
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=["audit", "tuning"], default="audit",
                    help="which report to write (default: audit)")
@@ -58,7 +64,7 @@ COMMANDS: list[Command] = [
     Command("audit", "dataqa.audit:run_stage",
             "run the checks listed in audit.checks; write issues.parquet and audit.json"),
     Command("gate", "dataqa.gate:run_stage",
-            "evaluate the gate thresholds; exit 1 when a rule fails"),
+            "evaluate the gate thresholds; exit 1 when a rule fails", _gate_args),
     Command("filter", "dataqa.prepare.filter:run_stage",
             "split the manifest into clean and quarantine tables (raw files untouched)"),
     Command("augment", "dataqa.prepare.augment:run_stage",

@@ -99,8 +99,21 @@ class GateSpec:
     rules: Sequence[RuleDef]
 
 
+# the prepared-data gate (after filter/augment/subsample), read from prepared.json
+PREPARED_RULES: list[RuleDef] = [
+    RuleDef("min_clean_per_class", "prepared.min_clean_per_class", ">=",
+            "clean images in the smallest class"),
+    RuleDef("max_quarantined_share", "prepared.quarantined_share", "<=",
+            "share of the manifest quarantined", bounds=(0.0, 1.0)),
+    RuleDef("max_balanced_imbalance_ratio", "prepared.balanced_imbalance_ratio", "<=",
+            "largest over smallest training-pool class after balancing",
+            bounds=(1.0, math.inf)),
+]
+
 GATES: dict[str, GateSpec] = {
     "audit": GateSpec("audit_metrics", "audit", "gate_json", "gate_junit", AUDIT_RULES),
+    "prepared": GateSpec("prepared_metrics", "subsample", "prepare_gate_json",
+                         "prepare_gate_junit", PREPARED_RULES),
 }
 
 

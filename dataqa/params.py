@@ -140,7 +140,7 @@ class AuditParams:
     min_per_class: int = 20  # classes under this count are reported as insufficient
     learning_curve: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     # passes over the whole training pool that every learning-curve point gets in images
-    # seen; null: crossval's epochs on CUDA, 2 on CPU (dataqa/learning_curve.py)
+    # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/learning_curve.py)
     learning_curve_epochs: int | None = None
 
 
@@ -156,6 +156,10 @@ class GateParams:
     max_rates: dict[str, float] = field(default_factory=dict)
     max_cross_split_duplicates: int | None = 0  # pairs, per check reporting cross_split_pairs
     max_imbalance_ratio: float | None = None  # largest / smallest non-empty class
+    # prepared-data gate (`dataqa gate --on prepared`, after filter/augment/subsample)
+    min_clean_per_class: int | None = 10  # clean images in the smallest class
+    max_quarantined_share: float | None = 0.2  # share of the manifest left out, in [0, 1]
+    max_balanced_imbalance_ratio: float | None = 3.0  # largest / smallest after balancing
 
 
 @dataclass(frozen=True)

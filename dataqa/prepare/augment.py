@@ -1,0 +1,327 @@
+"""The ``augment`` stage: aspect-preserving copies that balance the small classes.
+
+Classes of the training pool (clean rows of ``subsample.train_splits`` outside the fixed
+validation split, so no copy is ever made of a validation image) whose count is below
+``ceil(balance_target * largest)`` get copies until they reach it, at most
+``max_copies_per_source`` per image. Sources are the class's images not marked for
+review (all of them when every one is), taken round-robin in a seeded order so each
+is used as evenly as possible.
+
+Each copy is made by :func:`dataqa.augmentation.build_transform` from the **raw file**
+(decoded once per source with :func:`dataqa.imageio.open_image`), not from the
+tensors: the tensors are already letterboxed and downscaled, so zooming or rotating them
+would resample twice and rotate their padding; the raw file gives the full resolution
+and a true content box. Each copy records its source id, the serialized transform
+(``A.to_dict``) and its seed: the same seed gives the same bytes.
+
+Outputs, in ``augmented_dir`` (built in a temporary folder, then renamed into place):
+``images/<id>.png``, ``augmented_manifest`` (one row per copy, with the geometry
+measured on it) and ``augmented_tensors`` (A, H, W, C) uint8, the copies letterboxed
+like ``tensors`` (same size and channels) so the tuning run indexes them directly.
+``augment_metrics``: counts per class before/after, imbalance ratios, and the
+distortion figures measured on the copies (aspect change, area cropped, padding).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from dataqa.augmentation import apply_transform, build_transform, get_policy, to_dict
+from dataqa.errors import ParamsError, StageInputError
+from dataqa.imageio import ImageDecodeError, letterbox, open_image
+from dataqa.io import write_json, write_npy, write_parquet
+from dataqa.params import AugmentParams, Params
+from dataqa.prepare.common import atomic_dir, class_counts, imbalance_ratio, inside, read_table
+from dataqa.prepare.subsample import class_rng, find_training_rows, find_validation
+
+IMAGES = "images"  # folder of the PNG copies inside augmented_dir
+_WHERE = "params.yaml: augment"
+
+
+# --------------------------------------------------------------------------- plan
+def plan_copies(train: pd.DataFrame, *, params: AugmentParams) -> pd.DataFrame:
+    """One row per copy to make: ``id`` (0..A-1), ``label``, ``source_id``, ``copy``
+    (index among the copies of that source) and ``seed``.
+
+    ``train``: the training pool's rows with ``id``, ``label`` and optionally ``review``.
+    """
+    if not 0.0 < params.balance_target <= 1.0:
+        raise ParamsError(f"{_WHERE}.balance_target: {params.balance_target} is outside (0, 1]")
+    if params.max_copies_per_source < 0:
+        raise ParamsError(f"{_WHERE}.max_copies_per_source: must be >= 0")
+    counts = class_counts(train["label"])
+    target = balance_target_count(counts, params.balance_target)
+    labels = train["label"].astype(str).to_numpy()
+    ids = train["id"].to_numpy(dtype=np.int64)
+    review = (train["review"].fillna(False).to_numpy(dtype=bool, copy=True) if "review" in train
+              else np.zeros(len(train), dtype=bool))
+    rows: list[tuple[str, int, int]] = []
+    for label, n in counts.items():
+        need = target - n
+        if need <= 0:
+            continue
+        mine = labels == label
+        pick = mine & ~review if (mine & ~review).any() else mine
+        sources = np.sort(ids[pick])
+        sources = sources[class_rng(params.seed, label).permutation(len(sources))]
+        need = min(need, params.max_copies_per_source * len(sources))
+        for j in range(need):
+            rows.append((label, int(sources[j % len(sources)]), j // len(sources)))
+    plan = pd.DataFrame(rows, columns=["label", "source_id", "copy"])
+    plan.insert(0, "id", np.arange(len(plan), dtype=np.int64))
+    plan["seed"] = [copy_seed(params.seed, s, k) for s, k in
+                    zip(plan["source_id"], plan["copy"])]
+    return plan.astype({"source_id": "int64", "copy": "int64", "seed": "int64"})
+
+
+def balance_target_count(counts: dict[str, int], balance_target: float) -> int:
+    """The count every class is brought up to: ``ceil(balance_target * largest)``."""
+    return math.ceil(balance_target * max(counts.values()) - 1e-9) if counts else 0
+
+
+def copy_seed(seed: int, source_id: int, copy: int) -> int:
+    """The seed of copy ``copy`` of ``source_id``: independent of the order copies are
+    made in, so adding a class does not change the other copies' bytes."""
+    return int(np.random.SeedSequence([seed, source_id, copy]).generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------- make
+@dataclass
+class Copies:
+    """The copies made: ``records`` (one row per copy), ``png`` (encoded files, same
+    order), ``tensors`` (A, H, W, C) uint8."""
+
+    records: pd.DataFrame
+    png: list[bytes]
+    tensors: np.ndarray
+
+
+def make_copies(plan: pd.DataFrame, sources: pd.DataFrame, *, root: Path,
+                params: AugmentParams, size: int, tensor_size: int, channels: int,
+                max_pixels: int) -> Copies:
+    """Decode each source once from ``root / path`` and make its copies.
+
+    ``sources``: clean rows with ``id`` and ``path``; ``size``: side of the PNG copies;
+    ``tensor_size``/``channels``: the geometry of ``tensors`` the copies must match.
+    """
+    get_policy(params, size=size)  # a bad key fails before any decoding
+    mode = {1: "L", 3: "RGB"}.get(channels)
+    if mode is None:
+        raise StageInputError(f"tensors have {channels} channels; expected 1 or 3")
+    path_of = dict(zip(sources["id"].astype(int), sources["path"].astype(str)))
+    n = len(plan)
+    tensors = np.zeros((n, tensor_size, tensor_size, channels), dtype=np.uint8)
+    png: list[bytes] = [b""] * n
+    measured = np.zeros((n, 5))
+    transforms: list[str] = [""] * n
+    cache: dict[tuple[int, int], tuple[Any, str]] = {}
+    for source_id, group in plan.groupby("source_id", sort=True):
+        rel = path_of[int(source_id)]
+        image = _decode(root / rel, mode=mode, max_pixels=max_pixels)
+        shape = image.shape[:2]
+        key = shape if params.geometry == "shortest" else (0, 0)
+        if key not in cache:  # "longest" needs one Compose for all sources
+            t = build_transform(params, size=size, source_shape=shape)
+            cache[key] = (t, json.dumps(to_dict(t), sort_keys=True))
+        transform, serial = cache[key]
+        for i, seed in zip(group.index, group["seed"]):
+            out = apply_transform(transform, image, seed=int(seed))
+            png[i] = encode_png(out.image)
+            boxed, _ = letterbox(out.image, tensor_size)
+            tensors[i] = boxed.reshape(tensor_size, tensor_size, channels)
+            measured[i] = (out.scale_x, out.scale_y, out.aspect_change, out.area_kept,
+                           out.padding)
+            transforms[i] = serial
+    records = plan.copy()
+    records["path"] = [f"{IMAGES}/{i:07d}.png" for i in records["id"]]
+    records["source_path"] = records["source_id"].map(path_of).astype("string")
+    records["transform"] = pd.Series(transforms, dtype="string")
+    records["width"] = size
+    records["height"] = size
+    for k, col in enumerate(("scale_x", "scale_y", "aspect_change", "area_kept", "padding")):
+        records[col] = measured[:, k]
+    records["row"] = records["id"]  # row of augmented_tensors
+    return Copies(records, png, tensors)
+
+
+def _decode(path: Path, *, mode: str, max_pixels: int) -> np.ndarray:
+    try:
+        im = open_image(path, max_pixels)
+    except (ImageDecodeError, OSError) as exc:
+        raise StageInputError(f"{path}: a clean image no longer decodes ({exc}); the "
+                              "source changed since 'scan': rerun the pipeline") from None
+    return np.asarray(im.convert(mode) if im.mode != mode else im)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W[, 1 | 3]) uint8 array; deterministic (no timestamps)."""
+    arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- metrics
+def summarize(plan: pd.DataFrame, train: pd.DataFrame, records: pd.DataFrame, *,
+              params: AugmentParams, size: int, seconds: float) -> dict[str, Any]:
+    """The ``augment_metrics`` document."""
+    before = class_counts(train["label"])
+    copies = class_counts(plan["label"], before)
+    after = {c: before[c] + copies[c] for c in before}
+    target = balance_target_count(before, params.balance_target)
+    below = [c for c, n in after.items() if n < target]
+
+    def stat(col: str, how: str) -> float | None:
+        if records.empty:
+            return None
+        return float(getattr(records[col], how)())
+
+    return {
+        "n_copies": len(plan),
+        "size": size,
+        "balance_target": params.balance_target,
+        "target_count": target,
+        "target_reached": not below,
+        "classes_below_target": below,
+        "per_class": {c: {"before": before[c], "copies": copies[c], "after": after[c]}
+                      for c in before},
+        "imbalance_ratio_before": imbalance_ratio(before),
+        "imbalance_ratio_after": imbalance_ratio(after),
+        "distortion": {
+            "aspect_change_max": stat("aspect_change", "max"),
+            "aspect_change_mean": stat("aspect_change", "mean"),
+            "area_cropped_mean": None if records.empty else float(1 - records["area_kept"].mean()),
+            "area_cropped_max": None if records.empty else float(1 - records["area_kept"].min()),
+            "padding_mean": stat("padding", "mean"),
+        },
+        "policy": {"geometry": params.geometry, "min_area": params.min_area,
+                   "rotate_limit": params.rotate_limit, "hflip": params.hflip,
+                   "brightness_contrast": params.brightness_contrast, "seed": params.seed},
+        "seconds": round(seconds, 3),
+    }
+
+
+# --------------------------------------------------------------------------- stage
+def training_pool(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(clean table, its training-pool rows): training splits minus the fixed
+    validation split that the subsample stage will draw (same params, same rows)."""
+    clean = read_table(params.path("clean"), stage="filter",
+                       required=["id", "path", "label", "split"])
+    mask = find_training_rows(clean, params=params.subsample)
+    mask &= ~find_validation(clean, params=params.subsample)
+    return clean, clean[mask].reset_index(drop=True)
+
+
+def run_stage(params: Params) -> int:
+    start = time.perf_counter()
+    clean, train = training_pool(params)
+    if train.empty:
+        raise StageInputError("augment: the training pool is empty (no clean rows of "
+                              f"splits {params.subsample.train_splits} outside validation)")
+    aug = params.augment
+    size = aug.size or params.engine.image_size
+    tensors_path = params.path("tensors")
+    if not tensors_path.is_file():
+        raise StageInputError(f"{tensors_path}: not found; run the 'tensors' stage first")
+    shape = np.load(tensors_path, mmap_mode="r").shape
+    if len(shape) != 4 or shape[1] != shape[2]:
+        raise StageInputError(f"{tensors_path}: expected (N, S, S, C) tensors, got {shape}")
+    plan = plan_copies(train, params=aug)
+    from dataqa.sources import source_root
+
+    copies = make_copies(plan, train, root=source_root(params.resolve(params.data.source)),
+                         params=aug, size=size, tensor_size=int(shape[1]),
+                         channels=int(shape[3]), max_pixels=params.scan.max_pixels)
+    write_augmented(params, copies)
+    summary = summarize(plan, train, copies.records, params=aug, size=size,
+                        seconds=time.perf_counter() - start)
+    write_json(params.path("augment_metrics"), summary)
+    d = summary["distortion"]
+    print(f"augment: {summary['n_copies']} copies to reach {summary['target_count']} per "
+          f"class; imbalance {summary['imbalance_ratio_before']} -> "
+          f"{summary['imbalance_ratio_after']}")
+    if summary["n_copies"]:
+        print(f"  aspect change max {d['aspect_change_max']:.2e}, area cropped mean "
+              f"{d['area_cropped_mean']:.3f} (max {d['area_cropped_max']:.3f}), padding "
+              f"mean {d['padding_mean']:.3f}")
+    return 0
+
+
+def write_augmented(params: Params, copies: Copies) -> None:
+    """Build ``augmented_dir`` atomically; the manifest and tensors go inside it when
+    their paths lie there (the default), else next to it, atomically too."""
+    folder = params.path("augmented_dir")
+    outputs = {"augmented_manifest": lambda p: write_parquet(p, copies.records),
+               "augmented_tensors": lambda p: write_npy(p, copies.tensors)}
+    outside = []
+    with atomic_dir(folder) as tmp:
+        (tmp / IMAGES).mkdir()
+        for rel, data in zip(copies.records["path"], copies.png):
+            (tmp / rel).write_bytes(data)
+        for name, write in outputs.items():
+            rel_out = inside(params.path(name), folder)
+            if rel_out is None:
+                outside.append((name, write))
+            else:
+                write(tmp / rel_out)
+    for name, write in outside:
+        write(params.path(name))
+
+
+# --------------------------------------------------------------------------- report
+def get_augmentation_grid(params: Params, *, per_class: int = 3,
+                          thumb_size: int | None = None) -> list[dict[str, Any]]:
+    """Before/after thumbnails per class for the tuning report.
+
+    Returns one dict per class that got copies, sorted by class:
+    ``{"label": str, "copies": int, "items": [{"before": str, "after": str,
+    "caption": str}, ...]}`` with at most ``per_class`` items; ``before`` and ``after``
+    are base64-encoded PNGs (no ``data:`` prefix), at most ``thumb_size`` px on their
+    longer side (default ``report.thumb_size``); ``before`` is the raw source image
+    (aspect kept), ``after`` the copy as written. Empty when no copy was made.
+    """
+    thumb = thumb_size or params.report.thumb_size
+    records = read_table(params.path("augmented_manifest"), stage="augment",
+                         required=["id", "label", "source_id", "source_path", "path"])
+    if records.empty:
+        return []
+    from dataqa.sources import source_root
+
+    root = source_root(params.resolve(params.data.source))
+    folder = params.path("augmented_dir")
+    out = []
+    for label, group in records.sort_values("id").groupby("label", sort=True):
+        items = []
+        for rec in group.head(per_class).itertuples():
+            before = open_image(root / str(rec.source_path), params.scan.max_pixels)
+            after = Image.open(folder / str(rec.path))
+            caption = f"copy {rec.id} of image {rec.source_id}"
+            if "area_kept" in records:
+                caption += f": {rec.area_kept:.0%} kept, {rec.padding:.0%} padding"
+            items.append({"before": _thumb_b64(before, thumb),
+                          "after": _thumb_b64(after, thumb), "caption": caption})
+        out.append({"label": str(label), "copies": int(len(group)), "items": items})
+    return out
+
+
+def _thumb_b64(im: Image.Image, size: int) -> str:
+    im = im.copy()
+    if max(im.size) > size:
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+    else:  # small training-size copies: enlarge with visible pixels, never blur
+        k = max(1, size // max(im.size))
+        im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")

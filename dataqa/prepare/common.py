@@ -1,0 +1,79 @@
+"""Helpers shared by the preparation stages: reading their inputs, class counts, and
+building an output directory atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from dataqa.errors import StageInputError
+
+
+def read_table(path: Path, *, stage: str, required: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a Parquet output of an earlier ``stage``; a clear error when missing or old."""
+    if not path.is_file():
+        raise StageInputError(f"{path}: not found; run the '{stage}' stage first")
+    frame = pd.read_parquet(path)
+    missing = [c for c in required if c not in frame]
+    if missing:
+        raise StageInputError(f"{path}: missing columns {missing}; rerun the '{stage}' stage")
+    return frame
+
+
+def class_counts(labels: pd.Series | Iterable[str], classes: Iterable[str] = ()
+                 ) -> dict[str, int]:
+    """Images per class, sorted by class name; ``classes`` listed with 0 when absent."""
+    counts = pd.Series(list(labels), dtype="object").astype(str).value_counts()
+    out = {str(c): 0 for c in classes}
+    out.update({str(k): int(v) for k, v in counts.items()})
+    return dict(sorted(out.items()))
+
+
+def imbalance_ratio(counts: dict[str, int]) -> float | None:
+    """Largest over smallest class count; None when a class is empty or none exists
+    (JSON has no infinity; the gate reports a missing value as not evaluated)."""
+    values = list(counts.values())
+    if not values or min(values) <= 0:
+        return None
+    return max(values) / min(values)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory next to ``target``; on success it replaces
+    ``target`` (rename the old one aside, rename the new one in, delete the old one).
+
+    An interrupted build leaves the previous ``target`` untouched; only the instant
+    between the two renames has no ``target`` (POSIX has no portable directory swap).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old",
+                                        dir=target.parent))
+            os.rmdir(old)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def inside(path: Path, folder: Path) -> Path | None:
+    """``path`` relative to ``folder`` when it lies inside it, else None."""
+    try:
+        return Path(path).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return None

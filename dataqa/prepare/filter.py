@@ -1,0 +1,347 @@
+"""The ``filter`` stage: split the manifest into a clean table and a quarantine table.
+
+Nothing is deleted: "removing" an image means leaving it out of ``clean.parquet`` and
+listing it in ``quarantine.parquet`` with every check that failed it, the worst score
+and a reason in words. Every manifest row is in exactly one of the two tables.
+
+Per check (each ``is_<check>_issue`` column of ``issues.parquet``) the policy in
+``params.yaml: filter`` says what a failing row gets:
+
+- ``drop``: quarantined; ``review``: kept, marked (``review`` and ``review_checks``);
+  ``keep``: the flag is ignored. Checks the policy omits get ``default_policy``.
+- ``min_score.<check>``: a row fails when ``<check>_score`` is below it, replacing the
+  check's own flag (a stricter or looser operating point without rerunning the audit).
+- Duplicate checks (those with a ``<check>_group`` column): of each group, the first
+  member by path that no other dropping check removed is kept, the others fail; so one
+  image of every group survives whenever any member is otherwise clean.
+- Undecodable and unlabelled rows are always quarantined.
+- ``relabel``: label issues whose suggested class has an out-of-fold probability of at
+  least ``relabel_min_confidence`` get ``label_suggested`` and stay (``label_original``,
+  ``relabelled``) instead of failing the label check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dataqa.errors import DataQAError, ParamsError, StageInputError
+from dataqa.io import write_json, write_parquet
+from dataqa.manifest import read_manifest
+from dataqa.params import FilterParams, Params
+from dataqa.prepare.common import class_counts, imbalance_ratio, read_table
+
+LABEL_CHECK = "label"  # the check whose flags relabelling may fix
+DECODE = "decode"  # pseudo-check: the file did not decode (always dropped)
+NO_LABEL = "no_label"  # pseudo-check: the row has no class (always dropped)
+_WHERE = "params.yaml: filter"
+
+
+@dataclass
+class FilterResult:
+    """``clean``: kept manifest rows plus ``label_original``, ``relabelled``, ``review``,
+    ``review_checks``, ``review_reason``; ``quarantine``: ``id, path, label, split,
+    check, score, reason, review_checks``; ``summary``: the metrics document."""
+
+    clean: pd.DataFrame
+    quarantine: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def find_checks(issues: pd.DataFrame) -> list[str]:
+    """Check names in ``issues`` (from its ``is_<check>_issue`` columns), in column order."""
+    return [c[3:-6] for c in issues.columns
+            if isinstance(c, str) and c.startswith("is_") and c.endswith("_issue")]
+
+
+def validate_policy(params: FilterParams, checks: list[str], *,
+                    group_checks: list[str]) -> dict[str, str]:
+    """The action of every check; :class:`ParamsError` for a key naming no check of the
+    audit, a threshold outside [0, 1], or a threshold on a duplicate check."""
+    for key, mapping in (("policy", params.policy), ("min_score", params.min_score)):
+        for check in mapping:
+            if check not in checks:
+                raise ParamsError(f"{_WHERE}.{key}.{check}: {_unknown(check)}; checks in the "
+                                  f"audit's issues table: {', '.join(checks) or 'none'}")
+    for check, thr in params.min_score.items():
+        if not 0.0 <= thr <= 1.0:
+            raise ParamsError(f"{_WHERE}.min_score.{check}: {thr} is outside [0, 1]")
+        if check in group_checks:
+            raise ParamsError(f"{_WHERE}.min_score.{check}: '{check}' flags duplicate "
+                              "groups, not scores; set its threshold in audit.settings")
+    if not 0.0 <= params.relabel_min_confidence <= 1.0:
+        raise ParamsError(f"{_WHERE}.relabel_min_confidence: "
+                          f"{params.relabel_min_confidence} is outside [0, 1]")
+    return {c: params.policy.get(c, params.default_policy) for c in checks}
+
+
+def _unknown(check: str) -> str:
+    from dataqa.checks import get_check  # imports the check modules: only on this error
+
+    try:
+        get_check(check)
+    except ParamsError:
+        return f"unknown check '{check}'"
+    return f"check '{check}' did not run in the audit (add it to audit.checks)"
+
+
+# --------------------------------------------------------------------------- core
+def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterParams,
+                pred_probs: np.ndarray | None = None, classes: list[str] | None = None,
+                ) -> FilterResult:
+    """Apply the policy. ``issues`` is aligned with ``manifest`` (same length and ids);
+    ``pred_probs`` (N, K) with class names ``classes`` is needed only with ``relabel``."""
+    n = len(manifest)
+    _check_aligned(manifest, issues)
+    checks = find_checks(issues)
+    group_checks = [c for c in checks if f"{c}_group" in issues]
+    actions = validate_policy(params, checks, group_checks=group_checks)
+    ids = manifest["id"].to_numpy(dtype=np.int64)
+    labels = manifest["label"].astype("string")
+    label_original = labels.copy()
+
+    fails: dict[str, np.ndarray] = {}
+    notes: dict[str, dict[int, str]] = {}  # check -> {row: words beyond the score}
+    for c in checks:
+        if c in group_checks:
+            continue
+        if c in params.min_score:
+            score = issues[f"{c}_score"].to_numpy(dtype=float)
+            fails[c] = np.nan_to_num(score, nan=1.0) < params.min_score[c]
+        else:
+            fails[c] = issues[f"is_{c}_issue"].fillna(False).to_numpy(dtype=bool, copy=True)
+
+    relabelled = np.zeros(n, dtype=bool)
+    if params.relabel and LABEL_CHECK in fails:
+        relabelled = _relabel_mask(issues, labels, fails[LABEL_CHECK], params=params,
+                                   pred_probs=pred_probs, classes=classes)
+        labels = labels.where(~relabelled, issues[f"{LABEL_CHECK}_suggested"].astype("string"))
+        fails[LABEL_CHECK] = fails[LABEL_CHECK] & ~relabelled
+    if f"{LABEL_CHECK}_suggested" in issues and LABEL_CHECK in fails:
+        sugg = issues[f"{LABEL_CHECK}_suggested"].astype("string")
+        notes[LABEL_CHECK] = {int(i): f"given '{label_original.iloc[i]}', suggested "
+                              f"'{sugg.iloc[i]}'" for i in np.flatnonzero(fails[LABEL_CHECK])
+                              if not pd.isna(sugg.iloc[i])}
+
+    undecodable = manifest["decode_error"].notna().to_numpy()
+    no_label = (labels.isna() | (labels.str.strip() == "")).fillna(True)
+    no_label = no_label.to_numpy(dtype=bool, copy=True)
+    no_label &= ~undecodable
+    dropped = undecodable | no_label
+    for c in checks:
+        if c not in group_checks and actions[c] == "drop":
+            dropped |= fails[c]
+    # duplicate groups after the other checks: keep the first surviving member by path
+    path_rank = np.argsort(np.argsort(manifest["path"].astype(str).to_numpy(dtype=str),
+                                      kind="stable"), kind="stable")
+    for c in sorted(group_checks):
+        if actions[c] == "keep":
+            fails[c] = np.zeros(n, dtype=bool)
+            continue
+        groups = issues[f"{c}_group"].fillna(-1).to_numpy(dtype=np.int64)
+        fails[c], refs = _group_losers(groups, path_rank, candidates=~dropped)
+        # a flag without a group id cannot be resolved to a keeper: it stands as given
+        flagged = issues[f"is_{c}_issue"].fillna(False).to_numpy(dtype=bool, copy=True)
+        fails[c] |= flagged & (groups < 0)
+        notes[c] = {int(i): f"duplicate of id {ids[refs[i]]}" for i in np.flatnonzero(fails[c])
+                    if refs[i] != i}
+        if actions[c] == "drop":
+            dropped |= fails[c]
+    review = np.zeros(n, dtype=bool)
+    for c in checks:
+        if actions[c] == "review":
+            review |= fails[c]
+    review &= ~dropped
+
+    scores = {c: issues[f"{c}_score"].to_numpy(dtype=float) for c in checks
+              if f"{c}_score" in issues}
+    drop_checks = [c for c in checks if actions[c] == "drop"]
+    review_checks = [c for c in checks if actions[c] == "review"]
+    q_idx = np.flatnonzero(dropped).tolist()
+    c_idx = np.flatnonzero(~dropped).tolist()
+    decode_err = manifest["decode_error"].astype("string")
+
+    def failing(i: int, names: list[str]) -> list[str]:
+        return [c for c in names if fails[c][i]]
+
+    def reason(i: int, c: str) -> str:
+        words = []
+        if c in scores and c not in group_checks:
+            thr = params.min_score.get(c)
+            words.append(f"score {scores[c][i]:.3f}" + (f" < {thr:g}" if thr is not None else ""))
+        if i in notes.get(c, {}):
+            words.append(notes[c][i])
+        return f"{c}: {', '.join(words)}" if words else c
+
+    q_checks, q_scores, q_reasons = [], [], []
+    for i in q_idx:
+        names = ([DECODE] if undecodable[i] else []) + ([NO_LABEL] if no_label[i] else [])
+        names += failing(i, drop_checks)
+        parts = [f"{DECODE}: {decode_err.iloc[i]}" if c == DECODE else
+                 f"{NO_LABEL}: the row has no class" if c == NO_LABEL else reason(i, c)
+                 for c in names]
+        vals = [scores[c][i] for c in names if c in scores and not np.isnan(scores[c][i])]
+        q_checks.append(",".join(names))
+        q_scores.append(min(vals) if vals else np.nan)
+        q_reasons.append("; ".join(parts))
+    q_review = [",".join(failing(i, review_checks)) for i in q_idx]
+
+    base = manifest.assign(label=labels)
+    quarantine = base.iloc[q_idx][["id", "path", "label", "split"]].reset_index(drop=True)
+    quarantine["check"] = pd.Series(q_checks, dtype="string")
+    quarantine["score"] = pd.Series(q_scores, dtype="float64")
+    quarantine["reason"] = pd.Series(q_reasons, dtype="string")
+    quarantine["review_checks"] = pd.Series(q_review, dtype="string")
+
+    clean = base.iloc[c_idx].reset_index(drop=True)
+    clean["label_original"] = label_original.iloc[c_idx].reset_index(drop=True)
+    clean["relabelled"] = relabelled[c_idx]
+    clean["review"] = review[c_idx]
+    clean["review_checks"] = pd.Series([",".join(failing(i, review_checks)) if review[i]
+                                        else "" for i in c_idx], dtype="string")
+    clean["review_reason"] = pd.Series(["; ".join(reason(i, c) for c in
+                                                  failing(i, review_checks)) if review[i]
+                                        else "" for i in c_idx], dtype="string")
+    check_partition(manifest, clean, quarantine)
+    summary = _summary(manifest, clean, quarantine, checks=checks, actions=actions,
+                       fails=fails, dropped=dropped, review=review, relabelled=relabelled,
+                       undecodable=undecodable, no_label=no_label, params=params)
+    return FilterResult(clean, quarantine, summary)
+
+
+def _group_losers(groups: np.ndarray, path_rank: np.ndarray, *, candidates: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """For group ids ``groups`` (N,) (-1: none) and each row's rank by path: the mask
+    (N,) of members that are not their group's kept image, and for each row the row
+    index (N,) of that kept image: the group's first candidate by path, or its first
+    member by path when no member is a candidate."""
+    n = len(groups)
+    refs = np.arange(n)
+    member = groups >= 0
+    if not member.any():
+        return np.zeros(n, dtype=bool), refs
+    rows = np.flatnonzero(member)
+    # order members by (group, not candidate, path): the head of each group is its keeper
+    order = np.lexsort((path_rank[rows], ~candidates[rows], groups[rows]))
+    rows = rows[order]
+    g = groups[rows]
+    head = np.r_[True, g[1:] != g[:-1]]
+    keeper = rows[head][np.cumsum(head) - 1]
+    refs[rows] = keeper
+    losers = np.zeros(n, dtype=bool)
+    losers[rows] = rows != keeper
+    return losers, refs
+
+
+def _relabel_mask(issues: pd.DataFrame, labels: pd.Series, flagged: np.ndarray, *,
+                  params: FilterParams, pred_probs: np.ndarray | None,
+                  classes: list[str] | None) -> np.ndarray:
+    col = f"{LABEL_CHECK}_suggested"
+    if col not in issues:
+        raise StageInputError(f"issues table has no '{col}' column, which "
+                              f"{_WHERE}.relabel needs; run the '{LABEL_CHECK}' check")
+    if pred_probs is None or classes is None:
+        raise StageInputError(f"{_WHERE}.relabel needs out-of-fold pred_probs")
+    if pred_probs.shape != (len(issues), len(classes)):
+        raise StageInputError(f"pred_probs has shape {pred_probs.shape}, expected "
+                              f"({len(issues)}, {len(classes)}) for the manifest and classes")
+    code = {c: i for i, c in enumerate(classes)}
+    sugg = issues[col].astype("string")
+    idx = sugg.map(lambda s: code.get(str(s), -1) if not pd.isna(s) else -1).to_numpy(int)
+    ok = flagged & (idx >= 0)
+    conf = np.zeros(len(issues))
+    rows = np.flatnonzero(ok)
+    conf[rows] = pred_probs[rows, idx[rows]]
+    same = (sugg == labels).fillna(False).to_numpy(dtype=bool, copy=True)
+    return ok & ~same & (np.nan_to_num(conf, nan=0.0) >= params.relabel_min_confidence)
+
+
+def check_partition(manifest: pd.DataFrame, clean: pd.DataFrame,
+                    quarantine: pd.DataFrame) -> None:
+    """Raise :class:`DataQAError` unless every manifest id is in exactly one table."""
+    m = manifest["id"].to_numpy(dtype=np.int64)
+    c = clean["id"].to_numpy(dtype=np.int64)
+    q = quarantine["id"].to_numpy(dtype=np.int64)
+    both = np.intersect1d(c, q)
+    union = np.concatenate([c, q])
+    if len(both) or len(union) != len(m) or not np.array_equal(np.sort(union), np.sort(m)):
+        missing = np.setdiff1d(m, union)[:10].tolist()
+        raise DataQAError(f"filter: clean + quarantine do not partition the manifest "
+                          f"(in both: {both[:10].tolist()}, missing: {missing}); "
+                          "this is a bug in dataqa")
+
+
+def _check_aligned(manifest: pd.DataFrame, issues: pd.DataFrame) -> None:
+    if len(issues) != len(manifest):
+        raise StageInputError(f"issues table has {len(issues)} rows, the manifest "
+                              f"{len(manifest)}; rerun the 'audit' stage")
+    if "id" in issues and not np.array_equal(issues["id"].to_numpy(dtype=np.int64),
+                                             manifest["id"].to_numpy(dtype=np.int64)):
+        raise StageInputError("issues table ids differ from the manifest's; rerun 'audit'")
+
+
+def _summary(manifest: pd.DataFrame, clean: pd.DataFrame, quarantine: pd.DataFrame, *,
+             checks: list[str], actions: dict[str, str], fails: dict[str, np.ndarray],
+             dropped: np.ndarray, review: np.ndarray, relabelled: np.ndarray,
+             undecodable: np.ndarray, no_label: np.ndarray, params: FilterParams,
+             ) -> dict[str, Any]:
+    n = len(manifest)
+    all_classes = manifest.loc[~undecodable, "label"].dropna().astype(str).unique()
+    per_class = class_counts(clean["label"], all_classes)
+    return {
+        "n_rows": n,
+        "n_clean": len(clean),
+        "n_quarantined": len(quarantine),
+        "quarantined_share": len(quarantine) / n if n else 0.0,
+        "n_review": int(review.sum()),
+        "n_relabelled": int(relabelled.sum()),
+        "undecodable": int(undecodable.sum()),
+        "unlabelled": int(no_label.sum()),
+        "checks": {c: {"action": actions[c], "failed": int(fails[c].sum()),
+                       "quarantined": int((fails[c] & dropped).sum()),
+                       "review": int((fails[c] & review).sum()),
+                       "min_score": params.min_score.get(c)} for c in checks},
+        "clean_per_class": per_class,
+        "min_clean_per_class": min(per_class.values()) if per_class else 0,
+        "n_classes": len(per_class),
+        "lost_classes": [k for k, v in per_class.items() if v == 0],
+        "imbalance_ratio": imbalance_ratio(per_class),
+        "relabel": params.relabel,
+    }
+
+
+# --------------------------------------------------------------------------- stage
+def run_stage(params: Params) -> int:
+    """Write ``clean``, ``quarantine`` and ``filter_metrics``; raw files are only read
+    by earlier stages, never touched here."""
+    manifest = read_manifest(params.path("manifest"))
+    issues = read_table(params.path("issues"), stage="audit")
+    pred_probs, classes = None, None
+    if params.filter.relabel:
+        pred_probs, classes = _load_predictions(params, manifest)
+    result = filter_rows(manifest, issues, params=params.filter, pred_probs=pred_probs,
+                         classes=classes)
+    write_parquet(params.path("clean"), result.clean)
+    write_parquet(params.path("quarantine"), result.quarantine)
+    write_json(params.path("filter_metrics"), result.summary)
+    s = result.summary
+    print(f"filter: {s['n_clean']} clean ({s['n_review']} to review, {s['n_relabelled']} "
+          f"relabelled), {s['n_quarantined']} quarantined of {s['n_rows']}")
+    for c, info in s["checks"].items():
+        print(f"  {c:<20} {info['action']:<7} failed {info['failed']:>6}  quarantined "
+              f"{info['quarantined']:>6}  review {info['review']:>6}")
+    return 0
+
+
+def _load_predictions(params: Params, manifest: pd.DataFrame
+                      ) -> tuple[np.ndarray, list[str]]:
+    from dataqa.audit import load_classes
+
+    path = params.path("pred_probs")
+    if not path.is_file():
+        raise StageInputError(f"{path}: not found; {_WHERE}.relabel needs the 'crossval' "
+                              "stage's out-of-fold predictions")
+    return np.load(path, mmap_mode="r"), load_classes(params, manifest)

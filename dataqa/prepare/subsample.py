@@ -1,0 +1,268 @@
+"""The ``subsample`` stage: one fixed validation split and the named training subsets.
+
+- **Validation** (``val.parquet``): per class, ``round(val_fraction * n)`` clean rows of
+  the training splits (at least one, and one left for training, when a class has two or
+  more), drawn once with ``seed``; or, with ``val_split``, the clean rows of that
+  manifest split as given. Shared by every subset; never holds augmented copies.
+- **Training pool**: clean rows of ``train_splits`` not in validation, plus (with
+  ``use_augmented``) the augmented copies whose source is in the pool; copies of a
+  validation image are dropped (the augment stage draws no such sources, so none should
+  exist; they are counted in the metrics when they do).
+- **Fraction subsets** (``fractions: {name: f}``): per class ``round(f * pool)`` images,
+  at least ``min_per_class`` (capped at the pool), so every count is within half an
+  image of the exact proportion unless the minimum lifts it. Original images come before
+  copies, and each class's order is fixed, so smaller fractions are nested in larger.
+- **Class subsets** (``class_subsets: {name: {classes: [...]} | {largest: k}}``): the
+  listed classes, or the ``k`` largest by pool count, at ``fraction`` of each.
+
+Outputs, under ``subsets_dir`` (built atomically as a whole): ``val.parquet`` and one
+``<name>.parquet`` per subset, columns ``id`` (manifest id, or augmented id when
+``augmented``), ``augmented`` (bool), ``source_id`` (manifest id of the image or of the
+copy's source), ``label``, ``path``; and the ``prepared_metrics`` JSON: the class-count
+table of every subset plus the prepared-data gate figures.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from dataqa.errors import ParamsError, StageInputError
+from dataqa.io import write_json, write_parquet
+from dataqa.params import ClassSubset, Params, SubsampleParams
+from dataqa.prepare.common import atomic_dir, class_counts, imbalance_ratio, read_table
+
+VAL = "val"
+COLUMNS = ["id", "augmented", "source_id", "label", "path"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_WHERE = "params.yaml: subsample"
+
+
+# --------------------------------------------------------------------------- validation
+def class_rng(seed: int, label: str) -> np.random.Generator:
+    """A generator per (seed, class): adding or removing a class leaves the draws of the
+    others unchanged."""
+    return np.random.default_rng([seed, zlib.crc32(str(label).encode("utf-8"))])
+
+
+def find_training_rows(clean: pd.DataFrame, *, params: SubsampleParams) -> np.ndarray:
+    """Mask (N,) of clean rows whose split is one of ``train_splits``."""
+    split = clean["split"].astype("string")
+    return split.isin(params.train_splits).fillna(False).to_numpy(dtype=bool, copy=True)
+
+
+def find_validation(clean: pd.DataFrame, *, params: SubsampleParams) -> np.ndarray:
+    """Mask (N,) of the clean rows that form the validation split (see module doc)."""
+    if not 0.0 < params.val_fraction < 1.0:
+        raise ParamsError(f"{_WHERE}.val_fraction: {params.val_fraction} is outside (0, 1)")
+    split = clean["split"].astype("string")
+    if params.val_split is not None:
+        val = (split == params.val_split).fillna(False).to_numpy(dtype=bool, copy=True)
+        if not val.any():
+            raise ParamsError(f"{_WHERE}.val_split: no clean row has split "
+                              f"'{params.val_split}'; splits: "
+                              f"{sorted(split.dropna().unique().tolist())}")
+        return val
+    train = find_training_rows(clean, params=params)
+    val = np.zeros(len(clean), dtype=bool)
+    labels = clean["label"].astype(str).to_numpy()
+    ids = clean["id"].to_numpy(dtype=np.int64)
+    for label in sorted(set(labels[train])):
+        rows = np.flatnonzero(train & (labels == label))
+        rows = rows[np.argsort(ids[rows], kind="stable")]
+        k = _round(params.val_fraction * len(rows))
+        if len(rows) >= 2:
+            k = min(max(k, 1), len(rows) - 1)
+        else:
+            k = 0  # a lone image trains; the class gets no validation image
+        val[rows[class_rng(params.seed, label).permutation(len(rows))[:k]]] = True
+    return val
+
+
+def _round(x: float) -> int:
+    return int(np.floor(x + 0.5))  # half up, not to even: the same count for the same x
+
+
+# --------------------------------------------------------------------------- subsets
+def pool_frame(clean: pd.DataFrame, augmented: pd.DataFrame | None, *,
+               params: SubsampleParams) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(validation rows, training pool, copies dropped because their source is in
+    validation or outside the pool), in the output columns."""
+    val_mask = find_validation(clean, params=params)
+    train_mask = find_training_rows(clean, params=params) & ~val_mask
+    originals = _as_rows(clean, augmented=False)
+    val = originals[val_mask].reset_index(drop=True)
+    pool = originals[train_mask]
+    dropped = 0
+    if augmented is not None and len(augmented) and params.use_augmented:
+        copies = _as_rows(augmented, augmented=True)
+        ok = copies["source_id"].isin(pool["id"])
+        dropped = int((~ok).sum())
+        pool = pd.concat([pool, copies[ok]], ignore_index=True)
+    return val, pool.reset_index(drop=True), dropped
+
+
+def _as_rows(frame: pd.DataFrame, *, augmented: bool) -> pd.DataFrame:
+    ids = frame["id"].to_numpy(dtype=np.int64)
+    src = frame["source_id"].to_numpy(dtype=np.int64) if augmented else ids
+    return pd.DataFrame({"id": ids, "augmented": augmented, "source_id": src,
+                         "label": frame["label"].astype("string").to_numpy(),
+                         "path": frame["path"].astype("string").to_numpy()})
+
+
+def order_pool(pool: pd.DataFrame, *, seed: int) -> dict[str, np.ndarray]:
+    """Per class, the pool's row indices in the fixed order subsets take prefixes of:
+    originals first (shuffled), then copies (shuffled)."""
+    out = {}
+    labels = pool["label"].astype(str).to_numpy()
+    aug = pool["augmented"].to_numpy(dtype=bool)
+    keys = pool["id"].to_numpy(dtype=np.int64)
+    for label in sorted(set(labels)):
+        rng = class_rng(seed + 1, label)  # not the validation draw's stream
+        parts = []
+        for is_copy in (False, True):
+            rows = np.flatnonzero((labels == label) & (aug == is_copy))
+            rows = rows[np.argsort(keys[rows], kind="stable")]
+            parts.append(rows[rng.permutation(len(rows))])
+        out[label] = np.concatenate(parts)
+    return out
+
+
+def subset_counts(pool_counts: dict[str, int], *, fraction: float, min_per_class: int
+                  ) -> dict[str, int]:
+    """Per class ``round(fraction * n)``, at least ``min(min_per_class, n)``, at most n."""
+    return {c: min(n, max(_round(fraction * n), min(min_per_class, n)))
+            for c, n in pool_counts.items()}
+
+
+def choose_classes(spec: ClassSubset, pool_counts: dict[str, int], *, name: str) -> list[str]:
+    """The classes of a class subset: listed (each must exist in the pool) or the
+    ``largest`` k by pool count (ties by name)."""
+    where = f"{_WHERE}.class_subsets.{name}"
+    if bool(spec.classes) == (spec.largest is not None):
+        raise ParamsError(f"{where}: give exactly one of 'classes' (a list) or 'largest' (k)")
+    if spec.classes:
+        unknown = [c for c in spec.classes if c not in pool_counts]
+        if unknown:
+            raise ParamsError(f"{where}.classes: {unknown} not in the training pool; "
+                              f"classes: {', '.join(pool_counts)}")
+        return sorted(set(spec.classes))
+    k = int(spec.largest or 0)
+    if not 1 <= k <= len(pool_counts):
+        raise ParamsError(f"{where}.largest: {k} is outside [1, {len(pool_counts)}] "
+                          "(classes in the training pool)")
+    ranked = sorted(pool_counts, key=lambda c: (-pool_counts[c], c))
+    return sorted(ranked[:k])
+
+
+def validate_names(params: SubsampleParams) -> None:
+    names = list(params.fractions) + list(params.class_subsets)
+    for name in names:
+        if name == VAL or not _NAME.match(name):
+            raise ParamsError(f"{_WHERE}: subset name '{name}' is not allowed (use letters, "
+                              f"digits, '_', '-', '.'; '{VAL}' is the validation split)")
+    both = set(params.fractions) & set(params.class_subsets)
+    if both:
+        raise ParamsError(f"{_WHERE}: {sorted(both)} named in both fractions and "
+                          "class_subsets")
+    for name, f in params.fractions.items():
+        if not 0.0 < f <= 1.0:
+            raise ParamsError(f"{_WHERE}.fractions.{name}: {f} is outside (0, 1]")
+    for name, spec in params.class_subsets.items():
+        if not 0.0 < spec.fraction <= 1.0:
+            raise ParamsError(f"{_WHERE}.class_subsets.{name}.fraction: {spec.fraction} "
+                              "is outside (0, 1]")
+    if params.min_per_class < 1:
+        raise ParamsError(f"{_WHERE}.min_per_class: must be >= 1, got {params.min_per_class}")
+    if not names:
+        raise ParamsError(f"{_WHERE}: no subsets (fractions and class_subsets are empty)")
+
+
+def make_subsets(clean: pd.DataFrame, augmented: pd.DataFrame | None, *,
+                 params: SubsampleParams) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """All tables (``val`` and each named subset) and the class-count table."""
+    validate_names(params)
+    val, pool, dropped = pool_frame(clean, augmented, params=params)
+    if pool.empty:
+        raise StageInputError("subsample: the training pool is empty (no clean rows of "
+                              f"splits {params.train_splits} outside validation)")
+    order = order_pool(pool, seed=params.seed)
+    pool_counts = {c: len(rows) for c, rows in order.items()}
+    plans: dict[str, tuple[str, float, dict[str, int]]] = {}
+    for name, f in params.fractions.items():
+        plans[name] = ("fraction", f, subset_counts(pool_counts, fraction=f,
+                                                     min_per_class=params.min_per_class))
+    for name, spec in params.class_subsets.items():
+        chosen = choose_classes(spec, pool_counts, name=name)
+        counts = subset_counts({c: pool_counts[c] for c in chosen}, fraction=spec.fraction,
+                               min_per_class=params.min_per_class)
+        plans[name] = ("classes", spec.fraction, counts)
+    tables = {VAL: val}
+    table: dict[str, Any] = {}
+    for name, (kind, f, counts) in plans.items():
+        rows = np.concatenate([order[c][:k] for c, k in counts.items()])
+        tables[name] = pool.iloc[np.sort(rows)].reset_index(drop=True)
+        table[name] = {"kind": kind, "fraction": f, "classes": sorted(counts),
+                       "counts": class_counts(tables[name]["label"], counts),
+                       "n": int(len(rows)),
+                       "n_augmented": int(tables[name]["augmented"].sum())}
+    classes = sorted(set(clean["label"].astype(str)))
+    summary = {
+        "classes": classes,
+        "val": {"n": len(val), "counts": class_counts(val["label"], classes)},
+        "pool": {"n": len(pool), "counts": class_counts(pool["label"], classes),
+                 "n_augmented": int(pool["augmented"].sum())},
+        "subsets": table,
+        "dropped_copies": dropped,
+        "seed": params.seed,
+    }
+    return tables, summary
+
+
+# --------------------------------------------------------------------------- stage
+def run_stage(params: Params) -> int:
+    clean = read_table(params.path("clean"), stage="filter",
+                       required=["id", "path", "label", "split"])
+    augmented = _read_augmented(params) if params.subsample.use_augmented else None
+    tables, summary = make_subsets(clean, augmented, params=params.subsample)
+    summary["prepared"] = _prepared_figures(params, clean, summary)
+    with atomic_dir(params.path("subsets_dir")) as tmp:
+        for name, frame in tables.items():
+            write_parquet(tmp / f"{name}.parquet", frame[COLUMNS])
+    write_json(params.path("prepared_metrics"), summary)
+    print(f"subsample: val {summary['val']['n']}, pool {summary['pool']['n']} "
+          f"({summary['pool']['n_augmented']} augmented)")
+    for name, info in summary["subsets"].items():
+        print(f"  {name:<16} {info['kind']:<8} {info['n']:>7} images, "
+              f"{len(info['classes'])} classes ({info['n_augmented']} augmented)")
+    return 0
+
+
+def _read_augmented(params: Params) -> pd.DataFrame:
+    return read_table(params.path("augmented_manifest"), stage="augment",
+                      required=["id", "source_id", "label", "path"])
+
+
+def _prepared_figures(params: Params, clean: pd.DataFrame, summary: dict[str, Any]
+                      ) -> dict[str, Any]:
+    """What the prepared-data gate reads (one file): clean images per class, the share
+    quarantined, and the imbalance of the training pool after balancing."""
+    qpath = params.path("quarantine")
+    if not qpath.is_file():
+        raise StageInputError(f"{qpath}: not found; run the 'filter' stage first")
+    n_quarantined = pq.read_metadata(qpath).num_rows
+    total = len(clean) + n_quarantined
+    per_class = class_counts(clean["label"])
+    pool = summary["pool"]["counts"]
+    return {
+        "min_clean_per_class": min(per_class.values()) if per_class else 0,
+        "quarantined_share": n_quarantined / total if total else 0.0,
+        "balanced_imbalance_ratio": imbalance_ratio(pool),
+        "clean_per_class": per_class,
+        "train_per_class": pool,
+    }
