@@ -61,6 +61,8 @@ COMMANDS: list[Command] = [
             "letterbox every decodable image into one uint8 tensor file"),
     Command("crossval", "dataqa.engine.crossval:run_stage",
             "out-of-fold predicted probabilities and embeddings (K-fold training)"),
+    Command("learning_curve", "dataqa.learning_curve:run_stage",
+            "validation accuracy when training on growing fractions: would more data help?"),
     Command("audit", "dataqa.audit:run_stage",
             "run the checks listed in audit.checks; write issues.parquet and audit.json"),
     Command("gate", "dataqa.gate:run_stage",
