@@ -26,6 +26,7 @@ import pandas as pd
 
 from dataqa import balance
 from dataqa.checks import AuditContext, Check, CheckResult, get_check
+from dataqa.confidence import get_confidence_histogram
 from dataqa.errors import DataQAError, ParamsError, StageInputError
 from dataqa.io import write_json, write_parquet
 from dataqa.manifest import read_manifest
@@ -188,6 +189,30 @@ def build_metrics(manifest: pd.DataFrame, results: Sequence[CheckResult], *,
     }
 
 
+def dataset_evidence(params: Params, ctx: AuditContext) -> dict[str, Any]:
+    """Dataset-level evidence beside the per-image checks, when its inputs exist:
+    ``confidence`` (histogram of the out-of-fold max softmax probability, overall and
+    per class) and ``learning_curve`` (would more data help? with a recommendation)."""
+    out: dict[str, Any] = {}
+    pred_probs = ctx.pred_probs
+    if pred_probs is None and params.path("pred_probs").is_file():
+        pred_probs = np.load(params.path("pred_probs"), mmap_mode="r", allow_pickle=False)
+    if pred_probs is not None and pred_probs.shape[0] == len(ctx.manifest):
+        probs = np.asarray(pred_probs, dtype=np.float64)
+        ok = np.isfinite(probs).all(axis=1) & (ctx.labels >= 0) if ctx.labels is not None \
+            else np.isfinite(probs).all(axis=1)
+        labels = ctx.labels[ok] if ctx.labels is not None else None
+        out["confidence"] = get_confidence_histogram(probs[ok], labels, classes=ctx.classes)
+    lc_path = params.path("learning_curve")
+    if lc_path.is_file():
+        try:
+            out["learning_curve"] = json.loads(lc_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise StageInputError(f"{lc_path}: not valid JSON ({exc}); rerun the "
+                                  f"'learning_curve' stage") from None
+    return out
+
+
 def _all_classes(manifest: pd.DataFrame, classes: list[str] | None) -> list[str]:
     """Sorted union of the model's classes and every label of the manifest, so a class
     whose every file is broken shows with count 0."""
@@ -202,6 +227,7 @@ def run_stage(params: Params) -> int:
     issues = build_issues(manifest, results)
     metrics = build_metrics(manifest, results, min_per_class=params.audit.min_per_class,
                             classes=ctx.classes)
+    metrics.update(dataset_evidence(params, ctx))
     write_parquet(params.path("issues"), issues)
     write_json(params.path("audit_metrics"), metrics)
     _print_summary(results, metrics, params.path("issues"))

@@ -13,36 +13,40 @@ import pandas as pd
 
 from dataqa.errors import StageInputError
 
-# name -> pandas dtype. Statistics are NaN for undecodable files.
+# name -> pandas dtype. Statistics and hashes are null/NaN for undecodable files.
+# How each one is measured: dataqa/imagestats.py (module docstring).
 COLUMNS: dict[str, str] = {
     "id": "int64",
     "path": "string",  # posix, relative to the source root
     "label": "string",
     "split": "string",
-    "sha256": "string",  # of the file's bytes
-    "bytes": "int64",
-    "format": "string",  # real format from the content (PIL), null when unknown
-    "ext_format": "string",  # format the file extension claims
+    "sha256": "string",  # of the file's bytes; null when the file could not be read
+    "bytes": "int64",  # file size; -1 when not even its size could be read
+    "format": "string",  # real format from the content (PIL: PNG, JPEG, MPO, ...), null when unknown
+    "ext_format": "string",  # format the file extension claims (PIL's name), null when unknown
     "mode": "string",  # PIL mode as stored (P, RGBA, I;16, CMYK, L, RGB, ...)
-    "width": "Int64",  # after EXIF orientation
+    "width": "Int64",  # after EXIF orientation (header size when not decoded)
     "height": "Int64",
-    "n_frames": "Int64",
-    "exif_rotated": "boolean",
-    "decode_error": "string",  # null when the file decoded fine
-    "pixel_sha256": "string",  # of the decoded, oriented pixels (catches re-saved copies)
-    "phash": "string",  # 64-bit perceptual hash, hex
-    "dhash": "string",  # 64-bit difference hash, hex
-    # image statistics, computed in the same decode pass on the 8-bit image; the
-    # normalised ones on a copy whose longer side is 64 px (STAT_SIZE)
+    "n_frames": "Int64",  # > 1: animated GIF/PNG/WebP, multi-page TIFF, MPO
+    "exif_rotated": "boolean",  # an EXIF orientation (rotation or mirror) was applied
+    "decode_error": "string",  # null when fine; "<kind>: detail", kinds in imageio.DECODE_ERROR_KINDS
+    "pixel_sha256": "string",  # of the decoded upright pixels (catches re-saved copies); for
+    #                            JPEGs of 256 px and more: of the coded stream minus metadata
+    "phash": "string",  # 64-bit DCT perceptual hash, hex (imagehash's algorithm)
+    "dhash": "string",  # 64-bit difference hash, hex (imagehash's algorithm)
+    # image statistics, computed in the same decode pass on the 8-bit image: the level
+    # ones on the analysis copy (the image, box-reduced to under 256 px when larger),
+    # the normalised ones on a copy whose longer side is 64 px (STAT_SIZE)
     "stat_mean": "float64",  # luminance mean in [0, 1]
     "stat_std": "float64",  # luminance standard deviation in [0, 1]
-    "stat_p05": "float64",  # 5th percentile of luminance in [0, 1]
+    "stat_p05": "float64",  # 5th percentile of luminance in [0, 1] (nearest rank)
     "stat_p95": "float64",  # 95th percentile of luminance in [0, 1]
     "stat_entropy": "float64",  # luminance histogram entropy, bits (0..8)
-    "stat_colorfulness": "float64",  # mean |channel - mean channel| / 255; 0 for grayscale
-    "stat_blur": "float64",  # variance of the Laplacian at STAT_SIZE (low = blurry)
-    "stat_gradient": "float64",  # mean gradient magnitude at STAT_SIZE
-    "stat_bpp": "float64",  # PNG bits per pixel of the STAT_SIZE grayscale (complexity)
+    "stat_colorfulness": "float64",  # mean |channel - mean channel| / 255 at STAT_SIZE; 0 for grey
+    "stat_blur": "float64",  # variance of the Laplacian at STAT_SIZE, [0, 1] units (low = blurry)
+    "stat_gradient": "float64",  # root mean square gradient magnitude at STAT_SIZE
+    "stat_bpp": "float64",  # bits/pixel of the PNG-style prediction residual at STAT_SIZE
+    #                         (its entropy: lossless coding cost, the complexity measure)
 }
 
 STAT_SIZE = 64

@@ -97,7 +97,16 @@ class EngineParams:
     dropout: float = 0.0
     weights: str | None = None  # local state_dict file (weights_only load); nothing downloads
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int | None = None  # torch threads on CPU; null: torch's default (all cores)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8:
+            raise ParamsError(f"params.yaml: engine.image_size: must be >= 8, "
+                              f"got {self.image_size}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ParamsError(f"params.yaml: engine.cpu_threads: must be >= 1, "
+                              f"got {self.cpu_threads}")
 
 
 @dataclass(frozen=True)
@@ -109,8 +118,8 @@ class CrossvalParams:
     epochs: int | None = None  # null: by device (more on GPU)
     batch_size: int | None = None  # null: by device
     lr: float | None = None  # peak of the one-cycle schedule, SGD-Nesterov; null: by device
-    width: int | None = None  # null: engine.width on CUDA, a smaller net on CPU
-    depth: int | None = None  # null: engine.depth on CUDA, a shallower net on CPU
+    width: int | None = None  # null: by device (cuda 64, cpu 16); engine.width is for tuning
+    depth: int | None = None  # null: by device (1 block per stage on both)
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
     flip: bool = False  # random horizontal flips (wrong for digits and text)
@@ -233,7 +242,7 @@ class TuneSpace:
     momentum_max: float = 0.99
     plateau_factor_min: float = 0.2  # LR decay factor on plateau (the guide: 0.9, /2, /5)
     plateau_factor_max: float = 0.9
-    widths: list[int] = field(default_factory=lambda: [16, 32, 64])  # small_resnet width
+    widths: list[int] | None = None  # small_resnet widths; null: 16,32,64 (GPU) / 8,16,32 (CPU)
     depths: list[int] = field(default_factory=lambda: [1, 2])  # blocks per stage
     searched: list[str] = field(default_factory=lambda: [
         "lr", "batch_size", "weight_decay", "dropout", "optimizer", "momentum",
@@ -300,13 +309,13 @@ class TuneRounds:
 
 @dataclass(frozen=True)
 class TuneStopping:
-    """Per-trial training control, passed to the engine."""
+    """Per-trial training control, passed to the engine (dataqa/engine/fit.py)."""
 
     patience: int = 3  # epochs without val-loss improvement before early stopping
     min_epochs: int = 3  # early stopping never stops a trial before this many epochs
-    plateau_patience: int = 1  # epochs without val-loss improvement before LR decay
-    diverge_factor: float = 3.0  # train loss > factor x first-epoch loss (or NaN/inf): diverged
-    stall_tolerance: float = 0.01  # relative train-loss change below this, whole run: stalled
+    plateau_patience: int = 1  # LR x plateau_factor after more epochs than this without val-loss improvement
+    diverge_factor: float = 10.0  # non-finite loss, or an epoch's train loss over this x the first steps': diverged
+    stall_tolerance: float = 0.01  # train loss moved less than this share by epoch 2-3: stalled
 
 
 @dataclass(frozen=True)

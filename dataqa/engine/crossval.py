@@ -1,0 +1,229 @@
+"""Out-of-fold predicted probabilities and embeddings by stratified K-fold training,
+and the ``crossval`` stage that writes them aligned with the manifest.
+
+cleanlab needs *out-of-sample* probabilities: each image is predicted by a model that
+never saw it. K models are trained with the engine's one fit loop; each predicts its
+held-out fold. Budgets (epochs, batch size, learning rate, net size) left null in
+``params.yaml: crossval`` come from :data:`DEVICE_BUDGETS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from dataqa.engine import device as dev
+from dataqa.engine.data import DeviceData
+from dataqa.engine.fit import TrainConfig, fit, predict
+from dataqa.engine.progress import show_progress
+from dataqa.errors import EngineError, StageInputError
+from dataqa.io import write_json, write_npy
+from dataqa.manifest import decodable, read_manifest
+from dataqa.params import Params
+
+log = logging.getLogger("dataqa.engine")
+
+# Budgets when params leave them null, measured on MNIST-test 10k with 5 % label noise,
+# 5 folds (benchmarks/README.md, "label issues"):
+# - cuda, one H200: 6.3 s for the K-fold pass once CUDA is initialised, 98.7 % out-of-fold
+#   accuracy against the original labels, label-issue F1 0.97. The step is launch-bound
+#   at this size (a wider net costs the same time), hence a wide, shallow net and a big
+#   batch.
+# - cpu: 7.8 min on a shared 2-core box (1 thread), 98.8 %, F1 0.97; a wider net (w32,
+#   8 epochs) was slower (11.9 min) and worse (98.4 %).
+DEVICE_BUDGETS: dict[str, dict[str, Any]] = {
+    "cuda": {"epochs": 24, "batch_size": 1024, "lr": 0.4, "width": 64, "depth": 1},
+    "cpu": {"epochs": 12, "batch_size": 128, "lr": 0.1, "width": 16, "depth": 1},
+}
+
+
+def crossval_config(params: Params, device: torch.device) -> TrainConfig:
+    """The :class:`TrainConfig` of each fold: params, with nulls filled by device.
+
+    The net size of the K-fold pass is its own budget (``crossval.width/depth``), not
+    ``engine.width/depth``, which the tuning run starts from: the pass must fit a time
+    budget on either device."""
+    cv, eng = params.crossval, params.engine
+    budget = DEVICE_BUDGETS["cuda" if device.type == "cuda" else "cpu"]
+
+    def pick(key: str) -> Any:
+        value = getattr(cv, key)
+        return budget[key] if value is None else value
+
+    return TrainConfig(
+        epochs=pick("epochs"), batch_size=pick("batch_size"), lr=pick("lr"),
+        weight_decay=cv.weight_decay, momentum=0.9, optimizer="sgd",
+        label_smoothing=cv.label_smoothing, schedule="onecycle", arch=eng.arch,
+        width=pick("width"), depth=pick("depth"), dropout=eng.dropout, weights=eng.weights,
+        flip=cv.flip, crop_padding=cv.crop_padding, seed=eng.seed)
+
+
+def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, folds: int,
+                      config: TrainConfig, seed: int = 0,
+                      device: torch.device | str = "auto",
+                      class_names: list[str] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Out-of-fold predictions for every row.
+
+    images: (n, H, W, C) uint8; labels: (n,) int in [0, K), K = ``len(class_names)`` or
+    ``labels.max() + 1``. Returns ``pred_probs`` (n, K) float32, ``embeddings`` (n, D)
+    float32, and ``info`` (folds used, per-fold seconds and status, warnings).
+
+    A class with fewer rows than ``folds``: folds drop to the smallest class count when
+    that is >= 2 (a warning, also in ``info["warnings"]``), else :class:`EngineError`
+    naming the class. A single class, a diverged fold, or non-finite predictions are
+    :class:`EngineError`.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    k = len(class_names) if class_names is not None else int(labels.max()) + 1 if n else 0
+    names = class_names or [str(i) for i in range(k)]
+    if n == 0:
+        raise EngineError("cross-validation needs labelled images; there are none")
+    if labels.min() < 0 or labels.max() >= k:
+        raise EngineError(f"labels must lie in [0, {k}), got [{labels.min()}, {labels.max()}]")
+    counts = np.bincount(labels, minlength=k)
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        raise EngineError(f"cross-validation needs at least 2 classes; every labelled image "
+                          f"is '{names[int(present[0])]}'")
+    warnings: list[str] = []
+    smallest = int(present[np.argmin(counts[present])])
+    folds_used = folds
+    if counts[smallest] < folds:
+        if counts[smallest] < 2:
+            raise EngineError(f"class '{names[smallest]}' has {counts[smallest]} image; "
+                              "out-of-fold prediction needs at least 2 per class (add images "
+                              "or drop the class)")
+        folds_used = int(counts[smallest])
+        msg = (f"class '{names[smallest]}' has only {counts[smallest]} images, fewer than "
+               f"crossval.folds={folds}: using {folds_used} folds")
+        log.warning("WARNING: %s", msg)
+        warnings.append(msg)
+    device = dev.pick_device(device) if isinstance(device, str) else device
+    start = time.perf_counter()
+    data = DeviceData.from_arrays(images, labels, device=device, num_classes=k)
+    splitter = StratifiedKFold(n_splits=folds_used, shuffle=True, random_state=seed)
+    pred_probs = np.full((n, k), np.nan, dtype=np.float32)
+    embeddings: np.ndarray | None = None
+    fold_info: list[dict[str, Any]] = []
+    for fold, (train_idx, hold_idx) in enumerate(splitter.split(np.zeros(n), labels)):
+        prefix = f"[fold {fold + 1}/{folds_used}] "
+        t0 = time.perf_counter()
+        cfg = dataclasses.replace(config, seed=config.seed + fold)
+        result = fit(data, train_idx, None, cfg, log_prefix=prefix)
+        if result.status == "diverged":
+            raise EngineError(f"cross-validation fold {fold + 1}: training diverged "
+                              f"({result.message}); lower crossval.lr")
+        probs, emb = predict(result.model, data, hold_idx, batch_size=config.eval_batch_size)
+        if not (np.isfinite(probs).all() and np.isfinite(emb).all()):
+            raise EngineError(f"cross-validation fold {fold + 1}: non-finite predictions "
+                              f"(NaN/inf) for {int((~np.isfinite(probs)).any(1).sum())} "
+                              "held-out images; lower crossval.lr or check the tensors")
+        if embeddings is None:
+            embeddings = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
+        pred_probs[hold_idx] = probs
+        embeddings[hold_idx] = emb
+        acc = float((probs.argmax(1) == labels[hold_idx]).mean())
+        if result.status == "stalled":
+            warnings.append(f"fold {fold + 1}: {result.message}")
+        fold_info.append({"fold": fold + 1, "n_train": len(train_idx), "n_holdout":
+                          len(hold_idx), "accuracy": acc, "status": result.status,
+                          "epochs": len(result.history), "batch_size": result.batch_size,
+                          "final_train_loss": result.history[-1].train_loss,
+                          "train_images_per_s": result.train_images_per_s,
+                          "seconds": time.perf_counter() - t0})
+        log.info("%sheld-out accuracy %.4f (%d images) in %.1f s", prefix, acc,
+                 len(hold_idx), time.perf_counter() - t0)
+        del result
+    dev.synchronize(device)
+    assert embeddings is not None
+    info = {"folds": folds_used, "folds_requested": folds, "device": dev.describe(device),
+            "seconds": time.perf_counter() - start, "fold_details": fold_info,
+            "warnings": warnings, "config": config.describe()}
+    return pred_probs, embeddings, info
+
+
+def oof_metrics(pred_probs: np.ndarray, labels: np.ndarray, classes: list[str]
+                ) -> dict[str, Any]:
+    """Out-of-fold accuracy overall and per class (rows with a prediction)."""
+    pred = pred_probs.argmax(1)
+    right = pred == labels
+    per_class = {c: (float(right[labels == i].mean()) if (labels == i).any() else None)
+                 for i, c in enumerate(classes)}
+    return {"oof_accuracy": float(right.mean()) if len(right) else None,
+            "per_class_accuracy": per_class}
+
+
+def run_stage(params: Params) -> int:
+    """Write ``paths.pred_probs`` (N, K), ``paths.embeddings`` (N, D) aligned with the
+    manifest (NaN rows where an image did not decode or has no label) and the metrics
+    JSON ``paths.crossval_metrics`` (with ``classes``, the class names by id)."""
+    show_progress()
+    manifest = read_manifest(params.path("manifest"))
+    images, decoded = _load_tensors(params, manifest)
+    labels_raw = manifest["label"].astype("string")
+    known = (labels_raw.notna() & (labels_raw.str.strip() != "")).fillna(False).to_numpy()
+    rows = np.flatnonzero(decoded & known)
+    if len(rows) == 0:
+        raise EngineError(f"{params.path('manifest')}: no decodable image has a label; "
+                          "nothing to cross-validate")
+    used = labels_raw.to_numpy()[rows].astype(str)
+    classes = sorted(set(used))
+    ids = np.searchsorted(classes, used)
+    device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
+    config = crossval_config(params, device)
+    log.info("crossval: %d images, %d classes, %d folds on %s: %s", len(rows), len(classes),
+             params.crossval.folds, dev.describe(device),
+             {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "arch", "width",
+                                              "depth")})
+    probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
+                                         folds=params.crossval.folds, config=config,
+                                         seed=params.engine.seed, device=device,
+                                         class_names=classes)
+    n = len(manifest)
+    full_probs = np.full((n, len(classes)), np.nan, dtype=np.float32)
+    full_emb = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
+    full_probs[rows] = probs
+    full_emb[rows] = emb
+    write_npy(params.path("pred_probs"), full_probs)
+    write_npy(params.path("embeddings"), full_emb)
+    metrics = {**oof_metrics(probs, ids, classes), "classes": classes,
+               "n_rows": n, "n_used": len(rows), "n_undecodable": int((~decoded).sum()),
+               "n_unlabelled": int((decoded & ~known).sum()),
+               "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+               "arch": config.arch, "width": config.width, "depth": config.depth, **info}
+    write_json(params.path("crossval_metrics"), metrics)
+    for w in info["warnings"]:
+        log.warning("WARNING: %s", w)
+    log.info("crossval: out-of-fold accuracy %.4f over %d images in %.1f s on %s",
+             metrics["oof_accuracy"], len(rows), info["seconds"], info["device"])
+    return 0
+
+
+def _load_tensors(params: Params, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The memory-mapped tensors and the decoded mask, checked against the manifest."""
+    path, index_path = params.path("tensors"), params.path("tensor_index")
+    for p in (path, index_path):
+        if not p.is_file():
+            raise StageInputError(f"{p}: not found; run the 'tensors' stage first")
+    images = np.load(path, mmap_mode="r")
+    index = pd.read_parquet(index_path)
+    n = len(manifest)
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) != n or len(index) != n:
+        raise StageInputError(f"{path}: shape {images.shape} ({images.dtype}) does not match "
+                              f"the manifest's {n} rows; rerun the 'tensors' stage")
+    if not (index["id"].to_numpy() == manifest["id"].to_numpy()).all():
+        raise StageInputError(f"{index_path}: ids differ from the manifest's; rerun 'tensors'")
+    decoded = index["decoded"].to_numpy(dtype=bool)
+    if not (decoded == decodable(manifest).to_numpy()).all():
+        raise StageInputError(f"{index_path}: decoded rows differ from the manifest's; "
+                              "rerun 'tensors'")
+    return images, decoded
