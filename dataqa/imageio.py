@@ -69,8 +69,11 @@ def decode_image(data: bytes, max_pixels: int, *, draft_side: int | None = None)
 
     ``draft_side``: when given, a JPEG whose longer side is at least twice this is decoded
     at a reduced DCT scale (1/2, 1/4 or 1/8) that keeps its longer side >= ``draft_side``.
-    libjpeg then skips most of the work; callers that only need a small copy (statistics,
-    thumbnails, training tensors) get it several times faster, and ``scale`` says so.
+    libjpeg then skips the inverse DCT of the dropped frequencies (measured: 1/8 scale
+    decodes in ~55-70 % of the full time at quality 75-95, where Huffman decoding of
+    every coefficient remains); callers that only need a small copy (statistics,
+    thumbnails, training tensors) use it, and ``scale`` says it happened. ``width`` and
+    ``height`` stay the full size.
     """
     if not data:
         return DecodedImage(None, "zero-byte file")

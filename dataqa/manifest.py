@@ -31,11 +31,11 @@ COLUMNS: dict[str, str] = {
     "exif_rotated": "boolean",  # an EXIF orientation (rotation or mirror) was applied
     "decode_error": "string",  # null when fine; "<kind>: detail", kinds in imageio.DECODE_ERROR_KINDS
     "pixel_sha256": "string",  # of the decoded upright pixels (catches re-saved copies); for
-    #                            JPEGs of 256 px and more: of the coded stream minus metadata
+    #                            JPEGs of 128 px and more: of the coded stream minus metadata
     "phash": "string",  # 64-bit DCT perceptual hash, hex (imagehash's algorithm)
     "dhash": "string",  # 64-bit difference hash, hex (imagehash's algorithm)
     # image statistics, computed in the same decode pass on the 8-bit image: the level
-    # ones on the analysis copy (the image, box-reduced to under 256 px when larger),
+    # ones on the analysis copy (the image, box-reduced to under 128 px when larger),
     # the normalised ones on a copy whose longer side is 64 px (STAT_SIZE)
     "stat_mean": "float64",  # luminance mean in [0, 1]
     "stat_std": "float64",  # luminance standard deviation in [0, 1]

@@ -44,14 +44,30 @@ DEVICE_BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def crossval_config(params: Params, device: torch.device) -> TrainConfig:
+# Fewest optimizer steps an epoch should take when the batch size is left null: on a
+# small dataset the budget's batch would leave too few steps to learn (the bundled
+# sample's 1,600 training digits per fold: 88 % out-of-fold accuracy at batch 128, 95 %
+# at batch 64, same images seen, same time on CPU).
+MIN_STEPS_PER_EPOCH = 25
+
+
+def crossval_config(params: Params, device: torch.device, *,
+                    n_train: int | None = None) -> TrainConfig:
     """The :class:`TrainConfig` of each fold: params, with nulls filled by device.
 
     The net size of the K-fold pass is its own budget (``crossval.width/depth``), not
     ``engine.width/depth``, which the tuning run starts from: the pass must fit a time
-    budget on either device."""
+    budget on either device. With ``n_train`` (training images per fold) a null batch
+    size shrinks, by powers of two down to 32, until an epoch takes at least
+    :data:`MIN_STEPS_PER_EPOCH` steps (the learning rate is kept: measured better than
+    scaling it down on the sample)."""
     cv, eng = params.crossval, params.engine
-    budget = DEVICE_BUDGETS["cuda" if device.type == "cuda" else "cpu"]
+    budget = dict(DEVICE_BUDGETS["cuda" if device.type == "cuda" else "cpu"])
+    if n_train is not None and cv.batch_size is None:
+        batch = budget["batch_size"]
+        while batch > 32 and n_train / batch < MIN_STEPS_PER_EPOCH:
+            batch //= 2
+        budget["batch_size"] = batch
 
     def pick(key: str) -> Any:
         value = getattr(cv, key)
@@ -179,7 +195,8 @@ def run_stage(params: Params) -> int:
     classes = sorted(set(used))
     ids = np.searchsorted(classes, used)
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
-    config = crossval_config(params, device)
+    n_train = len(rows) * (params.crossval.folds - 1) // max(params.crossval.folds, 1)
+    config = crossval_config(params, device, n_train=n_train)
     log.info("crossval: %d images, %d classes, %d folds on %s: %s", len(rows), len(classes),
              params.crossval.folds, dev.describe(device),
              {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "arch", "width",

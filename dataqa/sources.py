@@ -1,0 +1,278 @@
+"""Listing the files of an image source: an ImageFolder directory or a CSV.
+
+:func:`list_source` returns the source root and one row per file (``path`` posix and
+relative to the root, ``label``, ``split``), sorted by ``path``. It reads no image and
+writes nothing. Problems with the source itself are a :class:`SourceError` naming the
+file or CSV row; problems with a file's *content* are for the scan (a row with
+``decode_error``), never an error here.
+
+ImageFolder (``root/<class>/<file>``) decisions:
+
+- the label is the name of the top-level folder; deeper folders are walked and belong to
+  their top-level class (``root/cat/2019/a.jpg`` is class ``cat``, path ``cat/2019/a.jpg``);
+- a file is listed when its extension (case-insensitive) is in ``extensions``; other files
+  are ignored. A file with an image extension and bad content (text named ``.png``) is
+  listed: the scan flags it;
+- hidden files and folders (name starting with ``.``) are skipped, as are files that are
+  not regular files (sockets, FIFOs: reading one could block forever);
+- image files directly in the root have no class: skipped, with a warning;
+- a class folder holding no image file: a warning (the class will not exist);
+- top-level folders that all look like split names (``train``, ``val``, ``test``): a
+  warning, because they become labels (use a CSV with a ``split`` column instead);
+- a symlink (file or folder) whose resolved target lies outside the root, or that points
+  nowhere: SourceError naming it. Links inside the root are followed (loops are cut);
+- no image file at all: SourceError.
+
+CSV (columns ``path,label`` and optional ``split``, paths relative to the CSV's folder,
+which is the source root) decisions:
+
+- UTF-8 (a BOM is accepted); header names are matched after trimming spaces and case;
+  other columns are ignored;
+- rows are numbered as a spreadsheet shows them: the header is row 1. Blank rows are
+  skipped (they still count). Cells are trimmed of surrounding spaces; ``\\`` in a path is
+  read as ``/``;
+- an empty ``split`` cell takes ``default_split``; a listed file is kept whatever its
+  extension (the CSV is explicit);
+- errors, all collected and raised as one SourceError naming each row and value: missing
+  columns, empty path, empty label, absolute path, a path whose ``..`` leaves the root,
+  a path that leaves the root through a symlink (resolved and checked), a missing file or
+  a directory, the same file listed twice (both rows named).
+
+Warnings are logged (logger ``dataqa.sources``) and kept in ``frame.attrs["warnings"]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import posixpath
+import re
+import stat
+from pathlib import Path
+
+import pandas as pd
+
+from dataqa.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+_SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing", "dev"}
+_WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]|^[\\/]")
+_MAX_LISTED = 20  # problems shown in one error message; the count says how many more
+
+
+def list_source(source: Path, *, default_split: str,
+                extensions: list[str]) -> tuple[Path, pd.DataFrame]:
+    """List the files of ``source`` (ImageFolder directory or ``.csv`` file).
+
+    Returns ``(root, frame)``: the resolved folder that paths are relative to, and a
+    frame of N rows with string columns ``path`` (posix, relative to ``root``), ``label``,
+    ``split``, sorted by ``path``. ``extensions`` (e.g. ``[".png", ".jpg"]``) selects
+    ImageFolder files; a CSV lists its files explicitly.
+    """
+    source = Path(source)
+    if source.is_dir():
+        root, rows, warnings = _list_image_folder(source, default_split, extensions)
+    elif source.is_file() and source.suffix.lower() == ".csv":
+        root, rows, warnings = _list_csv(source, default_split)
+    elif source.exists():
+        raise SourceError(f"{source}: a source is an ImageFolder directory or a .csv file")
+    else:
+        raise SourceError(f"{source}: source not found")
+    for message in warnings:
+        log.warning("%s: %s", source, message)
+    rows.sort()
+    frame = pd.DataFrame(rows, columns=["path", "label", "split"], dtype="string")
+    frame.attrs["warnings"] = warnings
+    return root, frame
+
+
+def source_root(source: Path) -> Path:
+    """The folder manifest paths are relative to: the ImageFolder, or the CSV's folder."""
+    source = Path(source)
+    return (source if source.is_dir() else source.parent).resolve()
+
+
+# --------------------------------------------------------------------------- ImageFolder
+def _list_image_folder(source: Path, default_split: str, extensions: list[str],
+                       ) -> tuple[Path, list[tuple[str, str, str]], list[str]]:
+    root = source.resolve()
+    exts = {e.lower() for e in extensions}
+    rows: list[tuple[str, str, str]] = []
+    warnings: list[str] = []
+    loose: list[str] = []
+    classes: list[str] = []
+    for entry in _scandir(root):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            _check_link(entry, root)
+            classes.append(entry.name)
+            files = _walk_class(Path(entry.path), entry.name, root, exts)
+            if not files:
+                warnings.append(f"class folder '{entry.name}' holds no image file "
+                                f"(extensions {sorted(exts)}): the class will not exist")
+            rows.extend((rel, entry.name, default_split) for rel in files)
+        elif Path(entry.name).suffix.lower() in exts:
+            loose.append(entry.name)
+    if loose:
+        shown = ", ".join(sorted(loose)[:_MAX_LISTED])
+        warnings.append(f"{len(loose)} image file(s) directly in the root have no class "
+                        f"folder and are skipped: {shown}")
+    if classes and {c.lower() for c in classes} <= _SPLIT_NAMES:
+        warnings.append(f"the top-level folders {sorted(classes)} look like splits, but in "
+                        f"an ImageFolder they are the labels; list files in a CSV with a "
+                        f"'split' column to keep splits")
+    if not rows:
+        raise SourceError(f"{source}: no image files found (ImageFolder expects "
+                          f"<class>/<file> with extensions {sorted(exts)})")
+    return root, rows, warnings
+
+
+def _walk_class(folder: Path, label: str, root: Path, exts: set[str]) -> list[str]:
+    """Relative posix paths of the image files under one class folder (recursive)."""
+    found: list[str] = []
+    seen: set[str] = set()
+    stack = [(folder, label)]
+    while stack:
+        current, rel_dir = stack.pop()
+        real = os.path.realpath(current)
+        if real in seen:  # a link back up the tree: walked already
+            continue
+        seen.add(real)
+        for entry in _scandir(current):
+            if entry.name.startswith("."):
+                continue
+            rel = f"{rel_dir}/{entry.name}"
+            if entry.is_dir():
+                _check_link(entry, root)
+                stack.append((Path(entry.path), rel))
+            elif Path(entry.name).suffix.lower() in exts:
+                _check_link(entry, root)
+                if _is_regular_file(entry):
+                    found.append(rel)
+    return found
+
+
+def _scandir(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise SourceError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
+
+
+def _check_link(entry: os.DirEntry[str], root: Path) -> None:
+    """A symlink must resolve to an existing file or folder inside ``root``."""
+    if not entry.is_symlink():
+        return
+    rel = os.path.relpath(entry.path, root)
+    target = _resolve(Path(entry.path))
+    if target is None:
+        raise SourceError(f"{root}: '{rel}' is a symlink loop")
+    if not target.is_relative_to(root):
+        raise SourceError(f"{root}: '{rel}' is a symlink to {target}, outside the source "
+                          f"root; copy the file in or point data.source at a common parent")
+    if not target.exists():
+        raise SourceError(f"{root}: '{rel}' is a broken symlink (target {target} missing)")
+
+
+def _resolve(path: Path) -> Path | None:
+    """``path`` with every symlink resolved; None for a symlink loop."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # RuntimeError: loop (Python 3.11/3.12)
+        return None
+
+
+def _is_regular_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return stat.S_ISREG(entry.stat().st_mode)
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- CSV
+def _list_csv(csv_path: Path, default_split: str,
+              ) -> tuple[Path, list[tuple[str, str, str]], list[str]]:
+    root = csv_path.resolve().parent
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{csv_path}: not UTF-8 text ({exc})") from None
+    records = csv.reader(io.StringIO(text, newline=""))
+    header = next(records, None)
+    if header is None:
+        raise SourceError(f"{csv_path}: empty file; expected a header row 'path,label[,split]'")
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in ("path", "label") if c not in names]
+    if missing:
+        raise SourceError(f"{csv_path}: row 1 (header): missing column(s) "
+                          f"{', '.join(repr(c) for c in missing)}; found "
+                          f"{', '.join(repr(h) for h in header)}; expected path,label[,split]")
+    doubled = sorted({n for n in names if names.count(n) > 1 and n in ("path", "label", "split")})
+    if doubled:
+        raise SourceError(f"{csv_path}: row 1 (header): column(s) {doubled} appear twice")
+    i_path, i_label = names.index("path"), names.index("label")
+    i_split = names.index("split") if "split" in names else None
+
+    rows: list[tuple[str, str, str]] = []
+    errors: list[str] = []
+    first_row: dict[str, int] = {}
+    for row_no, cells in enumerate(records, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+
+        def cell(i: int | None, cells: list[str] = cells) -> str:
+            return cells[i].strip() if i is not None and i < len(cells) else ""
+
+        raw, label = cell(i_path), cell(i_label)
+        split = cell(i_split) or default_split
+        where = f"row {row_no}"
+        if not raw:
+            errors.append(f"{where}: empty path (label '{label}')")
+            continue
+        if not label:
+            errors.append(f"{where}: empty label for path '{raw}'")
+            continue
+        rel, problem = _check_csv_path(raw, root)
+        if problem:
+            errors.append(f"{where}: {problem}")
+            continue
+        if rel in first_row:
+            errors.append(f"rows {first_row[rel]} and {row_no}: path '{rel}' is listed twice")
+            continue
+        first_row[rel] = row_no
+        rows.append((rel, label, split))
+    if errors:
+        more = f"\n  ... and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
+        raise SourceError(f"{csv_path}: {len(errors)} bad row(s) (paths are relative to "
+                          f"{root}):\n  " + "\n  ".join(errors[:_MAX_LISTED]) + more)
+    if not rows:
+        raise SourceError(f"{csv_path}: no rows after the header")
+    return root, rows, []
+
+
+def _check_csv_path(raw: str, root: Path) -> tuple[str, str | None]:
+    """Normalised relative posix path of a CSV cell, or a problem in words."""
+    if _WINDOWS_ABSOLUTE.match(raw) or os.path.isabs(raw):
+        return "", f"path '{raw}' is absolute; paths must be relative to the CSV's folder"
+    rel = posixpath.normpath(raw.replace("\\", "/"))
+    if rel == ".." or rel.startswith("../"):
+        return "", f"path '{raw}' leaves the source root through '..'"
+    if rel == ".":
+        return "", f"path '{raw}' names the source root, not a file"
+    full = root / rel
+    target = _resolve(full)
+    if target is None:
+        return "", f"path '{raw}' runs into a symlink loop"
+    if not target.is_relative_to(root):
+        return "", (f"path '{raw}' leaves the source root through a symlink "
+                    f"(it resolves to {target})")
+    if not target.exists():
+        return "", f"file '{raw}' not found ({full})"
+    if not target.is_file():
+        return "", f"path '{raw}' is not a regular file ({full})"
+    return rel, None
