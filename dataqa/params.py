@@ -440,7 +440,8 @@ def build(cls: type[T], raw: Any, where: str) -> T:
         raw = {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{where}: expected a mapping, got {type(raw).__name__} ({raw!r})")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "root"}
+    fields = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+              if f.init and f.name != "root"}
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():

@@ -74,7 +74,7 @@ class Check:
     description: ClassVar[str] = ""  # one sentence for the report: what a flag means
 
     def __init__(self, settings: dict[str, Any] | None = None, *, where: str = "") -> None:
-        self.settings = check_settings(self.Settings, settings,
+        self.settings: Any = check_settings(self.Settings, settings,
                                        where or f"params.yaml: audit.settings.{self.name}")
 
     def find(self, ctx: AuditContext) -> CheckResult:

@@ -18,7 +18,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from dataqa.errors import StageInputError
+from dataqa.errors import DataQAError, StageInputError
 from dataqa.io import write_text
 from dataqa.params import Params
 from dataqa.report import charts
@@ -27,7 +27,7 @@ from dataqa.report.page import Section, build_sections, render_page, section
 SUMMARY_NAME = "summary.json"  # under paths.tune_dir (dataqa.tune.results.SUMMARY_NAME)
 TOP_TRIALS = 5  # best trials drawn together
 MAX_CLASSES = 200  # rows of the per-class table (and bars)
-LOG_PARAMS = ("lr", "weight_decay", "batch_size", "width")
+LOG_PARAMS = ("lr", "weight_decay")
 ROUND_LABEL = {"lr": "1 lr", "joint": "2 joint", "fine": "3 fine"}
 
 
@@ -50,8 +50,16 @@ def load(params: Params) -> TuningData:
 
 
 def _prep_extras(params: Params) -> dict[str, Any]:
-    """What the preparation stages leave for the 'data used' section, when present."""
-    return {}
+    """What the preparation stages leave for the 'data used' section, when present:
+    the before/after augmentation grid (base64 PNG thumbnails per class)."""
+    if not params.path("augmented_manifest").is_file():
+        return {}
+    from dataqa.prepare.augment import get_augmentation_grid
+
+    try:
+        return {"augmentation_grid": get_augmentation_grid(params)}
+    except DataQAError as exc:  # a missing source image must not sink the tuning report
+        return {"augmentation_note": f"augmentation grid unavailable: {exc}"}
 
 
 def render(params: Params) -> str:
@@ -245,9 +253,11 @@ def params_section(data: TuningData) -> Section | None:
     for r in s.get("rounds", []):
         for name, d in ((r.get("space") or {}).get("dims") or {}).items():
             names[name] = None
-            if "choices" in d and name not in ("batch_size", "width", "depth"):
-                choices.setdefault(name, [])
-                choices[name] += [c for c in d["choices"] if c not in choices[name]]
+            if "choices" in d:  # categorical axis, numbers in order (batch, width, depth)
+                seen = choices.setdefault(name, [])
+                seen += [c for c in d["choices"] if c not in seen]
+                if all(isinstance(c, int | float) for c in seen):
+                    seen.sort()
     if not names:
         return None
     charts_ = [param_chart(s["trials"], name, choices=choices.get(name)) for name in names]

@@ -1,0 +1,163 @@
+"""One trial: a configuration from the round's space, one engine ``fit``, its curves
+stored on the Optuna trial, pruning from the per-epoch callback.
+
+Everything the report needs later is stored as trial user attributes, so that it is in
+the study's storage whichever worker (or host) ran the trial: ``history`` (per-epoch
+records, see :class:`dataqa.engine.fit.EpochLog`), ``status`` (engine status),
+``config`` (the full configuration, fixed values included), ``seed``, ``worker``,
+``seconds``, ``images_per_s`` and ``message``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+
+from dataqa.engine.data import DeviceData
+from dataqa.engine.fit import EpochLog, FitResult, TrainConfig, fit
+from dataqa.errors import EngineError
+from dataqa.params import EngineParams, TuneStopping
+from dataqa.tune.space import RoundPlan, Space
+from dataqa.tune.study import is_surplus
+
+SEED_STRIDE = 100_000  # trial seed = tune.seed + round index x stride + trial number
+
+
+def trial_seed(base: int, round_index: int, number: int) -> int:
+    return base + round_index * SEED_STRIDE + number
+
+
+def train_config(config: Mapping[str, Any], *, epochs: int, seed: int,
+                 stopping: TuneStopping, engine: EngineParams,
+                 augment: Any = None) -> TrainConfig:
+    """The engine's :class:`TrainConfig` for one tuning configuration: plateau LR decay
+    by ``config['plateau_factor']``, early stopping on val loss from ``stopping``."""
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=int(config["batch_size"]),
+        lr=float(config["lr"]),
+        weight_decay=float(config["weight_decay"]),
+        momentum=float(config["momentum"]),
+        optimizer=config["optimizer"],
+        label_smoothing=float(config.get("label_smoothing", 0.0)),
+        schedule="plateau",
+        plateau_factor=float(config["plateau_factor"]),
+        plateau_patience=stopping.plateau_patience,
+        early_stopping_patience=stopping.patience,
+        min_epochs=stopping.min_epochs,
+        # the stalled verdict compares with the first steps: after 2 epochs at least (one
+        # epoch of a small subset is a handful of steps), and only if an epoch follows
+        stall_epochs=max(2, min(3, epochs - 1)),
+        diverge_factor=stopping.diverge_factor,
+        stall_tolerance=stopping.stall_tolerance,
+        arch=engine.arch,
+        width=int(config["width"]),
+        depth=int(config["depth"]),
+        dropout=float(config["dropout"]),
+        weights=engine.weights,
+        augment=augment,
+        seed=seed,
+    )
+
+
+def history_records(result: FitResult) -> list[dict[str, Any]]:
+    """Per-epoch records as JSON-safe dicts (NaN -> None)."""
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in asdict(h).items()} for h in result.history]
+
+
+def score_of(history: list[dict[str, Any]]) -> float:
+    """The trial's objective: the best validation accuracy over its epochs (0 when no
+    epoch was evaluated, e.g. divergence in epoch 1)."""
+    accs = [h["val_acc"] for h in history if h.get("val_acc") is not None]
+    return float(max(accs)) if accs else 0.0
+
+
+@dataclass
+class PruningCallback:
+    """Engine epoch callback: report the running best val accuracy to Optuna and ask
+    the pruner; returning True makes the engine stop with status ``pruned``."""
+
+    trial: optuna.Trial
+    enabled: bool = True
+    best: float = -math.inf
+
+    def __call__(self, entry: EpochLog) -> bool:
+        if not math.isfinite(entry.val_acc):
+            return False
+        self.best = max(self.best, entry.val_acc)
+        self.trial.report(self.best, entry.epoch)
+        return self.enabled and self.trial.should_prune()
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Objective:
+    """The Optuna objective of one round on one subset.
+
+    ``train_idx`` (n_train,) and ``val_idx`` (n_val,) are rows of ``data``.
+    ``on_done(trial, value, status)`` is called after each trial (progress lines).
+    """
+
+    data: DeviceData
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    plan: RoundPlan
+    space: Space
+    stopping: TuneStopping
+    engine: EngineParams
+    seed: int
+    augment: Any = None
+    on_done: Callable[[optuna.Trial, float, str], None] | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker_id())
+        if is_surplus(trial.study, trial.number, self.plan.trials):
+            trial.set_user_attr("surplus", True)
+            raise optuna.TrialPruned("surplus: the round's budget was used by other workers")
+        config = self.space.suggest(trial)
+        seed = trial_seed(self.seed, self.plan.index, trial.number)
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("n_train", int(len(self.train_idx)))
+        fidelity_of = trial.user_attrs.get("fidelity_of")
+        # the re-runs of round-2 configurations must finish: fidelity needs their scores
+        callback = PruningCallback(trial, enabled=fidelity_of is None)
+        try:
+            cfg = train_config(config, epochs=self.plan.epochs, seed=seed,
+                               stopping=self.stopping, engine=self.engine,
+                               augment=self.augment)
+            result = fit(self.data, self.train_idx, self.val_idx, cfg, callback=callback,
+                         log_prefix=f"[{self.plan.name} #{trial.number}] ")
+        except EngineError as exc:  # this configuration cannot train: it uses its budget
+            trial.set_user_attr("status", "error")
+            trial.set_user_attr("message", str(exc))
+            raise
+        history = history_records(result)
+        value = score_of(history)
+        trial.set_user_attr("history", history)
+        trial.set_user_attr("status", result.status)
+        trial.set_user_attr("message", result.message)
+        trial.set_user_attr("batch_size_used", result.batch_size)
+        trial.set_user_attr("seconds", result.seconds)
+        trial.set_user_attr("images_per_s", result.train_images_per_s)
+        if self.on_done is not None:
+            self.on_done(trial, value, result.status)
+        if result.status == "pruned":
+            raise optuna.TrialPruned(result.message)
+        return value
+
+
+def print_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

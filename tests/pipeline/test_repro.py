@@ -1,0 +1,74 @@
+"""`dvc repro` end to end on a tiny dataset: every stage runs; a second run does
+nothing; changing one params key reruns only the stages downstream of it; a failing
+gate stops the pipeline after the report is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.pipeline.workspace import make_workspace, read_params, run, stages_run, write_params
+
+pytestmark = pytest.mark.slow
+
+DVC_STAGES = list(yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.yaml")
+                                 .read_text())["stages"])
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_workspace(tmp_path_factory.mktemp("repro") / "ws")
+    proc = run(["dvc", "repro"], root)
+    assert sorted(stages_run(proc.stdout + proc.stderr)) == sorted(DVC_STAGES)
+    return root
+
+
+def test_every_output_written(workspace: Path) -> None:
+    params = read_params(workspace)
+    for name, rel in params["paths"].items():
+        assert (workspace / rel).exists(), f"paths.{name}: {rel} was not written"
+    issues_cols = set(__import__("pandas").read_parquet(workspace / params["paths"]["issues"]))
+    for check in params["audit"]["checks"]:
+        assert {f"is_{check}_issue", f"{check}_score"} <= issues_cols
+    gate = json.loads((workspace / params["paths"]["gate_json"]).read_text())
+    assert gate["passed"] is True
+
+
+def test_second_repro_is_a_no_op(workspace: Path) -> None:
+    lock = (workspace / "dvc.lock").read_text()
+    proc = run(["dvc", "repro"], workspace)
+    assert stages_run(proc.stdout + proc.stderr) == []
+    assert (workspace / "dvc.lock").read_text() == lock
+    assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {}
+
+
+def test_changing_one_key_reruns_only_what_reads_it(workspace: Path) -> None:
+    params = read_params(workspace)
+    params["report"]["thumb_size"] = params["report"]["thumb_size"] + 8
+    write_params(workspace, params)
+    status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
+    assert set(status) == {"report"}  # the only stage that reads report.*
+    proc = run(["dvc", "repro"], workspace)
+    ran = stages_run(proc.stdout + proc.stderr)
+    assert ran[0] == "report"
+    # nothing upstream of the report reran
+    assert not set(ran) & {"scan", "tensors", "crossval", "learning_curve", "audit"}
+
+
+def test_failing_gate_stops_repro_after_the_report(workspace: Path) -> None:
+    params = read_params(workspace)
+    params["gate"]["min_images_per_class"] = 1000
+    params["filter"]["relabel_min_confidence"] = 0.9  # filter would rerun if reached
+    write_params(workspace, params)
+    proc = run(["dvc", "repro"], workspace, check=False)
+    assert proc.returncode != 0
+    ran = stages_run(proc.stdout + proc.stderr)
+    assert "gate" in ran and "filter" not in ran
+    gate = json.loads((workspace / params["paths"]["gate_json"]).read_text())
+    assert gate["passed"] is False
+    failed = [name for name, rule in gate["rules"].items() if rule["passed"] is False]
+    assert failed == ["min_images_per_class"]
+    assert (workspace / params["paths"]["audit_html"]).is_file()

@@ -1,0 +1,124 @@
+"""The tune stage end to end on tiny synthetic subsets (journal storage): outputs,
+progress lines, resuming, workers, and clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from dataqa.cli import main
+from dataqa.errors import ParamsError, StageInputError
+from dataqa.params import Params
+from dataqa.tune.results import CURVE_COLUMNS
+from dataqa.tune.stage import run_stage
+
+
+def test_stage_writes_every_output(tune_files: Callable[..., Params],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    params = tune_files(n_aug=10)
+    assert run_stage(params) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"tune \[lr\] trial 2/2: val_acc [\d.]+ .* best so far [\d.]+", err)
+    assert "tune: round 3/3 (fine)" in err and "tune cleaning:" in err
+
+    metrics = json.loads(params.path("tune_metrics").read_text())
+    assert metrics["trials"] == {"complete": 6}  # 2 + 2 + 2 trials, nothing failed
+    assert metrics["n_trials"] == 6
+    assert 0.0 <= metrics["best_score"] <= 1.0
+    assert metrics["best_trial"].startswith("fine-")  # the last round decides
+    assert set(metrics["best_params"]) >= {"lr", "batch_size", "weight_decay", "dropout",
+                                           "optimizer", "momentum", "plateau_factor",
+                                           "width", "depth"}
+    assert set(metrics["cleaning"]) == {"clean_mean", "clean_std", "raw_mean", "raw_std",
+                                        "difference", "exceeds_spread"}
+
+    curves = pd.read_csv(params.path("tune_curves"))
+    assert list(curves.columns) == CURVE_COLUMNS
+    last = curves.groupby("trial")["epoch"].max().to_dict()
+    assert sorted(last) == ["fine-0", "fine-1", "joint-0", "joint-1", "lr-0", "lr-1"]
+    assert {k: v for k, v in last.items() if not k.startswith("fine")} == {
+        "lr-0": 1, "lr-1": 1, "joint-0": 1, "joint-1": 1}  # one-epoch rounds
+    assert all(1 <= last[k] <= 2 for k in ("fine-0", "fine-1"))  # 2 epochs at most
+
+    best = yaml.safe_load(params.path("best_params").read_text())
+    assert best["params"] == metrics["best_params"]
+    assert best["trial"] == metrics["best_trial"] and best["subset"] == "large"
+
+    summary = json.loads((params.path("tune_dir") / "summary.json").read_text())
+    assert summary["data"]["subsets"]["large"]["augmented"] == 10
+    assert summary["cleaning"]["n_clean"] == 168  # 178 minus the 10 augmented copies
+    assert summary["cleaning"]["n_raw"] == 180  # 240 minus 60 val, quarantined included
+    fine = [t for t in summary["trials"] if t["round"] == "fine"]
+    assert sorted(t["fidelity_of"] for t in fine) == [0, 1]  # round 2's top 2 re-run
+
+    html = params.path("tuning_html").read_text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)  # self-contained
+    for title in ("Best configuration", "Diagnoses", "Each hyperparameter", "Subsample "
+                  "fidelity", "Does cleaning help?", "Data used", "Every trial"):
+        assert title in html
+    assert html.count("<svg") >= 2 * 6  # loss + accuracy chart per trial, at least
+
+
+def test_rerun_resumes_the_finished_study(tune_files: Callable[..., Params]) -> None:
+    params = tune_files(tune={"cleaning": {"enabled": False}})
+    assert run_stage(params) == 0
+    first = json.loads(params.path("tune_metrics").read_text())
+    assert run_stage(params) == 0  # same params: the stored trials are reused, none added
+    again = json.loads(params.path("tune_metrics").read_text())
+    assert again["n_trials"] == first["n_trials"] == 6
+    assert again["best_params"] == first["best_params"]
+
+
+def test_other_params_on_the_same_study_are_refused(tune_files: Callable[..., Params]) -> None:
+    params = tune_files(tune={"cleaning": {"enabled": False},
+                              "rounds": {"lr": {"trials": 1, "epochs": 1, "subset": "small"},
+                                         "joint": {"trials": 0}, "fine": {"trials": 0}}})
+    run_stage(params)
+    changed = dataclasses.replace(params, tune=dataclasses.replace(
+        params.tune, space=dataclasses.replace(params.tune.space, lr_max=0.5)))
+    with pytest.raises(ParamsError, match=r"study 'dataqa-lr' .* other tune/engine params "
+                                          r"\(differing: tune.space.lr_max\)"):
+        run_stage(changed)
+
+
+def test_worker_runs_its_trials_only(tune_files: Callable[..., Params]) -> None:
+    params = tune_files()
+    assert main(["tune", "--worker", "--n-trials", "3", "--params",
+                 str(params.root / "params.yaml")]) == 0
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(params.path("tune_dir") / "journal.log")))
+    counts = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert counts == {"dataqa-lr": 2, "dataqa-joint": 2}  # 3 ran; joint's 2 enqueued
+    lr = optuna.load_study(study_name="dataqa-lr", storage=storage)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in lr.trials)
+    assert not params.path("tune_metrics").exists()  # workers write no outputs
+
+
+def test_missing_subset_names_the_available_ones(tune_files: Callable[..., Params]) -> None:
+    params = tune_files(tune={"rounds": {"lr": {"subset": "p1"}}})
+    with pytest.raises(StageInputError, match=r"subset\(s\) \['p1'\] not found .* available: "
+                                              r"large, small"):
+        run_stage(params)
+
+
+def test_bad_storage_url_is_a_params_error(tune_files: Callable[..., Params]) -> None:
+    params = tune_files(tune={"storage": "postgres-at-home"})
+    with pytest.raises(ParamsError, match="tune.storage: 'postgres-at-home' is not a "
+                                          "database URL"):
+        run_stage(params)
+
+
+def test_report_command_rerenders_from_the_summary(tune_files: Callable[..., Params]) -> None:
+    params = tune_files(tune={"cleaning": {"enabled": False}})
+    run_stage(params)
+    params.path("tuning_html").unlink()
+    assert main(["report", "--kind", "tuning", "--params",
+                 str(params.root / "params.yaml")]) == 0
+    assert "dataqa tuning report" in params.path("tuning_html").read_text()
