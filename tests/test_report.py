@@ -88,7 +88,8 @@ def test_html_is_well_formed_with_sections_in_order(built):
     checker.close()
     assert checker.errors == [] and checker.stack == []
     sections = re.findall(r'<section id="([^"]+)"', html)
-    assert sections == ["gate", "checks", "overview", "integrity", "gallery-integrity"]
+    assert sections == ["gate", "checks", "overview", "balance", "integrity", "labels", "accuracy",
+                        "confidence", "duplicates", "outliers", "complexity", "gallery-integrity"]
     assert len(checker.ids) == len(set(checker.ids))
 
 
