@@ -93,8 +93,26 @@ def load_inputs(params: Params, manifest: pd.DataFrame, checks: Sequence[Check]
                 f"{path}: shape {array.shape} does not match {len(classes)} classes "
                 f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}); "
                 f"rerun the 'crossval' stage")
+        if key == "pred_probs":
+            _check_predictions(path, array, manifest)
         setattr(ctx, key, array)
     return ctx
+
+
+def _check_predictions(path: Path, probs: np.ndarray, manifest: pd.DataFrame) -> None:
+    """Crossval leaves NaN rows only where an image did not decode or has no label. A
+    non-finite row for a decodable, labelled image (a corrupted or hand-edited file)
+    would silently drop that image from the label check: an error naming the rows."""
+    label = manifest["label"].astype("string")
+    expected = (manifest["decode_error"].isna() & label.notna()
+                & (label.str.strip() != "")).fillna(False).to_numpy(dtype=bool)
+    bad = np.flatnonzero(expected & ~np.isfinite(np.asarray(probs)).all(axis=1))
+    if len(bad):
+        shown = ", ".join(f"row {i} ({manifest['path'].iloc[i]})" for i in bad[:5])
+        raise StageInputError(
+            f"{path}: {len(bad)} decodable, labelled image(s) have non-finite (NaN/inf) "
+            f"predicted probabilities: {shown}{', ...' if len(bad) > 5 else ''}; "
+            f"rerun the 'crossval' stage")
 
 
 def load_classes(params: Params, manifest: pd.DataFrame) -> list[str]:
