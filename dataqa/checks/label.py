@@ -1,0 +1,167 @@
+"""``label``: images whose given label is probably wrong, from out-of-fold predicted
+probabilities (cleanlab). ``label_score`` is cleanlab's label-quality score;
+``is_label_issue`` is cleanlab's ``find_label_issues`` with ``filter_by`` (default
+chosen by measurement on MNIST, see benchmarks/README.md), optionally widened by
+``threshold`` on the score. The summary holds what the report shows about the model:
+the most frequent (given -> suggested) pairs, per-class out-of-fold accuracy and the
+confusion matrix.
+
+Rows without a usable prediction (undecodable, unknown label, NaN) are never flagged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from dataqa.checks import register
+from dataqa.checks.base import AuditContext, Check, CheckResult
+from dataqa.errors import ParamsError, StageInputError
+
+FilterBy = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
+                   "predicted_neq_given", "low_normalized_margin", "low_self_confidence"]
+
+
+# Below this out-of-fold accuracy (against the given labels) the summary warns that the
+# flags mostly reflect a weak model: cleanlab estimates the noise from the model's
+# disagreements with the labels, which a weak model multiplies.
+WEAK_MODEL_ACCURACY = 0.8
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    filter_by: FilterBy = "prune_by_class"  # cleanlab.filter.find_label_issues method
+    frac_noise: float = 1.0  # cleanlab: share of the estimated label errors to return
+    min_examples_per_class: int = 1  # cleanlab: never flag a class below this count
+    score_method: Literal["self_confidence", "normalized_margin"] = "self_confidence"
+    threshold: float | None = None  # also flag label_score below this (None: off)
+    top_pairs: int = 10  # (given -> suggested) pairs listed in the summary
+    max_confusion_classes: int = 50  # larger K: no K x K matrix in audit.json
+
+    def __post_init__(self) -> None:
+        where = "params.yaml: audit.settings.label"
+        if not 0 < self.frac_noise <= 1:
+            raise ParamsError(f"{where}.frac_noise: {self.frac_noise} is not in (0, 1]")
+        if self.min_examples_per_class < 0:
+            raise ParamsError(f"{where}.min_examples_per_class: must be >= 0")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise ParamsError(f"{where}.threshold: {self.threshold} is not in [0, 1]")
+        if self.top_pairs < 0 or self.max_confusion_classes < 0:
+            raise ParamsError(f"{where}: top_pairs and max_confusion_classes must be >= 0")
+
+
+@register
+class LabelCheck(Check):
+    name = "label"
+    Settings = LabelSettings
+    requires = frozenset({"pred_probs"})
+    description = ("the out-of-fold model is confident the image belongs to another "
+                   "class than its label (cleanlab)")
+
+    def find(self, ctx: AuditContext) -> CheckResult:
+        s: LabelSettings = self.settings
+        n = len(ctx.manifest)
+        probs, labels = _inputs(ctx)
+        k = probs.shape[1]
+        classes = list(ctx.classes) if ctx.classes else [str(c) for c in range(k)]
+        valid = (ctx.decoded & (labels >= 0) & (labels < k)
+                 & np.isfinite(probs).all(axis=1))
+        rows = np.flatnonzero(valid)
+        p = np.clip(probs[rows], 0.0, None)
+        p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+        y = labels[rows]
+
+        score = np.full(n, np.nan)
+        is_issue = np.zeros(n, dtype=bool)
+        summary: dict[str, Any] = {"n_scored": int(len(rows)), "classes": classes}
+        caught: list[warnings.WarningMessage] = []
+        if len(rows) >= 2 and len(np.unique(y)) >= 2:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                score[rows] = _quality_scores(y, p, s.score_method)
+                flags = _find_issues(y, p, s)
+            if s.threshold is not None:
+                flags |= score[rows] < s.threshold
+            is_issue[rows] = flags
+        else:
+            summary["skipped"] = "fewer than 2 scored images or fewer than 2 classes"
+        notes = sorted({str(w.message).strip()[:200] for w in caught})  # shown, not hidden
+        pred = p.argmax(axis=1) if len(rows) else np.zeros(0, dtype=np.int64)
+        accuracy = float((pred == y).mean()) if len(rows) else 1.0
+        if accuracy < WEAK_MODEL_ACCURACY:
+            notes.insert(0, f"out-of-fold accuracy {accuracy:.2f} is low: most flags may "
+                            "be the model's errors, not label errors; train the crossval "
+                            "model longer (crossval.epochs) before acting on them")
+        if notes:
+            summary["warnings"] = notes
+        names = np.asarray(classes, dtype=object)
+        given = np.full(n, None, dtype=object)
+        suggested = np.full(n, None, dtype=object)
+        confidence = np.full(n, np.nan)
+        given[rows], suggested[rows] = names[y], names[pred]
+        confidence[rows] = p.max(axis=1) if len(rows) else confidence[rows]
+        summary.update(_model_summary(y, pred, p, is_issue[rows], classes, s))
+        return self.result(ctx, is_issue, score, summary, given=given,
+                           suggested=suggested, confidence=confidence)
+
+
+def _inputs(ctx: AuditContext) -> tuple[np.ndarray, np.ndarray]:
+    n = len(ctx.manifest)
+    if ctx.pred_probs is None or ctx.labels is None:
+        raise StageInputError("label: needs pred_probs and labels; run the 'crossval' stage")
+    probs = np.asarray(ctx.pred_probs, dtype=np.float64)
+    labels = np.asarray(ctx.labels, dtype=np.int64)
+    if probs.ndim != 2 or len(probs) != n or labels.shape != (n,):
+        raise StageInputError(f"label: pred_probs {probs.shape} / labels {labels.shape} "
+                              f"not aligned with the manifest's {n} rows")
+    if ctx.classes and len(ctx.classes) != probs.shape[1]:
+        raise StageInputError(f"label: pred_probs has {probs.shape[1]} columns but there "
+                              f"are {len(ctx.classes)} classes")
+    return probs, labels
+
+
+def _quality_scores(labels: np.ndarray, probs: np.ndarray, method: str) -> np.ndarray:
+    from cleanlab.rank import get_label_quality_scores
+
+    return np.asarray(get_label_quality_scores(labels, probs, method=method), dtype=float)
+
+
+def _find_issues(labels: np.ndarray, probs: np.ndarray, s: LabelSettings) -> np.ndarray:
+    from cleanlab.filter import find_label_issues
+
+    # n_jobs=1: no process pool inside a DVC stage; one pass is fast even at 100k rows
+    return np.asarray(find_label_issues(
+        labels, probs, filter_by=s.filter_by, frac_noise=s.frac_noise,
+        min_examples_per_class=s.min_examples_per_class, n_jobs=1), dtype=bool)
+
+
+def _model_summary(y: np.ndarray, pred: np.ndarray, probs: np.ndarray, flags: np.ndarray,
+                   classes: list[str], s: LabelSettings) -> dict[str, Any]:
+    """What the report shows about the out-of-fold model (compact: lists, not rows):
+    accuracy overall and per class, the most frequent (given -> suggested) pairs among
+    the flags and, for up to ``max_confusion_classes`` classes, the confusion matrix.
+    (The max-probability histograms are dataset-level: ``confidence`` in audit.json,
+    written by the audit stage from :mod:`dataqa.confidence`.)"""
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    support = confusion.sum(axis=1)
+    per_class = {c: (float(confusion[i, i] / support[i]) if support[i] else None)
+                 for i, c in enumerate(classes)}
+    pairs = np.zeros((k, k), dtype=np.int64)
+    np.add.at(pairs, (y[flags], pred[flags]), 1)
+    np.fill_diagonal(pairs, 0)  # a flag whose argmax is its label has no suggestion
+    gi, si = np.nonzero(pairs)
+    top = np.lexsort((si, gi, -pairs[gi, si]))[:s.top_pairs]  # most frequent first
+    out: dict[str, Any] = {
+        "oof_accuracy": float((pred == y).mean()) if len(y) else None,
+        "per_class_accuracy": per_class,
+        "top_pairs": [{"given": classes[gi[t]], "suggested": classes[si[t]],
+                       "count": int(pairs[gi[t], si[t]])} for t in top],
+    }
+    if k <= s.max_confusion_classes:
+        out["confusion"] = confusion.tolist()  # rows: given label, columns: predicted
+    return out

@@ -1,0 +1,311 @@
+"""``near_duplicate``: the same picture re-encoded, resized or slightly cropped.
+
+Candidates come from three cheap sources, none of which builds an N x N matrix:
+
+1. perceptual hashes in the manifest: pairs within ``hash_max_distance`` bits on both
+   ``phash`` and ``dhash`` (multi-index hashing, :func:`dataqa.neighbors.find_hamming_pairs`);
+2. the k nearest neighbours of each image's thumbnail (16 x 16 grey, from the tensors);
+3. the k nearest neighbours of each image's embedding, when the audit has embeddings.
+
+Every candidate is then *verified* on the thumbnails, because hashes and embeddings
+alone cannot tell a copy from a look-alike: on the 10,000 MNIST test digits 237
+distinct digits share their exact 64-bit phash with another digit, and a CNN embedding
+puts all same-class digits close. Verification = the cosine distance of the two
+thumbnails, best over small central crops of either side (so a cropped copy aligns),
+must be (a) at most ``max_distance`` and (b) at most ``ratio`` times the distance of
+the nearer image's *nearest distinct neighbour* (a ratio test, as in SIFT matching).
+(b) is what keeps a dense cluster of look-alikes (MNIST '1's) apart while a JPEG copy,
+far closer to its original than to anything else, is accepted. The nearest distinct
+neighbour of an image is found in its k aligned thumbnail neighbours: the one right
+after the last gap (a distance jump by at least 1/``ratio``) among those within
+``max_distance``, so groups of up to ``neighbors`` copies are found.
+
+Accepted pairs and exact copies are merged into groups (connected components); in
+each group the first file by path is kept; the others are issues unless they are exact
+copies of another member (``exact_duplicate`` reports those). Pairs across splits are
+leakage (``cross_split_pairs``; pairs of exact copies not counted again).
+
+Cost (N images, D embedding size): thumbnails O(N); two exact k-NN searches, on 64
+numbers per thumbnail and on the embeddings, O(N^2 * (64 + D)) multiply-adds in row
+chunks (memory O(chunk * N + N * k), never N x N; the embedding search is cached for
+the outlier check); hash search ~ N * 68 table probes; verification O(candidates * 256).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dataqa.checks import register
+from dataqa.checks.base import AuditContext, Check, CheckResult
+from dataqa.checks.exact_duplicate import find_exact_groups, kept_rows, path_order, summarize_groups
+from dataqa.errors import ParamsError, StageInputError
+from dataqa.neighbors import (
+    find_hamming_pairs,
+    get_groups,
+    get_knn,
+    hex_to_uint64,
+    number_groups,
+    unique_sorted,
+)
+
+CROPS = (0.0, 0.04, 0.08)  # share of each side cut away when aligning a cropped copy
+
+
+@dataclass(frozen=True)
+class NearDuplicateSettings:
+    hash_max_distance: int = 4  # bits, phash and dhash: candidate pairs from the hashes
+    neighbors: int = 16  # k of the thumbnail and embedding k-NN (largest group found)
+    max_distance: float = 0.1  # thumbnail cosine distance never accepted above (sim 0.9)
+    ratio: float = 0.1  # a copy must be this much closer than the nearest distinct image
+    thumb_size: int = 16  # side of the grey thumbnail, pixels
+    use_embeddings: bool = True  # embedding k-NN as a third source of candidates
+    max_examples: int = 20  # cross-split pairs listed in the summary (all are counted)
+
+    def __post_init__(self) -> None:
+        where = "params.yaml: audit.settings.near_duplicate"
+        if not 0 <= self.hash_max_distance <= 16:
+            raise ParamsError(f"{where}.hash_max_distance: {self.hash_max_distance} "
+                              "is not in [0, 16] bits")
+        if self.neighbors < 1:
+            raise ParamsError(f"{where}.neighbors: must be >= 1, got {self.neighbors}")
+        if not 0 < self.max_distance <= 1:
+            raise ParamsError(f"{where}.max_distance: {self.max_distance} is not in (0, 1]")
+        if not 0 < self.ratio < 1:
+            raise ParamsError(f"{where}.ratio: {self.ratio} is not in (0, 1)")
+        if not 4 <= self.thumb_size <= 64:
+            raise ParamsError(f"{where}.thumb_size: {self.thumb_size} is not in [4, 64]")
+
+
+def letterbox_boxes(heights: np.ndarray, widths: np.ndarray, size: int) -> np.ndarray:
+    """(N, 4) float content boxes ``(top, left, h, w)`` of images letterboxed to ``size``:
+    the same arithmetic as :func:`dataqa.imageio.letterbox`."""
+    h, w = heights.astype(float), widths.astype(float)
+    scale = size / np.maximum(np.maximum(h, w), 1.0)
+    nh = np.maximum(1, np.round(h * scale))
+    nw = np.maximum(1, np.round(w * scale))
+    return np.stack([(size - nh) // 2, (size - nw) // 2, nh, nw], axis=1)
+
+
+def get_thumbnails(tensors: np.ndarray, boxes: np.ndarray, *, size: int,
+                   rows: np.ndarray | None = None, crops: tuple[float, ...] = CROPS,
+                   chunk_size: int = 4096) -> np.ndarray:
+    """Zero-mean, unit-norm grey thumbnails of each tensor's content box.
+
+    ``tensors`` (N, H, W[, C]) uint8 letterboxed images (may be memory-mapped: read in
+    chunks of ``chunk_size``), ``rows`` (M,) the positions to use (default all),
+    ``boxes`` (M, 4) their content boxes. Returns (M, len(crops), size * size) float32:
+    one thumbnail per central crop (the share of each side in ``crops`` cut away). A
+    flat image gives a zero vector (distance 1 to everything: blank frames are not
+    duplicates of each other here).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    rows = np.arange(len(tensors)) if rows is None else np.asarray(rows)
+    n = len(rows)
+    out = np.zeros((n, len(crops), size * size), dtype=np.float32)
+    side = tensors.shape[1]
+    # average down to 2x the thumbnail first: grid sampling alone would alias
+    work = min(side, 2 * size)
+    for start in range(0, n, chunk_size):
+        chunk = np.asarray(tensors[rows[start:start + chunk_size]])
+        x = torch.from_numpy(chunk.astype(np.float32))
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        if x.shape[1] == 3:
+            x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, True)
+        x = x[:, :1]
+        if work < side:
+            x = F.interpolate(x, size=(work, work), mode="area")
+        box = torch.from_numpy(boxes[start:start + chunk_size].astype(np.float32)) / side
+        top, left, h, w = box.unbind(1)
+        for c, crop in enumerate(crops):
+            theta = torch.zeros(len(x), 2, 3)
+            theta[:, 0, 0] = w * (1 - 2 * crop)  # affine_grid maps [-1, 1] to the box
+            theta[:, 0, 2] = (left + w / 2) * 2 - 1
+            theta[:, 1, 1] = h * (1 - 2 * crop)
+            theta[:, 1, 2] = (top + h / 2) * 2 - 1
+            grid = F.affine_grid(theta, [len(x), 1, size, size], align_corners=False)
+            v = F.grid_sample(x, grid, mode="bilinear", align_corners=False).flatten(1)
+            v = v - v.mean(1, keepdim=True)
+            norm = v.norm(dim=1, keepdim=True)
+            v = torch.where(norm > 1e-3 * size, v / norm.clamp_min(1e-12), 0.0)
+            out[start:start + len(x), c] = v.numpy()
+    return out
+
+
+def get_aligned_distances(thumbs: np.ndarray, pairs: np.ndarray, *,
+                          chunk_size: int = 8192) -> np.ndarray:
+    """(P,) cosine distance of each pair's thumbnails, the best over aligning a crop of
+    either side with the other's whole thumbnail. ``thumbs`` from :func:`get_thumbnails`."""
+    dist = np.empty(len(pairs), dtype=np.float32)
+    for start in range(0, len(pairs), chunk_size):
+        i, j = pairs[start:start + chunk_size].T
+        a, b = thumbs[i], thumbs[j]  # (n, crops, d)
+        best = np.maximum(np.einsum("ncd,nd->nc", a, b[:, 0]).max(1),
+                          np.einsum("nd,ncd->nc", a[:, 0], b).max(1))
+        dist[start:start + len(i)] = 1.0 - best
+    return np.clip(dist, 0.0, 2.0)
+
+
+def get_distinct_scales(neighbor_dist: np.ndarray, *, ratio: float, max_distance: float,
+                        complete: bool) -> np.ndarray:
+    """Distance of each row's nearest *distinct* neighbour, (N,) float.
+
+    ``neighbor_dist`` (N, k) aligned distances to the k nearest neighbours, sorted.
+    The copies of a row are the neighbours before the last gap, i.e. the last ``j``
+    with ``d[j-1] <= max_distance`` and ``d[j] >= d[j-1] / ratio``; the scale is
+    ``d[j]`` (``d[0]`` when there is no gap). ``complete``: the k neighbours are the
+    whole dataset, so a gap after the last one is real (infinite scale).
+    """
+    n, k = neighbor_dist.shape
+    if k == 0:
+        return np.full(n, np.inf)
+    tail = np.full((n, 1), np.inf if complete else -np.inf)
+    d = np.concatenate([neighbor_dist.astype(np.float64), tail], axis=1)
+    gap = (d[:, :-1] <= max_distance) & (d[:, 1:] * ratio >= d[:, :-1])
+    last = np.where(gap.any(1), k - np.argmax(gap[:, ::-1], axis=1), 0)
+    return d[np.arange(n), last]
+
+
+@register
+class NearDuplicateCheck(Check):
+    name = "near_duplicate"
+    Settings = NearDuplicateSettings
+    requires = frozenset({"tensors"})
+    description = ("the same picture as an earlier file (by path) re-encoded, resized or "
+                   "slightly cropped; the earlier file is kept")
+
+    def find(self, ctx: AuditContext) -> CheckResult:
+        s: NearDuplicateSettings = self.settings
+        manifest = ctx.manifest
+        n = len(manifest)
+        if ctx.tensors is None or len(ctx.tensors) != n:
+            raise StageInputError("near_duplicate: the tensors are missing or not aligned "
+                                  "with the manifest; run the 'tensors' stage")
+        order = path_order(manifest)
+        exact = find_exact_groups(manifest, ctx.decoded)
+        exact_kept = kept_rows(exact, order)
+        # one representative per exact group: its copies add nothing to the search
+        rows = np.flatnonzero(ctx.decoded & ((exact < 0) | (exact_kept == np.arange(n))))
+        accepted, dist, candidates, sources = self._find_pairs(ctx, rows)
+
+        # groups over the accepted pairs plus the exact copies of their members
+        near_edges = rows[accepted]
+        exact_edges = np.stack([np.arange(n), exact_kept], axis=1)[exact >= 0]
+        groups = get_groups(n, np.concatenate([near_edges, exact_edges]), order=order)
+        has_near = np.zeros(n + 1, dtype=bool)  # by group id: holds a near pair
+        has_near[groups[near_edges[:, 0]]] = True
+        groups = number_groups(np.where(has_near[np.maximum(groups, 0)] & (groups >= 0),
+                                        groups, -1), order=order)
+        kept = kept_rows(groups, order)
+        is_copy_of_exact = (exact >= 0) & (exact_kept != np.arange(n))
+        is_issue = (groups >= 0) & (kept != np.arange(n)) & ~is_copy_of_exact
+
+        # score: 0.5 x (thumbnail distance to the nearest copy / max_distance), < 0.5
+        nearest = np.full(n, np.inf)
+        np.minimum.at(nearest, near_edges.ravel(), np.repeat(dist, 2))
+        score = np.where(is_issue, 0.5 * np.minimum(nearest / s.max_distance, 1.0), 1.0)
+
+        summary = summarize_groups(manifest, groups, max_examples=s.max_examples,
+                                   exclude=np.where(groups >= 0, exact, -1))
+        summary["redundant"] = int(is_issue.sum())
+        summary["candidate_pairs"] = candidates
+        summary["accepted_pairs"] = int(len(accepted))
+        summary["pairs_by_source"] = {
+            name: _count_in(pairs, accepted) for name, pairs in sources.items()}
+        ids = manifest["id"].to_numpy(dtype=np.int64)
+        return self.result(ctx, is_issue, score, summary, group=groups,
+                           kept_id=np.where(kept >= 0, ids[kept], -1))
+
+    def _find_pairs(self, ctx: AuditContext, rows: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, int, dict[str, np.ndarray]]:
+        """Accepted pairs (A, 2) (positions in ``rows``), their thumbnail distances (A,),
+        the number of candidates, and the candidates of each source."""
+        s: NearDuplicateSettings = self.settings
+        manifest, tensors = ctx.manifest, ctx.tensors
+        assert tensors is not None  # find() checked
+        boxes = letterbox_boxes(manifest["height"].to_numpy(dtype=float, na_value=1)[rows],
+                                manifest["width"].to_numpy(dtype=float, na_value=1)[rows],
+                                tensors.shape[1])
+        thumbs = get_thumbnails(tensors, boxes, rows=rows, size=s.thumb_size)
+        m = len(rows)
+        _, knn_idx = get_knn(_search_vectors(thumbs[:, 0], s.thumb_size), k=s.neighbors)
+        sources = {"thumbnail": _knn_pairs(knn_idx), "hash": self._hash_pairs(manifest, rows)}
+        if s.use_embeddings and ctx.embeddings is not None:
+            sources["embedding"] = self._embedding_pairs(ctx.embeddings, ctx.decoded, rows)
+        candidates = _unique_pairs(np.concatenate(list(sources.values())), m)
+        dist = get_aligned_distances(thumbs, candidates)
+
+        # each row's distinct-neighbour scale, from its k thumbnail neighbours (which are
+        # all candidates: their distances are looked up, not recomputed)
+        i = np.repeat(np.arange(m), knn_idx.shape[1])
+        key = np.minimum(i, knn_idx.ravel()) * m + np.maximum(i, knn_idx.ravel())
+        where = np.searchsorted(candidates[:, 0] * m + candidates[:, 1], key)
+        neighbor_dist = np.sort(dist[where].reshape(knn_idx.shape), axis=1)
+        scale = get_distinct_scales(neighbor_dist, ratio=s.ratio, max_distance=s.max_distance,
+                                    complete=knn_idx.shape[1] >= m - 1)
+        limit = np.minimum(s.max_distance,
+                           s.ratio * np.maximum(scale[candidates[:, 0]], scale[candidates[:, 1]]))
+        ok = dist <= limit
+        return candidates[ok], dist[ok], int(len(candidates)), sources
+
+    def _hash_pairs(self, manifest: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """Candidate pairs (positions in ``rows``) close on both phash and dhash."""
+        if "phash" not in manifest or "dhash" not in manifest:
+            return np.zeros((0, 2), dtype=np.int64)
+        phash, p_ok = hex_to_uint64(manifest["phash"].to_numpy(dtype=object)[rows])
+        dhash, d_ok = hex_to_uint64(manifest["dhash"].to_numpy(dtype=object)[rows])
+        ok = np.flatnonzero(p_ok & d_ok)
+        pairs, _ = find_hamming_pairs(phash[ok], max_distance=self.settings.hash_max_distance)
+        pairs = ok[pairs]
+        close = np.bitwise_count(dhash[pairs[:, 0]] ^ dhash[pairs[:, 1]])
+        return pairs[close <= self.settings.hash_max_distance]
+
+    def _embedding_pairs(self, embeddings: np.ndarray, decoded: np.ndarray,
+                         rows: np.ndarray) -> np.ndarray:
+        """Candidate pairs (positions in ``rows``) from the embeddings' k-NN. The search
+        runs over every decodable row, the same array the outlier check searches, so
+        :func:`get_knn` answers the second time from its cache."""
+        emb = np.asarray(embeddings, dtype=np.float32)
+        ok = np.flatnonzero(decoded & np.isfinite(emb).all(axis=1))
+        _, idx = get_knn(emb[ok], k=self.settings.neighbors)
+        position = np.full(len(emb), -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        pairs = position[ok[_knn_pairs(idx)]]
+        return pairs[(pairs >= 0).all(axis=1)]
+
+
+def _search_vectors(thumbs: np.ndarray, size: int) -> np.ndarray:
+    """Thumbnails averaged 2 x 2 (a quarter of the numbers) for the k-NN search, the
+    audit's O(N^2) step; candidates are then verified on the full thumbnails."""
+    if size % 2:
+        return thumbs
+    t = thumbs.reshape(len(thumbs), size // 2, 2, size // 2, 2).mean(axis=(2, 4))
+    return t.reshape(len(thumbs), (size // 2) ** 2)
+
+
+def _knn_pairs(idx: np.ndarray) -> np.ndarray:
+    """Unique pairs i < j (P, 2) from a k-NN index table (N, k)."""
+    i = np.repeat(np.arange(len(idx)), idx.shape[1])
+    return _unique_pairs(np.stack([i, idx.ravel()], axis=1), len(idx))
+
+
+def _unique_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
+    """Sorted unique pairs i < j (P, 2) int64 of rows < ``n``; 1-D keys sort fast."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    key = unique_sorted(pairs.min(1) * n + pairs.max(1))
+    return np.stack([key // n, key % n], axis=1)
+
+
+def _count_in(pairs: np.ndarray, accepted: np.ndarray) -> int:
+    """How many ``accepted`` pairs (A, 2) are among ``pairs`` (P, 2) (both unique)."""
+    if len(pairs) == 0 or len(accepted) == 0:
+        return 0
+    m = int(max(pairs.max(), accepted.max())) + 1
+    keys = np.sort(pairs[:, 0] * m + pairs[:, 1])
+    probe = accepted[:, 0] * m + accepted[:, 1]
+    at = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
+    return int((keys[at] == probe).sum())
