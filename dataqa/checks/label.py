@@ -37,7 +37,11 @@ class LabelSettings:
     frac_noise: float = 1.0  # cleanlab: share of the estimated label errors to return
     min_examples_per_class: int = 1  # cleanlab: never flag a class below this count
     score_method: Literal["self_confidence", "normalized_margin"] = "self_confidence"
-    threshold: float | None = None  # also flag label_score below this (None: off)
+    # Also flag label_score below this (None: off). cleanlab's count-based pruning stops
+    # at its estimated number of errors per class, which a small dataset underestimates:
+    # on the bundled sample it left 5 of 12 planted flips with scores < 0.02 unflagged;
+    # on MNIST-10k with 5 % noise the threshold changes nothing (measured: F1 0.955 both).
+    threshold: float | None = 0.02
     top_pairs: int = 10  # (given -> suggested) pairs listed in the summary
     max_confusion_classes: int = 50  # larger K: no K x K matrix in audit.json
 
