@@ -300,7 +300,7 @@ def run_stage(params: Params) -> int:
     min_per_class = params.audit.min_per_class
     under = [c for c, n in counts.items() if n < min_per_class]
     ratio = imbalance_ratio_of(counts)
-    device = dev.pick_device(params.engine.device)
+    device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     fractions = check_fractions(params.audit.learning_curve)
     n_pool = len(stratified_holdout(ids, val_fraction=VAL_FRACTION, seed=params.engine.seed)[0])
     config = learning_curve_config(params, device, n_pool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,12 @@ def test_round_trip(tmp_path: Path, writer, value, reader) -> None:  # type: ign
     else:
         assert got == value
     assert [p.name for p in target.parent.iterdir()] == ["out.bin"]
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "report.html", "<p>hi</p>")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644

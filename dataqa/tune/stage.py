@@ -54,7 +54,7 @@ def run_stage(params: Params, *, worker: bool = False, n_trials: int | None = No
     from dataqa.tune.load import load_tune_data
 
     check_space(params.tune)
-    device = pick_device(params.engine.device)
+    device = pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     plans = plan_rounds(params.tune, device.type)
     names = [p.subset for p in plans if p.trials > 0]
     cleaning = params.tune.cleaning.enabled and not worker
