@@ -47,7 +47,7 @@ def test_second_repro_is_a_no_op(workspace: Path) -> None:
 
 def test_changing_one_key_reruns_only_what_reads_it(workspace: Path) -> None:
     params = read_params(workspace)
-    params["report"]["thumb_size"] = params["report"]["thumb_size"] + 8
+    params["report"]["gallery_size"] = params["report"]["gallery_size"] + 8
     write_params(workspace, params)
     status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
     assert set(status) == {"report"}  # the only stage that reads report.*

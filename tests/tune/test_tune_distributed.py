@@ -75,7 +75,7 @@ def postgres() -> Iterator[str]:
         "--no-sync", "-E", "UTF8")
     run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "30",
         "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-              "-c max_connections=60", "start")
+              "-c max_connections=300", "start")
     try:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
     finally:
