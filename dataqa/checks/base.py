@@ -11,6 +11,7 @@ from the tensors.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -64,7 +65,7 @@ class NoSettings:
     pass
 
 
-class Check:
+class Check(abc.ABC):
     """Base class of check plugins. Subclasses set ``name``, ``Settings``, ``requires``
     and implement ``find``."""
 
@@ -77,8 +78,9 @@ class Check:
         self.settings: Any = check_settings(self.Settings, settings,
                                        where or f"params.yaml: audit.settings.{self.name}")
 
+    @abc.abstractmethod
     def find(self, ctx: AuditContext) -> CheckResult:
-        raise NotImplementedError  # abstract; every registered check overrides it
+        """Flag and score every manifest row; see the module docstring."""
 
     # helpers for implementations --------------------------------------------------
     def result(self, ctx: AuditContext, is_issue: np.ndarray, score: np.ndarray,

@@ -13,6 +13,7 @@ This module registers no check; it holds the common settings and the flagging st
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -97,9 +98,10 @@ class StatCheck(Check):
     formula: ClassVar[str] = ""
     transform_name: ClassVar[str] = ""  # e.g. "log(value)"; empty: the value itself
 
+    @abc.abstractmethod
     def values(self, ctx: AuditContext, decoded: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError  # abstract: (value, transformed), both (N,)
+        """(value, transformed), both (N,): the statistic and the scale it is judged on."""
 
     def inverse(self, transformed: float) -> float:
         """The value whose transform is ``transformed`` (thresholds in value units)."""
