@@ -295,8 +295,10 @@ def heatmap(matrix: np.ndarray | Sequence[Sequence[float]], row_labels: Sequence
     r, c = m.shape
     cell = cell or max(14, min(40, 560 // max(r, c, 1)))
     label_w = 8 + 6.5 * min(16, max((len(str(s)) for s in row_labels), default=1))
+    label_w = max(label_w, 12 + 6.5 * len(ylabel))  # the y label must not run into column labels
     top = _TOP + 8 + 6.5 * min(16, max((len(str(s)) for s in col_labels), default=1))
     width, height = label_w + c * cell + 30, top + r * cell + 24
+    width = max(width, 20 + 7.0 * len(title))  # a narrow matrix must not clip its title
     rows = m.sum(axis=1, keepdims=True)
     share = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0) if normalize_rows \
         else m / max(m.max(), 1e-12)
