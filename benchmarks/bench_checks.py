@@ -349,9 +349,10 @@ def run_pipeline(work: Path, *, device: str, extra_checks: list[str],
     """scan -> tensors -> crossval -> audit with the real stage functions (only the
     audit with ``audit_only``: the earlier stages' outputs in ``work`` are reused);
     returns per-stage seconds and per-check audit seconds."""
-    from dataqa import audit, scan, tensors
+    from dataqa.dataset import scan, tensors
     from dataqa.engine import crossval
     from dataqa.params import Params, build
+    from dataqa.steps import audit
 
     checks = FIRST_CHECKS + [c for c in extra_checks if c not in FIRST_CHECKS]
     params = dataclasses.replace(
@@ -419,9 +420,9 @@ def run_scale(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> None
     import pandas as pd
 
     from dataqa.checks import AuditContext, get_check
-    from dataqa.imageio import letterbox
-    from dataqa.imagestats import get_image_stats
-    from dataqa.manifest import COLUMNS
+    from dataqa.dataset.imageio import letterbox
+    from dataqa.dataset.imagestats import get_image_stats
+    from dataqa.dataset.manifest import COLUMNS
 
     rng = np.random.default_rng(seed)
     base = np.stack([letterbox(x, 32)[0] for x in images])

@@ -3,7 +3,7 @@
 The real MNIST test set (10,000 digits) gets 5 % symmetric label noise with a fixed
 seed (each chosen label replaced by one of the other 9 classes, uniformly). The real
 pipeline code then runs: every image letterboxed to ``engine.image_size`` with
-:func:`dataqa.imageio.letterbox` (what the ``tensors`` stage does), out-of-fold
+:func:`dataqa.dataset.imageio.letterbox` (what the ``tensors`` stage does), out-of-fold
 predictions with :func:`dataqa.engine.crossval.cross_val_predict` under the budget
 :func:`dataqa.engine.crossval.crossval_config` gives for the device, then the ``label``
 check (:class:`dataqa.checks.label.LabelCheck` when it exists, else cleanlab's
@@ -39,9 +39,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dataqa.dataset.imageio import letterbox  # noqa: E402
 from dataqa.engine import device as dev  # noqa: E402
 from dataqa.engine.crossval import cross_val_predict, crossval_config  # noqa: E402
-from dataqa.imageio import letterbox  # noqa: E402
 from dataqa.params import Params, build  # noqa: E402
 
 DATA_CANDIDATES = (ROOT / "shared/datasets/mnist-test", ROOT.parent / "shared/datasets/mnist-test",

@@ -7,7 +7,7 @@ and 15% photos by default. Then, for a quarter of the files and for all of them,
 
 - plain decode throughput: ``Image.open(path).load()`` for every file, in one process,
   and in ``--workers`` spawned processes fed the same chunks the scan uses;
-- scan throughput: :func:`dataqa.scan.scan_source` with ``--workers`` workers (listing,
+- scan throughput: :func:`dataqa.dataset.scan.scan_source` with ``--workers`` workers (listing,
   reading, hashing, decoding, statistics, building the manifest frame);
 - the headline ratio: scan files/s / plain parallel decode files/s, same worker count;
 - peak memory: RSS of the main process plus its workers, sampled every 20 ms (psutil),
@@ -207,8 +207,8 @@ def plain_parallel(root: Path, paths: list[str], workers: int, chunk_size: int) 
 
 
 def run_scan(source: Path, workers: int, chunk_size: int) -> int:
+    from dataqa.dataset.scan import scan_source
     from dataqa.params import ScanParams
-    from dataqa.scan import scan_source
 
     frame = scan_source(source, params=ScanParams(workers=workers, chunk_size=chunk_size),
                         default_split="train", progress=False)

@@ -45,9 +45,9 @@ from bench_label_issues import DATA_CANDIDATES, load_mnist  # noqa: E402
 
 from dataqa.engine import device as dev  # noqa: E402
 from dataqa.params import Params, build  # noqa: E402
+from dataqa.steps.tune import search  # noqa: E402
 from dataqa.tune.data import assemble  # noqa: E402
 from dataqa.tune.space import plan_rounds  # noqa: E402
-from dataqa.tune.stage import search  # noqa: E402
 from dataqa.tune.trial import train_config  # noqa: E402
 
 QUICK_ROUNDS = {"lr": {"trials": 3, "epochs": 2}, "joint": {"trials": 4, "epochs": 2},

@@ -55,15 +55,15 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: list[Command] = [
-    Command("scan", "dataqa.scan:run_stage",
+    Command("scan", "dataqa.dataset.scan:run_stage",
             "decode every file of data.source once; write the manifest"),
-    Command("tensors", "dataqa.tensors:run_stage",
+    Command("tensors", "dataqa.dataset.tensors:run_stage",
             "letterbox every decodable image into one uint8 tensor file"),
     Command("crossval", "dataqa.engine.crossval:run_stage",
             "out-of-fold predicted probabilities and embeddings (K-fold training)"),
-    Command("learning_curve", "dataqa.learning_curve:run_stage",
+    Command("learning_curve", "dataqa.steps.learning_curve:run_stage",
             "validation accuracy when training on growing fractions: would more data help?"),
-    Command("audit", "dataqa.audit:run_stage",
+    Command("audit", "dataqa.steps.audit:run_stage",
             "run the checks listed in audit.checks; write issues.parquet and audit.json"),
     Command("gate", "dataqa.gate:run_stage",
             "evaluate the gate thresholds; exit 1 when a rule fails", _gate_args),
@@ -73,7 +73,7 @@ COMMANDS: list[Command] = [
             "aspect-preserving augmentation that balances small classes"),
     Command("subsample", "dataqa.prepare.subsample:run_stage",
             "stratified validation split and training subsets for tuning"),
-    Command("tune", "dataqa.tune.stage:run_stage",
+    Command("tune", "dataqa.steps.tune:run_stage",
             "coarse-to-fine hyperparameter search with diagnoses", _tune_args),
     Command("report", "dataqa.report:run_stage",
             "write the self-contained HTML report", _report_args),

@@ -3,7 +3,7 @@
 - ``image_folder``: factory writing a tiny ImageFolder with one file per integrity
   problem plus hostile file/label names; returns a :class:`PlantedFolder`.
 - ``manifest_for``: factory building the manifest of such a folder (a deliberate
-  mini-scan: real decoding through ``dataqa.imageio.open_image``, statistics left NaN),
+  mini-scan: real decoding through ``dataqa.dataset.imageio.open_image``, statistics left NaN),
   so audit/report/gate tests do not depend on the scan stage's internals.
 - ``audit_context``: factory of a synthetic :class:`AuditContext` (N rows, K classes)
   with every manifest column filled plausibly and consistent pred_probs, embeddings and
@@ -31,8 +31,8 @@ import pytest
 from PIL import Image
 
 from dataqa.checks.base import AuditContext
-from dataqa.imageio import ImageDecodeError, open_image
-from dataqa.manifest import COLUMNS
+from dataqa.dataset.imageio import ImageDecodeError, open_image
+from dataqa.dataset.manifest import COLUMNS
 from dataqa.params import Params
 
 HOSTILE_NAME = "<script>x</script>.png"  # the HTML-escaping canary of issue 2

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dataqa import audit, balance
 from dataqa.checks import REGISTRY, Check, CheckResult
 from dataqa.checks.base import AuditContext
 from dataqa.checks.integrity import IntegrityCheck
+from dataqa.dataset import balance
 from dataqa.errors import EngineError, ParamsError, StageInputError
 from dataqa.io import write_json, write_npy, write_parquet
+from dataqa.steps import audit
 
 # --------------------------------------------------------------------------- integrity
 # planted file -> (is_integrity_issue, score, integrity_kind, start of integrity_reason)

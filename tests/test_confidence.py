@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataqa.confidence import get_confidence_histogram, get_max_probs
+from dataqa.checks.confidence import get_confidence_histogram, get_max_probs
 
 NAN = float("nan")
 # rows: max prob, given label, predicted class -> what each row proves

@@ -148,7 +148,7 @@ def _write_source(root: Path) -> None:
 
 def test_run_stage_writes_aligned_outputs(tmp_path: Path, params_for: Any,
                                           manifest_for: Any) -> None:
-    from dataqa.tensors import run_stage as tensors_stage
+    from dataqa.dataset.tensors import run_stage as tensors_stage
 
     src = tmp_path / "images"
     _write_source(src)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataqa import imagestats as S
-from dataqa.manifest import STAT_SIZE
+from dataqa.dataset import imagestats as S
+from dataqa.dataset.manifest import STAT_SIZE
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist-test"
 
@@ -150,7 +150,7 @@ def test_statistics_do_not_depend_on_the_batch() -> None:
     ],
 )
 def test_pixel_hash_follows_pixels_not_bytes(same: bool, a: tuple, b: tuple) -> None:
-    from dataqa.imageio import decode_image
+    from dataqa.dataset.imageio import decode_image
 
     rng = np.random.default_rng(3)
     img = Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))

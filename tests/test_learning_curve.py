@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from dataqa.dataset.manifest import COLUMNS
 from dataqa.engine.fit import TrainConfig
 from dataqa.errors import ParamsError
 from dataqa.io import write_npy, write_parquet
-from dataqa.learning_curve import (
+from dataqa.steps.learning_curve import (
     check_fractions,
     get_learning_curve,
     get_slope,
@@ -23,7 +24,6 @@ from dataqa.learning_curve import (
     run_stage,
     stratified_holdout,
 )
-from dataqa.manifest import COLUMNS
 
 
 @pytest.fixture(autouse=True)

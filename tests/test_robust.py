@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataqa.robust import (
+from dataqa.checks.robust import (
     MAD_TO_SIGMA,
     excess_to_score,
     get_robust_z,

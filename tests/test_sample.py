@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from dataqa.imageio import ImageDecodeError, open_image
+from dataqa.dataset.imageio import ImageDecodeError, open_image
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"

@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dataqa.dataset.manifest import COLUMNS, read_manifest
+from dataqa.dataset.scan import run_stage, scan_source
+from dataqa.dataset.scan_worker import ROW_FIELDS, scan_file
 from dataqa.errors import ParamsError, SourceError
-from dataqa.manifest import COLUMNS, read_manifest
 from dataqa.params import DataParams, Params, ScanParams
-from dataqa.scan import run_stage, scan_source
-from dataqa.scan_worker import ROW_FIELDS, scan_file
 
 MAX_PIXELS = 200_000  # small, so a 600x400 image is over the limit
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from dataqa.dataset.sources import list_source, source_root
 from dataqa.errors import SourceError
-from dataqa.sources import list_source, source_root
 
 EXTS = [".png", ".jpg", ".jpeg"]
 
@@ -58,7 +58,7 @@ def test_image_folder_rows_labels_and_what_is_skipped(tmp_path: Path) -> None:
 def test_image_folder_warnings(tmp_path: Path, files: list[str], warning: str,
                                caplog: pytest.LogCaptureFixture) -> None:
     touch(tmp_path, *files)
-    with caplog.at_level(logging.WARNING, logger="dataqa.sources"):
+    with caplog.at_level(logging.WARNING, logger="dataqa.dataset.sources"):
         _, frame = list_source(tmp_path, default_split="train", extensions=EXTS)
     assert len(frame.attrs["warnings"]) == 1
     assert warning in frame.attrs["warnings"][0]

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dataqa.dataset.imageio import letterbox, open_image
+from dataqa.dataset.tensors import choose_channels, run_stage
 from dataqa.errors import StageInputError
-from dataqa.imageio import letterbox, open_image
 from dataqa.io import write_parquet
 from dataqa.params import Params
-from dataqa.tensors import choose_channels, run_stage
 
 
 @dataclasses.dataclass

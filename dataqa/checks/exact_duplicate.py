@@ -16,7 +16,7 @@ import pandas as pd
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
-from dataqa.neighbors import get_groups
+from dataqa.checks.neighbors import get_groups
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ def _model_summary(y: np.ndarray, pred: np.ndarray, probs: np.ndarray, flags: np
     accuracy overall and per class, the most frequent (given -> suggested) pairs among
     the flags and, for up to ``max_confusion_classes`` classes, the confusion matrix.
     (The max-probability histograms are dataset-level: ``confidence`` in audit.json,
-    written by the audit stage from :mod:`dataqa.confidence`.)"""
+    written by the audit stage from :mod:`dataqa.checks.confidence`.)"""
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)

@@ -3,7 +3,7 @@
 Candidates come from three cheap sources, none of which builds an N x N matrix:
 
 1. perceptual hashes in the manifest: pairs within ``hash_max_distance`` bits on both
-   ``phash`` and ``dhash`` (multi-index hashing, :func:`dataqa.neighbors.find_hamming_pairs`);
+   ``phash`` and ``dhash`` (multi-index hashing, :func:`dataqa.checks.neighbors.find_hamming_pairs`);
 2. the k nearest neighbours of each image's thumbnail (16 x 16 grey, from the tensors);
 3. the k nearest neighbours of each image's embedding, when the audit has embeddings.
 
@@ -41,8 +41,7 @@ import pandas as pd
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
 from dataqa.checks.exact_duplicate import find_exact_groups, kept_rows, path_order, summarize_groups
-from dataqa.errors import ParamsError, StageInputError
-from dataqa.neighbors import (
+from dataqa.checks.neighbors import (
     find_hamming_pairs,
     get_groups,
     get_knn,
@@ -50,6 +49,7 @@ from dataqa.neighbors import (
     number_groups,
     unique_sorted,
 )
+from dataqa.errors import ParamsError, StageInputError
 
 CROPS = (0.0, 0.04, 0.08)  # share of each side cut away when aligning a cropped copy
 
@@ -81,7 +81,7 @@ class NearDuplicateSettings:
 
 def letterbox_boxes(heights: np.ndarray, widths: np.ndarray, size: int) -> np.ndarray:
     """(N, 4) float content boxes ``(top, left, h, w)`` of images letterboxed to ``size``:
-    the same arithmetic as :func:`dataqa.imageio.letterbox`."""
+    the same arithmetic as :func:`dataqa.dataset.imageio.letterbox`."""
     h, w = heights.astype(float), widths.astype(float)
     scale = size / np.maximum(np.maximum(h, w), 1.0)
     nh = np.maximum(1, np.round(h * scale))

@@ -8,11 +8,11 @@ Two kinds of evidence, either one suffices:
   out-of-fold embedding space, as cleanlab's ``OutOfDistribution`` feature score (which
   is ``exp(-d / median(d))`` of that mean distance). We take the robust z of the
   log-distance instead, so the flag is relative to the dataset's own spread, and use
-  the chunked exact k-NN of :mod:`dataqa.neighbors` (cleanlab's sklearn search would
+  the chunked exact k-NN of :mod:`dataqa.checks.neighbors` (cleanlab's sklearn search would
   run twice on a pre-fitted index). Flagged above ``threshold``.
 - **statistics** of the manifest that describe *what kind* of picture a file is:
   luminance entropy, compressed bits per pixel, colourfulness, mean brightness, size
-  and aspect ratio. Each is a robust z (median/MAD with a floor, :mod:`dataqa.robust`),
+  and aspect ratio. Each is a robust z (median/MAD with a floor, :mod:`dataqa.checks.robust`),
   capped at ``z_cap``, and combined as their root mean square (RMS), flagged above
   ``stats_threshold``. With the defaults (cap 8, 6 statistics, threshold 4.4) one
   statistic alone cannot flag an image (8 / sqrt(6) = 3.3): a digit that is only
@@ -45,9 +45,9 @@ import pandas as pd
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
+from dataqa.checks.neighbors import get_knn
+from dataqa.checks.robust import get_robust_z
 from dataqa.errors import ParamsError
-from dataqa.neighbors import get_knn
-from dataqa.robust import get_robust_z
 
 # statistic -> floor of its robust scale: differences under this are never remarkable.
 # Only statistics that say what kind of picture it is; brightness spread, sharpness and

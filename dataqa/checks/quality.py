@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dataqa.checks.base import AuditContext, Check, CheckResult
-from dataqa.robust import (
+from dataqa.checks.robust import (
     Direction,
     Reference,
     excess_to_score,

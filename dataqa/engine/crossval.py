@@ -19,13 +19,13 @@ import pandas as pd
 import torch
 from sklearn.model_selection import StratifiedKFold
 
+from dataqa.dataset.manifest import decodable, read_manifest
 from dataqa.engine import device as dev
 from dataqa.engine.data import DeviceData
 from dataqa.engine.fit import TrainConfig, fit, predict
 from dataqa.engine.progress import show_progress
 from dataqa.errors import EngineError, StageInputError
 from dataqa.io import write_json, write_npy
-from dataqa.manifest import decodable, read_manifest
 from dataqa.params import Params
 
 log = logging.getLogger("dataqa.engine")

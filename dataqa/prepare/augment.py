@@ -8,7 +8,7 @@ review (all of them when every one is), taken round-robin in a seeded order so e
 is used as evenly as possible.
 
 Each copy is made by :func:`dataqa.augmentation.build_transform` from the **raw file**
-(decoded once per source with :func:`dataqa.imageio.open_image`), not from the
+(decoded once per source with :func:`dataqa.dataset.imageio.open_image`), not from the
 tensors: the tensors are already letterboxed and downscaled, so zooming or rotating them
 would resample twice and rotate their padding; the raw file gives the full resolution
 and a true content box. Each copy records its source id, the serialized transform
@@ -38,8 +38,8 @@ import pandas as pd
 from PIL import Image
 
 from dataqa.augmentation import apply_transform, build_transform, get_policy, to_dict
+from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
 from dataqa.errors import ParamsError, StageInputError
-from dataqa.imageio import ImageDecodeError, letterbox, open_image
 from dataqa.io import write_json, write_npy, write_parquet
 from dataqa.params import AugmentParams, Params
 from dataqa.prepare.common import atomic_dir, class_counts, imbalance_ratio, inside, read_table
@@ -238,7 +238,7 @@ def run_stage(params: Params) -> int:
     if len(shape) != 4 or shape[1] != shape[2]:
         raise StageInputError(f"{tensors_path}: expected (N, S, S, C) tensors, got {shape}")
     plan = plan_copies(train, params=aug)
-    from dataqa.sources import source_root
+    from dataqa.dataset.sources import source_root
 
     copies = make_copies(plan, train, root=source_root(params.resolve(params.data.source)),
                          params=aug, size=size, tensor_size=int(shape[1]),
@@ -296,7 +296,7 @@ def get_augmentation_grid(params: Params, *, per_class: int = 3,
                          required=["id", "label", "source_id", "source_path", "path"])
     if records.empty:
         return []
-    from dataqa.sources import source_root
+    from dataqa.dataset.sources import source_root
 
     root = source_root(params.resolve(params.data.source))
     folder = params.path("augmented_dir")

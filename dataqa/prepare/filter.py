@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dataqa.dataset.manifest import read_manifest
 from dataqa.errors import DataQAError, ParamsError, StageInputError
 from dataqa.io import write_json, write_parquet
-from dataqa.manifest import read_manifest
 from dataqa.params import FilterParams, Params
 from dataqa.prepare.common import class_counts, imbalance_ratio, read_table
 
@@ -338,7 +338,7 @@ def run_stage(params: Params) -> int:
 
 def _load_predictions(params: Params, manifest: pd.DataFrame
                       ) -> tuple[np.ndarray, list[str]]:
-    from dataqa.audit import load_classes
+    from dataqa.steps.audit import load_classes
 
     path = params.path("pred_probs")
     if not path.is_file():

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from dataqa import gate
+from dataqa.dataset.manifest import read_manifest
 from dataqa.errors import StageInputError
-from dataqa.manifest import read_manifest
 from dataqa.params import Params
 from dataqa.report.page import build_sections, render_page
 from dataqa.report.thumbs import Thumbnailer, source_root

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from dataqa.imageio import ImageDecodeError, open_image
+from dataqa.dataset.imageio import ImageDecodeError, open_image
 from dataqa.params import Params
 
 

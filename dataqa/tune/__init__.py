@@ -8,7 +8,7 @@ Modules, one job each: :mod:`~dataqa.tune.space` (search spaces and rounds from 
 :mod:`~dataqa.tune.fidelity`, :mod:`~dataqa.tune.cleaning`, :mod:`~dataqa.tune.study`
 (storage and the multi-worker round protocol), :mod:`~dataqa.tune.data` /
 :mod:`~dataqa.tune.load` (the resident data), :mod:`~dataqa.tune.results` (summary and
-outputs) and :mod:`~dataqa.tune.stage` (``dataqa tune``).
+outputs) and :mod:`~dataqa.steps.tune` (``dataqa tune``).
 """
 
 from dataqa.tune.diagnose import REMEDIES, Diagnosis, diagnose_trial, find_edges

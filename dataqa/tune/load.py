@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dataqa.dataset.manifest import decodable, read_manifest
 from dataqa.errors import StageInputError
-from dataqa.manifest import decodable, read_manifest
 from dataqa.params import Params
 from dataqa.tune.data import VAL_NAME, TuneData, assemble, available_subsets, read_subset
 

@@ -1,5 +1,5 @@
 """Real-image test sets for the image-statistic checks, built through the scan's own
-statistics (:func:`dataqa.imagestats.get_image_stats`), so the checks are tested on the
+statistics (:func:`dataqa.dataset.imagestats.get_image_stats`), so the checks are tested on the
 numbers they will see in production.
 
 - :func:`manifest_of`: a manifest (every ``COLUMNS`` column) for in-memory images.
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from dataqa.imagestats import STAT_NAMES, get_image_stats
-from dataqa.manifest import COLUMNS
+from dataqa.dataset.imagestats import STAT_NAMES, get_image_stats
+from dataqa.dataset.manifest import COLUMNS
 
 MNIST_DIR = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist-test"
 MNIST_MISSING = f"real MNIST test digits not found in {MNIST_DIR}"

@@ -12,7 +12,7 @@ from imagesets import MNIST_MISSING, load_mnist, manifest_of, mnist_manifest
 
 from dataqa.checks import AuditContext, get_check
 from dataqa.checks.complexity import get_complexity_values
-from dataqa.manifest import COLUMNS
+from dataqa.dataset.manifest import COLUMNS
 
 N_DIGITS = 2000
 _YY, _XX = np.mgrid[:28, :28]

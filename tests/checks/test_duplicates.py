@@ -13,11 +13,11 @@ from imagesets import MNIST_MISSING, base_photos, load_mnist
 from PIL import Image
 
 from dataqa.checks import AuditContext, get_check
+from dataqa.checks.neighbors import find_hamming_pairs, get_groups, get_knn
+from dataqa.dataset.imageio import letterbox
+from dataqa.dataset.imagestats import get_image_stats
+from dataqa.dataset.manifest import COLUMNS
 from dataqa.errors import ParamsError
-from dataqa.imageio import letterbox
-from dataqa.imagestats import get_image_stats
-from dataqa.manifest import COLUMNS
-from dataqa.neighbors import find_hamming_pairs, get_groups, get_knn
 
 SIZE = 32  # tensor side, as engine.image_size
 
@@ -248,7 +248,7 @@ def test_near_duplicates_found_and_lookalikes_not(near_set):
 def test_near_duplicates_by_hash_alone_would_group_lookalikes(near_set):
     """Why candidates are verified: distinct MNIST '1's share perceptual hashes."""
     ctx, _, _ = near_set
-    from dataqa.neighbors import hex_to_uint64
+    from dataqa.checks.neighbors import hex_to_uint64
 
     m = ctx.manifest
     ones = m[(m["label"] == "1") & ~m["path"].str.contains("_")]  # distinct '1's only

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from dataqa.checks import AuditContext, get_check
+from dataqa.dataset.manifest import COLUMNS
 from dataqa.errors import ParamsError, StageInputError
-from dataqa.manifest import COLUMNS
 
 CLASSES = ["cat", "dog", "fox"]
 N_PER_CLASS = 30

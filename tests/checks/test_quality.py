@@ -13,7 +13,7 @@ from imagesets import MNIST_MISSING, manifest_of, mnist_manifest, photo_crops, p
 from PIL import Image, ImageFilter
 
 from dataqa.checks import AuditContext, get_check
-from dataqa.manifest import COLUMNS
+from dataqa.dataset.manifest import COLUMNS
 
 QUALITY = ["dark", "light", "blurry", "low_information", "grayscale", "odd_aspect_ratio",
            "odd_size"]

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dataqa.imageio import letterbox
+from dataqa.dataset.imageio import letterbox
 from dataqa.io import write_npy, write_parquet
 from dataqa.params import (
     AugmentParams,

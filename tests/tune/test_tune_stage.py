@@ -16,8 +16,8 @@ import yaml
 from dataqa.cli import main
 from dataqa.errors import ParamsError, StageInputError
 from dataqa.params import Params
+from dataqa.steps.tune import run_stage
 from dataqa.tune.results import CURVE_COLUMNS
-from dataqa.tune.stage import run_stage
 
 
 def test_stage_writes_every_output(tune_files: Callable[..., Params],

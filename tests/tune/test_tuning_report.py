@@ -19,7 +19,7 @@ from dataqa.errors import StageInputError
 from dataqa.params import Params
 from dataqa.report.page import build_sections
 from dataqa.report.tuning_report import TuningData, load, points_chart, render
-from dataqa.tune.stage import run_stage
+from dataqa.steps.tune import run_stage
 
 HOSTILE = "<script>alert(1)</script>"
 

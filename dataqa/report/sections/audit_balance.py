@@ -3,8 +3,8 @@
 From ``audit.json``: ``balance`` (counts per class and split, imbalance ratio,
 normalised entropy, classes under ``audit.min_per_class``) and ``learning_curve``
 (validation accuracy at growing fractions of the data, its slope per doubling and the
-recommendation in words, :mod:`dataqa.learning_curve`). The per-split imbalance ratio
-and entropy are the same :mod:`dataqa.balance` functions applied to the stored
+recommendation in words, :mod:`dataqa.steps.learning_curve`). The per-split imbalance ratio
+and entropy are the same :mod:`dataqa.dataset.balance` functions applied to the stored
 per-split counts (a display of audit.json, not a new check).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from dataqa import balance as bal_fns
+from dataqa.dataset import balance as bal_fns
 from dataqa.report import charts
 from dataqa.report.audit_report import AuditData
 from dataqa.report.page import Section, section

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dataqa.manifest import decodable
+from dataqa.dataset.manifest import decodable
 
 
 def get_class_counts(manifest: pd.DataFrame, *, classes: list[str] | None = None) -> pd.Series:

@@ -1,12 +1,12 @@
 """Stage ``scan``: decode every file of the source once and write the manifest.
 
-One row per listed file (see :mod:`dataqa.sources`) with every column of
-:data:`dataqa.manifest.COLUMNS`: byte hash and size, real and claimed format, stored
+One row per listed file (see :mod:`dataqa.dataset.sources`) with every column of
+:data:`dataqa.dataset.manifest.COLUMNS`: byte hash and size, real and claimed format, stored
 mode, frames, upright size, ``decode_error`` and the per-image statistics and hashes
-(:mod:`dataqa.imagestats`) that the audit checks use instead of decoding again.
+(:mod:`dataqa.dataset.imagestats`) that the audit checks use instead of decoding again.
 
 Decoding runs in ``scan.workers`` processes (``spawn``: safe next to torch and threads;
-workers import only numpy and PIL, see :mod:`dataqa.scan_worker`, and use one BLAS
+workers import only numpy and PIL, see :mod:`dataqa.dataset.scan_worker`, and use one BLAS
 thread each). Files go out in chunks of ``scan.chunk_size`` with at most two chunks per
 worker in flight; a worker holds one decoded image at a time and sends back small rows,
 never pixels, so worker memory does not grow with the number of images. This process
@@ -34,12 +34,12 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
+from dataqa.dataset.manifest import COLUMNS
+from dataqa.dataset.scan_worker import ROW_FIELDS, init_worker, scan_chunk, worker_settings
+from dataqa.dataset.sources import list_source
 from dataqa.errors import SourceError
 from dataqa.io import write_parquet
-from dataqa.manifest import COLUMNS
 from dataqa.params import Params, ScanParams
-from dataqa.scan_worker import ROW_FIELDS, init_worker, scan_chunk, worker_settings
-from dataqa.sources import list_source
 
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: one decoding, one waiting
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "Int64": pa.int64(),
@@ -53,7 +53,7 @@ def scan_source(source: Path, *, params: ScanParams, default_split: str,
                 progress: bool = True) -> pd.DataFrame:
     """List ``source`` and scan every file: the manifest, N rows x :data:`COLUMNS`,
     sorted by ``path`` with ``id`` = row position. Raises SourceError for an unusable
-    source (see :func:`dataqa.sources.list_source`); a bad file is a row, not an error."""
+    source (see :func:`dataqa.dataset.sources.list_source`); a bad file is a row, not an error."""
     root, files = list_source(source, default_split=default_split,
                               extensions=params.extensions)
     rows = scan_files(root, files["path"].tolist(), params=params, progress=progress)

@@ -11,7 +11,7 @@ The policy, in order (each step is aspect-preserving; nothing is ever stretched)
 
 1. **Canvas** (raw image -> ``size`` x ``size``): ``geometry="longest"`` scales the
    longer side to ``size`` and pads the rest with zeros, centred (the same letterbox as
-   :func:`dataqa.imageio.letterbox`, so copies look like the tensors); ``"shortest"``
+   :func:`dataqa.dataset.imageio.letterbox`, so copies look like the tensors); ``"shortest"``
    scales the shorter side to ``size`` and crops the longer one towards a square, but
    never below ``min_area`` of the image (the rest is padded).
 2. **Zoom**: a random square window of the canvas whose area share is drawn in

@@ -17,7 +17,7 @@ Where each number is measured (pixel values scaled to [0, 1]):
 - the *analysis copy* is the image itself when its longer side is under 128 px, else a
   box-filtered integer reduction (PIL ``reduce``) with longer side in [64, 128); JPEGs
   arrive (nearly) that small straight from libjpeg's DCT scaling
-  (:func:`dataqa.imageio.decode_image` with ``draft_side=ANALYSIS_SIZE``). Box averaging
+  (:func:`dataqa.dataset.imageio.decode_image` with ``draft_side=ANALYSIS_SIZE``). Box averaging
   keeps the mean and removes only pixel-level detail, which also makes the numbers
   comparable across image sizes;
 - ``stat_mean``, ``stat_std``, ``stat_p05``, ``stat_p95`` (nearest rank) and
@@ -58,7 +58,7 @@ from typing import Final
 import numpy as np
 from PIL import Image
 
-# Same as dataqa.manifest.STAT_SIZE (a test holds them equal); not imported from there
+# Same as dataqa.dataset.manifest.STAT_SIZE (a test holds them equal); not imported from there
 # because that module brings pandas into every scan worker.
 STAT_SIZE: Final = 64  # longer side of the normalised copy, pixels
 ANALYSIS_SIZE: Final = 64  # analysis copy: longer side in [64, 128) unless smaller

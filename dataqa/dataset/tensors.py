@@ -30,14 +30,14 @@ import numpy as np
 import pandas as pd
 from numpy.lib.format import open_memmap
 
+from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
+from dataqa.dataset.manifest import decodable, read_manifest
 from dataqa.engine.progress import show_progress
 from dataqa.errors import StageInputError
-from dataqa.imageio import ImageDecodeError, letterbox, open_image
 from dataqa.io import atomic_path, write_parquet
-from dataqa.manifest import decodable, read_manifest
 from dataqa.params import Params
 
-log = logging.getLogger("dataqa.tensors")
+log = logging.getLogger("dataqa.dataset.tensors")
 
 COLOUR_THRESHOLD = 0.02  # manifest stat_colorfulness above this: the image has colour
 COLOUR_SHARE = 0.10  # auto picks RGB when at least this share of images has colour

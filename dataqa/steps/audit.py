@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dataqa import balance
 from dataqa.checks import AuditContext, Check, CheckResult, get_check
-from dataqa.confidence import get_confidence_histogram
+from dataqa.checks.confidence import get_confidence_histogram
+from dataqa.dataset import balance
+from dataqa.dataset.manifest import read_manifest
 from dataqa.errors import DataQAError, ParamsError, StageInputError
 from dataqa.io import write_json, write_parquet
-from dataqa.manifest import read_manifest
 from dataqa.params import AuditParams, Params
 
 ID_COLUMNS = ["id", "path", "label", "split"]

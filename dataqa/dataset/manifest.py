@@ -14,7 +14,7 @@ import pandas as pd
 from dataqa.errors import StageInputError
 
 # name -> pandas dtype. Statistics and hashes are null/NaN for undecodable files.
-# How each one is measured: dataqa/imagestats.py (module docstring).
+# How each one is measured: dataqa/dataset/imagestats.py (module docstring).
 COLUMNS: dict[str, str] = {
     "id": "int64",
     "path": "string",  # posix, relative to the source root

@@ -32,16 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from dataqa.balance import imbalance_ratio
+from dataqa.dataset.balance import imbalance_ratio
+from dataqa.dataset.manifest import read_manifest
 from dataqa.engine import device as dev
 from dataqa.engine.data import DeviceData
 from dataqa.engine.fit import TrainConfig, fit, predict
 from dataqa.errors import EngineError, ParamsError
 from dataqa.io import write_json
-from dataqa.manifest import read_manifest
 from dataqa.params import Params
 
-log = logging.getLogger("dataqa.learning_curve")
+log = logging.getLogger("dataqa.steps.learning_curve")
 
 CPU_PASSES = 3  # passes over the whole pool per point on CPU (4 points x 3 = 12 passes)
 MIN_STEPS = 150  # optimisation steps every point takes at least (batch shrinks for it)

@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 import yaml
 
 from dataqa.errors import ParamsError
-from dataqa.params_tune import (  # noqa: F401  (re-exported: one place to import params from)
+from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to import params from)
     TuneCleaning,
     TuneDiagnose,
     TuneFidelity,
@@ -163,7 +163,7 @@ class AuditParams:
     min_per_class: int = 20  # classes under this count are reported as insufficient
     learning_curve: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     # passes over the whole training pool that every learning-curve point gets in images
-    # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/learning_curve.py)
+    # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/steps/learning_curve.py)
     learning_curve_epochs: int | None = None
 
 
@@ -201,7 +201,7 @@ class FilterParams:
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """The one augmentation policy (dataqa/augmentation.py): class-balancing copies on
+    """The one augmentation policy (dataqa/augmentation/): class-balancing copies on
     CPU and the tuning run's batched device augmentation use the same keys."""
 
     seed: int = 0

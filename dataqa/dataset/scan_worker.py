@@ -1,6 +1,6 @@
 """What a scan worker does with one file: bytes -> one small manifest row.
 
-Kept apart from :mod:`dataqa.scan` so that worker processes import only numpy and PIL
+Kept apart from :mod:`dataqa.dataset.scan` so that worker processes import only numpy and PIL
 (pandas alone costs each spawned worker about a second on a busy 2-core box). Workers
 return plain tuples of :data:`ROW_FIELDS`, never pixels.
 """
@@ -18,8 +18,8 @@ from typing import Any
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
-from dataqa.imageio import decode_image
-from dataqa.imagestats import (
+from dataqa.dataset.imageio import decode_image
+from dataqa.dataset.imagestats import (
     ANALYSIS_SIZE,
     FIELDS,
     Reduced,
@@ -77,7 +77,7 @@ def init_worker() -> None:
 
 def scan_file(path: str, *, max_pixels: int) -> tuple[tuple[Any, ...], Reduced | None]:
     """Read, hash and decode one file: the ``ROW_FIELDS`` up to ``decode_error``, and the
-    image's :class:`~dataqa.imagestats.Reduced` copies (None when it did not decode).
+    image's :class:`~dataqa.dataset.imagestats.Reduced` copies (None when it did not decode).
     Never raises for a bad file."""
     ext_format = _extension_formats().get(os.path.splitext(path)[1].lower())
     try:

@@ -38,7 +38,7 @@ which is the source root) decisions:
   a path that leaves the root through a symlink (resolved and checked), a missing file or
   a directory, the same file listed twice (both rows named).
 
-Warnings are logged (logger ``dataqa.sources``) and kept in ``frame.attrs["warnings"]``.
+Warnings are logged (logger ``dataqa.dataset.sources``) and kept in ``frame.attrs["warnings"]``.
 """
 
 from __future__ import annotations
