@@ -213,9 +213,13 @@ def to_json(rules: Sequence[Rule], *, on: str) -> dict[str, Any]:
     }
 
 
-def to_junit(rules: Sequence[Rule], *, on: str) -> bytes:
+def to_junit(rules: Sequence[Rule], *, on: str,
+             details: dict[str, str] | None = None) -> bytes:
     """JUnit XML: one ``testcase`` per rule; ``failure`` / ``skipped`` with the message.
-    ElementTree escapes every attribute and text."""
+    ``details`` (rule name -> text: the report and the first files behind a failed rule,
+    :mod:`dataqa.evidence`) is appended to the failure message. ElementTree escapes every
+    attribute and text."""
+    details = details or {}
     suite_name = f"dataqa.gate.{on}"
     root = ET.Element("testsuites", name="dataqa gate")
     suite = ET.SubElement(root, "testsuite", name=suite_name, tests=str(len(rules)),
@@ -224,7 +228,8 @@ def to_junit(rules: Sequence[Rule], *, on: str) -> bytes:
     for r in rules:
         case = ET.SubElement(suite, "testcase", classname=suite_name, name=r.name, time="0")
         if r.passed is False:
-            fail = ET.SubElement(case, "failure", message=r.message, type="threshold")
+            message = f"{r.message} ({details[r.name]})" if r.name in details else r.message
+            fail = ET.SubElement(case, "failure", message=message, type="threshold")
             fail.text = (f"value={_fmt(r.value)} threshold={_fmt(r.threshold)} "
                          f"(passes when value {r.comparison} threshold)")
         elif r.passed is None:
@@ -266,11 +271,17 @@ def run_stage(params: Params, on: str = "audit") -> int:
     if on not in GATES:
         raise ParamsError(f"unknown gate '{on}'; known: {', '.join(GATES)}")
     spec = GATES[on]
-    rules = evaluate(params.gate, load_metrics(params, spec), rules=spec.rules)
+    from dataqa.evidence import failure_lines
+
+    metrics = load_metrics(params, spec)
+    rules = evaluate(params.gate, metrics, rules=spec.rules)
     doc = to_json(rules, on=on)
+    details = failure_lines(params, on, [r.name for r in rules if r.passed is False], metrics)
     write_json(params.path(spec.json), doc)
-    write_bytes(params.path(spec.junit), to_junit(rules, on=on))
+    write_bytes(params.path(spec.junit), to_junit(rules, on=on, details=details))
     print(format_table(rules))
+    for name, text in details.items():
+        print(f"FAILED {name}: {text}")
     print(f"gate {on}: {'PASSED' if doc['passed'] else 'FAILED'} "
           f"({doc['n_failed']} failed, {doc['n_not_evaluated']} not evaluated, "
           f"{doc['n_rules']} rules)")

@@ -41,6 +41,10 @@ def run_stage(params: Params, kind: str = "audit") -> int:
     html = spec.load()(params)
     target = params.path(spec.output)
     write_text(target, html)
+    if kind == "audit":  # the DVC headline metrics: before the gate, like the report
+        from dataqa.headline import write_audit_headline
+
+        write_audit_headline(params)
     print(f"report {kind}: {target} ({len(html.encode('utf-8')) / 1e6:.2f} MB)")
     return 0
 
