@@ -94,6 +94,8 @@ def test_wheel_init_repro_in_a_new_repository(tmp_path: Path) -> None:
     images = proj / "images"
     draw_digit_folder(images / "train", classes=3, per_class=12, seed=0)
     draw_digit_folder(images / "val", classes=3, per_class=4, seed=1)
+    # a training image copied into val: leakage the folder splits must reveal
+    shutil.copy2(images / "train" / "1" / "d000.png", images / "val" / "1" / "copy.png")
     before = _tree_digest(images)
 
     where = _run([py, "-c", "import dataqa, sys; print(dataqa.__file__)"], proj, env)
@@ -108,7 +110,7 @@ def test_wheel_init_repro_in_a_new_repository(tmp_path: Path) -> None:
     init = _run(["dataqa", "init", "--source", "images", "--dvc-init"], proj, env)
     assert "layout: split/class" in init.stdout
     assert "split train: 36 files in 3 classes" in init.stdout
-    assert "split val: 12 files in 3 classes" in init.stdout
+    assert "split val: 13 files in 3 classes" in init.stdout
     assert (proj / ".dvc").is_dir()
     for rel in ("params.yaml", "dvc.yaml", "stages/scan.py", "stages/tune.py"):
         assert (proj / rel).is_file(), rel
@@ -116,8 +118,17 @@ def test_wheel_init_repro_in_a_new_repository(tmp_path: Path) -> None:
     assert params["subsample"]["val_split"] == "val"
     assert "/dataqa-out/" in (proj / ".gitignore").read_text()
     # tiny budgets so the run takes about a minute (the mechanics are under test)
-    (proj / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, TINY), sort_keys=False))
+    params = deep_merge(params, TINY)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
+    # the folder splits feed the leakage check: the gate fails and names both files
+    failed = _run([py, "-m", "dvc", "repro"], proj, env, check=False, timeout=900)
+    assert failed.returncode != 0
+    assert ("FAILED max_cross_split_duplicates.exact_duplicate: see reports/audit.html"
+            in failed.stdout), failed.stdout[-3000:]
+    assert "train/1/d000.png (train) <-> val/1/copy.png (val)" in failed.stdout
+    params["gate"]["max_cross_split_duplicates"] = None  # accepted: go on
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run([py, "-m", "dvc", "repro"], proj, env, timeout=900)
     manifest = _run([py, "-c", "import pandas as pd; m = pd.read_parquet("
                      "'dataqa-out/interim/manifest.parquet'); print(sorted(set(m.split))); "
