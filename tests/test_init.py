@@ -12,7 +12,6 @@ import yaml
 
 from dataqa.cli import EXIT_ERROR, main
 from dataqa.params import load_params
-from dataqa.project.inspect import inspect_source
 from dataqa.project.init import (
     gitignore_entries,
     installed_version,
@@ -20,6 +19,7 @@ from dataqa.project.init import (
     project_files,
     render_params,
 )
+from dataqa.project.inspect import inspect_source
 from tests.pipeline.workspace import draw_digit_folder
 
 REPO = Path(__file__).resolve().parents[1]
