@@ -152,3 +152,15 @@ def test_init_errors_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "unknown preset" in capsys.readouterr().err
     assert not (tmp_path / "params.yaml").exists()
     assert os.listdir(tmp_path) == ["imgs"]
+
+
+def test_csv_splits_set_the_validation_split(tmp_path: Path) -> None:
+    draw_digit_folder(tmp_path / "imgs", classes=2, per_class=2)
+    (tmp_path / "list.csv").write_text(
+        "path,label,split\nimgs/0/d000.png,a,Train\nimgs/0/d001.png,a,VAL\n"
+        "imgs/1/d000.png,b,train\nimgs/1/d001.png,b,val\n")
+    summary = inspect_source(tmp_path / "list.csv")
+    assert summary.layout == "csv" and set(summary.splits) == {"train", "val"}
+    params = yaml.safe_load(render_params("digits", "list.csv", summary, "1"))
+    assert params["subsample"]["val_split"] == "val"
+    assert params["subsample"]["train_splits"] == ["train"]

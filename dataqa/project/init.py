@@ -2,7 +2,7 @@
 
 Writes, beside each other: ``params.yaml`` (a preset from ``dataqa/presets/`` with
 ``data.source``, ``dataqa.version`` and, for a ``<split>/<class>`` tree, the validation
-split filled in), ``dvc.yaml`` (``templates/dvc.yaml``: every stage runs the installed
+split filled in, also from a CSV's split column), ``dvc.yaml`` (``templates/dvc.yaml``: every stage runs the installed
 dataqa through ``stages/<stage>.py``; its deps are the source, the files and params it
 reads and ``dataqa.version``, never dataqa's own sources), the thin stage scripts and
 ``.gitignore`` entries for the output folder.
@@ -108,7 +108,7 @@ def render_params(preset: str, source: str, summary: SourceSummary | None,
     doc = load_preset(preset)
     doc["dataqa"]["version"] = version
     doc["data"]["source"] = source
-    if summary is not None and summary.layout == "split/class":
+    if summary is not None and summary.layout in ("split/class", "csv"):
         val = summary.validation_split
         if val is not None:
             doc["subsample"]["val_split"] = val
@@ -169,7 +169,7 @@ def run_init(source: str | None, preset: str = "digits", *, force: bool = False,
     added = _update_gitignore(folder, gitignore_entries("dataqa-out"))
     print(f"wrote {', '.join(files)} (preset {preset}, dataqa {version})"
           + (f"; .gitignore += {', '.join(added)}" if added else ""))
-    if summary.layout == "split/class":
+    if summary.validation_split is not None:
         print(f"splits: subsample.val_split = {summary.validation_split}; cross-split "
               f"duplicates count as leakage")
     _dvc_setup(folder, dvc_init)
