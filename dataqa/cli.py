@@ -1,6 +1,9 @@
 """The ``dataqa`` command line: a thin layer over the library.
 
-One subcommand per DVC stage plus ``gate`` and ``report``. The stage scripts in
+One subcommand per DVC stage plus ``gate`` and ``report``, and ``init``
+(:mod:`dataqa.project.init`: set up a project). Run where no params file exists, a stage
+command says to run ``dataqa init``; run under another dataqa release than the project's
+``dataqa.version``, it says to run ``dataqa init --upgrade``. The stage scripts in
 ``stages/`` call :func:`main` with their stage name, so argument parsing exists once.
 Only :class:`dataqa.errors.DataQAError` is caught: its message is printed and the exit
 code is 2. ``dataqa gate`` exits 1 when a rule fails. Exit code 0 means success.
