@@ -285,7 +285,7 @@ def run_stage(params: Params) -> int:
         balance{counts, imbalance_ratio, classes_under_min, min_per_class},
         recommendation{actions, text}, seconds
     """
-    from dataqa.engine.crossval import _load_tensors  # the tensors/manifest consistency check
+    from dataqa.steps.crossval import _load_tensors  # the tensors/manifest consistency check
 
     start = time.perf_counter()
     manifest = read_manifest(params.path("manifest"))

@@ -16,8 +16,9 @@ from skimage import data as skdata
 from dataqa.augmentation import apply_transform, build_transform, from_dict
 from dataqa.params import AugmentParams
 from dataqa.prepare import augment as aug
-from dataqa.prepare import filter as flt
 from dataqa.prepare import subsample as sub
+from dataqa.steps import augment as augment_step
+from dataqa.steps import filter as filter_step
 
 S = 64
 
@@ -158,8 +159,8 @@ def test_stage_balances_reproduces_and_leaves_sources_alone(prep_project):
                         subsample={"val_fraction": 0.25})
     p = proj.params
     before = proj.tree_digest()
-    flt.run_stage(p)
-    assert aug.run_stage(p) == 0
+    filter_step.run_stage(p)
+    assert augment_step.run_stage(p) == 0
     metrics = json.loads(p.path("augment_metrics").read_text())
     # training pool: cat 8 - 2 val = 6, dog 3 - 1 = 2, owl 2 - 1 = 1; target 6
     assert metrics["per_class"] == {"cat": {"before": 6, "copies": 0, "after": 6},
@@ -184,7 +185,7 @@ def test_stage_balances_reproduces_and_leaves_sources_alone(prep_project):
     again = apply_transform(from_dict(json.loads(rec["transform"])), src, seed=int(rec["seed"]))
     assert aug.encode_png(again.image) == files[rec["path"]]
     # rerunning gives the same bytes, and no leftovers of the temporary folders
-    aug.run_stage(p)
+    augment_step.run_stage(p)
     assert {r: (folder / r).read_bytes() for r in man["path"]} == files
     assert not [x for x in folder.parent.iterdir() if x.name.startswith(".augmented")]
     assert proj.tree_digest() == before  # raw files byte-identical
@@ -194,8 +195,8 @@ def test_augmentation_grid_for_the_report(prep_project):
     proj = prep_project({"cat": 5, "dog": 2}, broken=False,
                         augment={"balance_target": 1.0}, subsample={"val_fraction": 0.2})
     p = proj.params
-    flt.run_stage(p)
-    aug.run_stage(p)
+    filter_step.run_stage(p)
+    augment_step.run_stage(p)
     grid = aug.get_augmentation_grid(p, per_class=2, thumb_size=48)
     assert [g["label"] for g in grid] == ["dog"] and grid[0]["copies"] == 3
     assert len(grid[0]["items"]) == 2

@@ -11,9 +11,10 @@ import pytest
 
 from dataqa.errors import ParamsError
 from dataqa.params import ClassSubset, SubsampleParams
-from dataqa.prepare import augment as aug
-from dataqa.prepare import filter as flt
 from dataqa.prepare import subsample as sub
+from dataqa.steps import augment as augment_step
+from dataqa.steps import filter as filter_step
+from dataqa.steps import subsample as subsample_step
 
 COUNTS = [
     # pool counts, fraction, min per class, expected counts
@@ -146,9 +147,9 @@ def test_stage_end_to_end(prep_project):
                                    "class_subsets": {"two": ClassSubset(largest=2)}})
     p = proj.params
     before = proj.tree_digest()
-    flt.run_stage(p)
-    aug.run_stage(p)
-    assert sub.run_stage(p) == 0
+    filter_step.run_stage(p)
+    augment_step.run_stage(p)
+    assert subsample_step.run_stage(p) == 0
     sdir = p.path("subsets_dir")
     assert sorted(x.name for x in sdir.iterdir()) == ["p100.parquet", "p50.parquet",
                                                        "two.parquet", "val.parquet"]
