@@ -163,7 +163,7 @@ class AuditParams:
     min_per_class: int = 20  # classes under this count are reported as insufficient
     learning_curve: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     # passes over the whole training pool that every learning-curve point gets in images
-    # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/steps/learning_curve.py)
+    # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/engine/learning_curve.py)
     learning_curve_epochs: int | None = None
 
 
