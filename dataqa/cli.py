@@ -36,7 +36,7 @@ class Command:
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker", action="store_true",
-                   help="join the study in tune.storage and run trials only (no reports); "
+                   help="join the study in tune.storage and run trials only (no outputs); "
                         "start any number of these on any number of hosts")
     p.add_argument("--n-trials", type=int, default=None,
                    help="with --worker: trials this worker runs (default: until the "
@@ -77,6 +77,8 @@ COMMANDS: list[Command] = [
             "coarse-to-fine hyperparameter search with diagnoses", _tune_args),
     Command("report", "dataqa.steps.report:run_stage",
             "write the self-contained HTML report", _report_args),
+    Command("tuning_report", "dataqa.steps.tuning_report:run_stage",
+            "write the tuning report from the tune stage's summary (= report --kind tuning)"),
 ]
 
 

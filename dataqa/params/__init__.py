@@ -63,6 +63,7 @@ class Paths:
     augmented_manifest: str = "data/augmented/manifest.parquet"
     subsets_dir: str = "data/subsets"
     tune_dir: str = "data/tune"
+    tune_summary: str = "data/tune/summary.json"  # what the tuning report renders
     tune_metrics: str = "reports/metrics/tuning.json"
     tune_curves: str = "reports/plots/tuning_curves.csv"
     best_params: str = "models/best_params.yaml"
