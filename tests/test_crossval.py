@@ -197,5 +197,5 @@ def test_run_stage_detects_stale_tensors(tmp_path: Path, params_for: Any) -> Non
     np.save(params.path("tensors"), np.zeros((3, 8, 8, 1), np.uint8))
     write_parquet(params.path("tensor_index"), pd.DataFrame({"id": [0, 1, 2],
                                                              "decoded": [True] * 3}))
-    with pytest.raises(StageInputError, match="does not match the manifest's 2 rows"):
+    with pytest.raises(StageInputError, match="with the manifest's 2 rows"):
         crossval_step.run_stage(params)

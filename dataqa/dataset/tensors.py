@@ -66,13 +66,6 @@ def choose_channels(manifest: pd.DataFrame, setting: str) -> int:
     return 3 if share >= COLOUR_SHARE else 1
 
 
-def source_root(params: Params) -> Path:
-    """Folder that manifest paths are relative to: the source folder, or the folder of
-    the source CSV."""
-    src = params.resolve(params.data.source)
-    return src.parent if src.is_file() else src
-
-
 def _run_jobs(jobs: Sequence[_Job], workers: int
               ) -> Iterator[tuple[_Job, np.ndarray, np.ndarray]]:
     """Results in job order; at most ``2 * workers`` chunks in flight (bounded memory)."""
@@ -116,3 +109,46 @@ def _decode_chunk(job: _Job) -> tuple[np.ndarray, np.ndarray]:
         arrays[k] = boxed.reshape(job.size, job.size, c)
         boxes[k] = box
     return arrays, boxes
+
+
+# --------------------------------------------------------------------------- reading
+def open_tensors(path: Path, *, rows: int | None = None, what: str = "tensors",
+                 stage: str = "tensors") -> np.ndarray:
+    """The one reader of a tensor file (``paths.tensors`` or ``paths.augmented_tensors``):
+    memory-mapped uint8 (N, S, S, C), no pickle. A missing, unreadable or mis-shaped file
+    (or, with ``rows``, one whose row count differs) is a StageInputError naming the file
+    and the stage (``stage``) to rerun."""
+    if not path.is_file():
+        raise StageInputError(f"{path}: {what} not found; run the '{stage}' stage first")
+    try:
+        images = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise StageInputError(f"{path}: not a readable .npy file ({exc}); "
+                              f"rerun the '{stage}' stage") from None
+    square = images.ndim == 4 and images.shape[1] == images.shape[2]
+    if not square or images.dtype != np.uint8 or (rows is not None and len(images) != rows):
+        want = "" if rows is None else f" with the manifest's {rows} rows"
+        raise StageInputError(f"{path}: shape {images.shape} ({images.dtype}) is not uint8 "
+                              f"(N, S, S, C){want}; rerun the '{stage}' stage")
+    return images
+
+
+def load_tensors(params: Params, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The memory-mapped tensors and the decoded mask, checked against the manifest
+    (every stage that trains reads the tensors through this)."""
+    path, index_path = params.path("tensors"), params.path("tensor_index")
+    n = len(manifest)
+    images = open_tensors(path, rows=n)
+    if not index_path.is_file():
+        raise StageInputError(f"{index_path}: not found; run the 'tensors' stage first")
+    index = pd.read_parquet(index_path)
+    if len(index) != n:
+        raise StageInputError(f"{index_path}: {len(index)} rows but the manifest has {n}; "
+                              "rerun the 'tensors' stage")
+    if not (index["id"].to_numpy() == manifest["id"].to_numpy()).all():
+        raise StageInputError(f"{index_path}: ids differ from the manifest's; rerun 'tensors'")
+    decoded = index["decoded"].to_numpy(dtype=bool)
+    if not (decoded == decodable(manifest).to_numpy()).all():
+        raise StageInputError(f"{index_path}: decoded rows differ from the manifest's; "
+                              "rerun 'tensors'")
+    return images, decoded

@@ -20,7 +20,6 @@ import pandas as pd
 from PIL import Image
 
 from dataqa.dataset.imageio import ImageDecodeError, open_image
-from dataqa.params import Params
 
 
 @dataclass(frozen=True)
@@ -31,13 +30,6 @@ class Thumb:
     note: str | None
     width: int = 0  # of the encoded thumbnail, pixels
     height: int = 0
-
-
-def source_root(params: Params) -> Path:
-    """Folder that manifest paths are relative to: the ImageFolder itself, or the
-    folder of the CSV source."""
-    src = params.resolve(params.data.source)
-    return src if src.is_dir() else src.parent
 
 
 def make_thumbnail(path: str | Path, *, size: int, max_pixels: int) -> Thumb:

@@ -30,6 +30,7 @@ from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     validate_result,
 )
 from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
 from dataqa.params import Params
@@ -59,6 +60,9 @@ def load_inputs(params: Params, manifest: pd.DataFrame, checks: Sequence[Check]
             raise StageInputError(
                 f"{path}: not found; check(s) {', '.join(users)} need {key}: "
                 f"run the '{INPUT_STAGES[key]}' stage first")
+        if key == "tensors":
+            setattr(ctx, key, open_tensors(path, rows=n))  # the one tensor-file reader
+            continue
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:

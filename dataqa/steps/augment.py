@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pandas as pd
 
+from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_npy, write_parquet
 from dataqa.params import Params
@@ -34,12 +34,7 @@ def run_stage(params: Params) -> int:
                               f"splits {params.subsample.train_splits} outside validation)")
     aug = params.augment
     size = aug.size or params.engine.image_size
-    tensors_path = params.path("tensors")
-    if not tensors_path.is_file():
-        raise StageInputError(f"{tensors_path}: not found; run the 'tensors' stage first")
-    shape = np.load(tensors_path, mmap_mode="r").shape
-    if len(shape) != 4 or shape[1] != shape[2]:
-        raise StageInputError(f"{tensors_path}: expected (N, S, S, C) tensors, got {shape}")
+    shape = open_tensors(params.path("tensors")).shape
     plan = plan_copies(train, params=aug)
     from dataqa.dataset.sources import source_root
 

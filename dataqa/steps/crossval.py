@@ -4,13 +4,13 @@ labelled, decodable image (the K-fold pass is :func:`dataqa.engine.crossval.cros
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from dataqa.dataset.manifest import decodable, read_manifest
+from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.tensors import load_tensors
 from dataqa.engine import device as dev
 from dataqa.engine.crossval import cross_val_predict, crossval_config, log, oof_metrics
 from dataqa.engine.progress import show_progress
-from dataqa.errors import EngineError, StageInputError
+from dataqa.errors import EngineError
 from dataqa.io import write_json, write_npy
 from dataqa.params import Params
 
@@ -21,7 +21,7 @@ def run_stage(params: Params) -> int:
     JSON ``paths.crossval_metrics`` (with ``classes``, the class names by id)."""
     show_progress()
     manifest = read_manifest(params.path("manifest"))
-    images, decoded = _load_tensors(params, manifest)
+    images, decoded = load_tensors(params, manifest)
     labels_raw = manifest["label"].astype("string")
     known = (labels_raw.notna() & (labels_raw.str.strip() != "")).fillna(False).to_numpy()
     rows = np.flatnonzero(decoded & known)
@@ -60,24 +60,3 @@ def run_stage(params: Params) -> int:
     log.info("crossval: out-of-fold accuracy %.4f over %d images in %.1f s on %s",
              metrics["oof_accuracy"], len(rows), info["seconds"], info["device"])
     return 0
-
-
-def _load_tensors(params: Params, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The memory-mapped tensors and the decoded mask, checked against the manifest."""
-    path, index_path = params.path("tensors"), params.path("tensor_index")
-    for p in (path, index_path):
-        if not p.is_file():
-            raise StageInputError(f"{p}: not found; run the 'tensors' stage first")
-    images = np.load(path, mmap_mode="r")
-    index = pd.read_parquet(index_path)
-    n = len(manifest)
-    if images.ndim != 4 or images.dtype != np.uint8 or len(images) != n or len(index) != n:
-        raise StageInputError(f"{path}: shape {images.shape} ({images.dtype}) does not match "
-                              f"the manifest's {n} rows; rerun the 'tensors' stage")
-    if not (index["id"].to_numpy() == manifest["id"].to_numpy()).all():
-        raise StageInputError(f"{index_path}: ids differ from the manifest's; rerun 'tensors'")
-    decoded = index["decoded"].to_numpy(dtype=bool)
-    if not (decoded == decodable(manifest).to_numpy()).all():
-        raise StageInputError(f"{index_path}: decoded rows differ from the manifest's; "
-                              "rerun 'tensors'")
-    return images, decoded

@@ -13,6 +13,7 @@ import numpy as np
 
 from dataqa.dataset.balance import imbalance_ratio
 from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.tensors import load_tensors
 from dataqa.engine import device as dev
 from dataqa.engine.learning_curve import (
     VAL_FRACTION,
@@ -38,11 +39,9 @@ def run_stage(params: Params) -> int:
         balance{counts, imbalance_ratio, classes_under_min, min_per_class},
         recommendation{actions, text}, seconds
     """
-    from dataqa.steps.crossval import _load_tensors  # the tensors/manifest consistency check
-
     start = time.perf_counter()
     manifest = read_manifest(params.path("manifest"))
-    images, decoded = _load_tensors(params, manifest)
+    images, decoded = load_tensors(params, manifest)
     labels_raw = manifest["label"].astype("string")
     known = (labels_raw.notna() & (labels_raw.str.strip() != "")).fillna(False).to_numpy()
     rows = np.flatnonzero(decoded & known)

@@ -10,7 +10,8 @@ import pandas as pd
 from numpy.lib.format import open_memmap
 
 from dataqa.dataset.manifest import decodable, read_manifest
-from dataqa.dataset.tensors import _Job, _run_jobs, choose_channels, log, source_root
+from dataqa.dataset.sources import source_root
+from dataqa.dataset.tensors import _Job, _run_jobs, choose_channels, log
 from dataqa.engine.progress import show_progress
 from dataqa.io import atomic_path, write_parquet
 from dataqa.params import Params
@@ -25,7 +26,7 @@ def run_stage(params: Params) -> int:
     channels = choose_channels(manifest, params.engine.channels)
     ok = decodable(manifest).to_numpy()
     positions = np.flatnonzero(ok)
-    root = source_root(params)
+    root = source_root(params.resolve(params.data.source))
     workers = params.tensors.workers
     chunk = max(1, params.tensors.chunk_size)
     n = len(manifest)

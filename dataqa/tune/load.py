@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from dataqa.dataset.manifest import decodable, read_manifest
+from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.params import Params
 from dataqa.tune.data import VAL_NAME, TuneData, assemble, available_subsets, read_subset
@@ -59,13 +60,8 @@ def load_tune_data(params: Params, names: Iterable[str], *, device: torch.device
 
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
-    if not path.is_file():
-        raise StageInputError(f"{path}: {what} not found; run the stage that writes it")
-    arr = np.load(path, mmap_mode="r")
-    if arr.dtype != np.uint8 or arr.ndim != 4:
-        raise StageInputError(f"{path}: expected uint8 (N, H, W, C) {what}, got "
-                              f"{arr.dtype} {arr.shape}")
-    return arr
+    stage = "augment" if what.startswith("augmented") else "tensors"
+    return open_tensors(path, what=what, stage=stage)  # the one tensor-file reader
 
 
 def _id_to_row(index_path: Path, n: int) -> dict[int, int] | None:
