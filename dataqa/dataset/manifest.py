@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dataqa.errors import StageInputError
@@ -67,3 +68,24 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 def decodable(frame: pd.DataFrame) -> pd.Series:
     """Boolean mask of rows whose image decoded."""
     return frame["decode_error"].isna()
+
+
+def has_label(frame: pd.DataFrame) -> np.ndarray:
+    """Boolean mask (N,) of rows with a non-blank label (null or whitespace: unlabelled)."""
+    label = frame["label"].astype("string")
+    return (label.notna() & (label.str.strip() != "")).fillna(False).to_numpy(dtype=bool)
+
+
+def labelled_rows(frame: pd.DataFrame, decoded: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The one rule for what a model learns from: ``(rows, classes, ids)``.
+
+    ``rows``: positions of the rows that decoded (``decoded``, default
+    :func:`decodable`) and have a label (:func:`has_label`); ``classes``: their sorted
+    label names, index = class id (the order crossval, the learning curve, the audit and
+    the tuning run share); ``ids``: (len(rows),) int64 class id of each row."""
+    ok = decodable(frame).to_numpy(dtype=bool) if decoded is None else decoded
+    rows = np.flatnonzero(ok & has_label(frame))
+    used = frame["label"].astype("string").to_numpy()[rows].astype(str)
+    classes = sorted(set(used))
+    return rows, classes, np.searchsorted(classes, used).astype(np.int64)

@@ -37,10 +37,11 @@ import pandas as pd
 from PIL import Image
 
 from dataqa.augmentation import apply_transform, build_transform, get_policy, to_dict
+from dataqa.dataset.balance import class_counts, imbalance_ratio
 from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
 from dataqa.errors import ParamsError, StageInputError
 from dataqa.params import AugmentParams, Params
-from dataqa.prepare.common import class_counts, imbalance_ratio, read_table
+from dataqa.prepare.common import read_table
 from dataqa.prepare.subsample import class_rng
 
 IMAGES = "images"  # folder of the PNG copies inside augmented_dir
@@ -194,8 +195,8 @@ def summarize(plan: pd.DataFrame, train: pd.DataFrame, records: pd.DataFrame, *,
         "classes_below_target": below,
         "per_class": {c: {"before": before[c], "copies": copies[c], "after": after[c]}
                       for c in before},
-        "imbalance_ratio_before": imbalance_ratio(before),
-        "imbalance_ratio_after": imbalance_ratio(after),
+        "imbalance_ratio_before": imbalance_ratio(before, skip_empty=False),
+        "imbalance_ratio_after": imbalance_ratio(after, skip_empty=False),
         "distortion": {
             "aspect_change_max": stat("aspect_change", "max"),
             "aspect_change_mean": stat("aspect_change", "mean"),

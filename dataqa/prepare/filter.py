@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dataqa.dataset.balance import class_counts, imbalance_ratio
 from dataqa.errors import DataQAError, ParamsError, StageInputError
 from dataqa.params import FilterParams
-from dataqa.prepare.common import class_counts, imbalance_ratio
 
 LABEL_CHECK = "label"  # the check whose flags relabelling may fix
 DECODE = "decode"  # pseudo-check: the file did not decode (always dropped)
@@ -306,6 +306,6 @@ def _summary(manifest: pd.DataFrame, clean: pd.DataFrame, quarantine: pd.DataFra
         "min_clean_per_class": min(per_class.values()) if per_class else 0,
         "n_classes": len(per_class),
         "lost_classes": [k for k, v in per_class.items() if v == 0],
-        "imbalance_ratio": imbalance_ratio(per_class),
+        "imbalance_ratio": imbalance_ratio(per_class, skip_empty=False),
         "relabel": params.relabel,
     }

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dataqa.dataset.balance import class_counts
 from dataqa.errors import ParamsError, StageInputError
 from dataqa.params import ClassSubset, SubsampleParams
-from dataqa.prepare.common import class_counts
 
 VAL = "val"
 COLUMNS = ["id", "augmented", "source_id", "label", "path"]

@@ -29,7 +29,7 @@ from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     run_checks,
     validate_result,
 )
-from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.manifest import decodable, has_label, labelled_rows, read_manifest
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
@@ -87,9 +87,7 @@ def _check_predictions(path: Path, probs: np.ndarray, manifest: pd.DataFrame) ->
     """Crossval leaves NaN rows only where an image did not decode or has no label. A
     non-finite row for a decodable, labelled image (a corrupted or hand-edited file)
     would silently drop that image from the label check: an error naming the rows."""
-    label = manifest["label"].astype("string")
-    expected = (manifest["decode_error"].isna() & label.notna()
-                & (label.str.strip() != "")).fillna(False).to_numpy(dtype=bool)
+    expected = decodable(manifest).to_numpy(dtype=bool) & has_label(manifest)
     bad = np.flatnonzero(expected & ~np.isfinite(np.asarray(probs)).all(axis=1))
     if len(bad):
         shown = ", ".join(f"row {i} ({manifest['path'].iloc[i]})" for i in bad[:5])
@@ -114,8 +112,7 @@ def load_classes(params: Params, manifest: pd.DataFrame) -> list[str]:
             if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
                 raise StageInputError(f"{path}: key 'classes' must be a list of strings")
             return list(classes)
-    ok = manifest["decode_error"].isna()
-    return sorted(str(c) for c in manifest.loc[ok, "label"].dropna().unique())
+    return labelled_rows(manifest)[1]
 
 
 def dataset_evidence(params: Params, ctx: AuditContext) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.manifest import has_label, labelled_rows, read_manifest
 from dataqa.dataset.tensors import load_tensors
 from dataqa.engine import device as dev
 from dataqa.engine.crossval import cross_val_predict, crossval_config, log, oof_metrics
@@ -22,15 +22,11 @@ def run_stage(params: Params) -> int:
     show_progress()
     manifest = read_manifest(params.path("manifest"))
     images, decoded = load_tensors(params, manifest)
-    labels_raw = manifest["label"].astype("string")
-    known = (labels_raw.notna() & (labels_raw.str.strip() != "")).fillna(False).to_numpy()
-    rows = np.flatnonzero(decoded & known)
+    rows, classes, ids = labelled_rows(manifest, decoded)
+    known = has_label(manifest)
     if len(rows) == 0:
         raise EngineError(f"{params.path('manifest')}: no decodable image has a label; "
                           "nothing to cross-validate")
-    used = labels_raw.to_numpy()[rows].astype(str)
-    classes = sorted(set(used))
-    ids = np.searchsorted(classes, used)
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     n_train = len(rows) * (params.crossval.folds - 1) // max(params.crossval.folds, 1)
     config = crossval_config(params, device, n_train=n_train)

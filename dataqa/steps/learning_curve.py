@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from dataqa.dataset.balance import imbalance_ratio
-from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.manifest import labelled_rows, read_manifest
 from dataqa.dataset.tensors import load_tensors
 from dataqa.engine import device as dev
 from dataqa.engine.learning_curve import (
@@ -42,16 +42,11 @@ def run_stage(params: Params) -> int:
     start = time.perf_counter()
     manifest = read_manifest(params.path("manifest"))
     images, decoded = load_tensors(params, manifest)
-    labels_raw = manifest["label"].astype("string")
-    known = (labels_raw.notna() & (labels_raw.str.strip() != "")).fillna(False).to_numpy()
-    rows = np.flatnonzero(decoded & known)
-    used = labels_raw.to_numpy()[rows].astype(str)
-    classes = sorted(set(used))  # the engine's class order (crossval uses the same)
-    ids = np.searchsorted(classes, used).astype(np.int64)
+    rows, classes, ids = labelled_rows(manifest, decoded)  # crossval's rows and order
     counts = {c: int(n) for c, n in zip(classes, np.bincount(ids, minlength=len(classes)))}
     min_per_class = params.audit.min_per_class
     under = [c for c, n in counts.items() if n < min_per_class]
-    ratio = imbalance_ratio_of(counts)
+    ratio = imbalance_ratio(counts)
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     fractions = check_fractions(params.audit.learning_curve)
     n_pool = len(stratified_holdout(ids, val_fraction=VAL_FRACTION, seed=params.engine.seed)[0])
@@ -83,13 +78,6 @@ def run_stage(params: Params) -> int:
           + ", ".join(f"{p.fraction:g}: {p.val_accuracy:.3f}" for p in points)
           + f"; {slope.gain_per_doubling:+.2%} per doubling -> {', '.join(advice.actions)}")
     return 0
-
-
-def imbalance_ratio_of(counts: dict[str, int]) -> float | None:
-    """Largest over smallest non-zero class count (balance.imbalance_ratio)."""
-    import pandas as pd
-
-    return imbalance_ratio(pd.Series(counts, dtype="int64"))
 
 
 def _finite(obj: Any) -> Any:

@@ -9,10 +9,11 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from dataqa.dataset.balance import class_counts, imbalance_ratio
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
 from dataqa.params import Params
-from dataqa.prepare.common import atomic_dir, class_counts, imbalance_ratio, read_table
+from dataqa.prepare.common import atomic_dir, read_table
 from dataqa.prepare.subsample import COLUMNS, make_subsets
 
 
@@ -53,7 +54,7 @@ def _prepared_figures(params: Params, clean: pd.DataFrame, summary: dict[str, An
     return {
         "min_clean_per_class": min(per_class.values()) if per_class else 0,
         "quarantined_share": n_quarantined / total if total else 0.0,
-        "balanced_imbalance_ratio": imbalance_ratio(pool),
+        "balanced_imbalance_ratio": imbalance_ratio(pool, skip_empty=False),
         "clean_per_class": per_class,
         "train_per_class": pool,
     }

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dataqa.dataset.manifest import decodable, read_manifest
+from dataqa.dataset.manifest import labelled_rows, read_manifest
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.params import Params
@@ -121,7 +121,7 @@ def _unfiltered(manifest: pd.DataFrame, frames: dict[str, pd.DataFrame],
     val = frames[VAL_NAME]
     val_ids = set(val.loc[~_aug_mask(val), "id"].astype(int))
     used_ids = {int(i) for f in frames.values() for i in f.loc[~_aug_mask(f), "id"]}
-    m = manifest[decodable(manifest) & manifest["label"].notna()]
+    m = manifest.iloc[labelled_rows(manifest)[0]]
     splits = set(manifest.loc[manifest["id"].isin(used_ids), "split"].dropna())
     if splits:
         m = m[m["split"].isin(splits)]
