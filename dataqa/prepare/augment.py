@@ -24,7 +24,6 @@ distortion figures measured on the copies (aspect change, area cropped, padding)
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
@@ -40,8 +39,7 @@ from dataqa.augmentation import apply_transform, build_transform, get_policy, to
 from dataqa.dataset.balance import class_counts, imbalance_ratio
 from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
 from dataqa.errors import ParamsError, StageInputError
-from dataqa.params import AugmentParams, Params
-from dataqa.prepare.common import read_table
+from dataqa.params import AugmentParams
 from dataqa.prepare.subsample import class_rng
 
 IMAGES = "images"  # folder of the PNG copies inside augmented_dir
@@ -209,51 +207,3 @@ def summarize(plan: pd.DataFrame, train: pd.DataFrame, records: pd.DataFrame, *,
                    "brightness_contrast": params.brightness_contrast, "seed": params.seed},
         "seconds": round(seconds, 3),
     }
-
-
-# --------------------------------------------------------------------------- report
-def get_augmentation_grid(params: Params, *, per_class: int = 3,
-                          thumb_size: int | None = None) -> list[dict[str, Any]]:
-    """Before/after thumbnails per class for the tuning report.
-
-    Returns one dict per class that got copies, sorted by class:
-    ``{"label": str, "copies": int, "items": [{"before": str, "after": str,
-    "caption": str}, ...]}`` with at most ``per_class`` items; ``before`` and ``after``
-    are base64-encoded PNGs (no ``data:`` prefix), at most ``thumb_size`` px on their
-    longer side (default ``report.thumb_size``); ``before`` is the raw source image
-    (aspect kept), ``after`` the copy as written. Empty when no copy was made.
-    """
-    thumb = thumb_size or params.report.thumb_size
-    records = read_table(params.path("augmented_manifest"), stage="augment",
-                         required=["id", "label", "source_id", "source_path", "path"])
-    if records.empty:
-        return []
-    from dataqa.dataset.sources import source_root
-
-    root = source_root(params.resolve(params.data.source))
-    folder = params.path("augmented_dir")
-    out = []
-    for label, group in records.sort_values("id").groupby("label", sort=True):
-        items = []
-        for rec in group.head(per_class).itertuples():
-            before = open_image(root / str(rec.source_path), params.scan.max_pixels)
-            after = Image.open(folder / str(rec.path))
-            caption = f"copy {rec.id} of image {rec.source_id}"
-            if "area_kept" in records:
-                caption += f": {rec.area_kept:.0%} kept, {rec.padding:.0%} padding"
-            items.append({"before": _thumb_b64(before, thumb),
-                          "after": _thumb_b64(after, thumb), "caption": caption})
-        out.append({"label": str(label), "copies": int(len(group)), "items": items})
-    return out
-
-
-def _thumb_b64(im: Image.Image, size: int) -> str:
-    im = im.copy()
-    if max(im.size) > size:
-        im.thumbnail((size, size), Image.Resampling.LANCZOS)
-    else:  # small training-size copies: enlarge with visible pixels, never blur
-        k = max(1, size // max(im.size))
-        im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")

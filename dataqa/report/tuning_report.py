@@ -53,7 +53,7 @@ def _prep_extras(params: Params) -> dict[str, Any]:
     the before/after augmentation grid (base64 PNG thumbnails per class)."""
     if not params.path("augmented_manifest").is_file():
         return {}
-    from dataqa.prepare.augment import get_augmentation_grid
+    from dataqa.report.augment_grid import get_augmentation_grid
 
     try:
         return {"augmentation_grid": get_augmentation_grid(params)}

@@ -17,6 +17,7 @@ from dataqa.augmentation import apply_transform, build_transform, from_dict
 from dataqa.params import AugmentParams
 from dataqa.prepare import augment as aug
 from dataqa.prepare import subsample as sub
+from dataqa.report.augment_grid import get_augmentation_grid
 from dataqa.steps import augment as augment_step
 from dataqa.steps import filter as filter_step
 
@@ -197,7 +198,7 @@ def test_augmentation_grid_for_the_report(prep_project):
     p = proj.params
     filter_step.run_stage(p)
     augment_step.run_stage(p)
-    grid = aug.get_augmentation_grid(p, per_class=2, thumb_size=48)
+    grid = get_augmentation_grid(p, per_class=2, thumb_size=48)
     assert [g["label"] for g in grid] == ["dog"] and grid[0]["copies"] == 3
     assert len(grid[0]["items"]) == 2
     for item in grid[0]["items"]:
