@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dataqa.dataset.splits import per_class_holdout
 from dataqa.engine.data import DeviceData
 from dataqa.engine.fit import TrainConfig, fit, predict
 from dataqa.errors import EngineError, ParamsError
@@ -42,29 +43,24 @@ CPU_PASSES = 3  # passes over the whole pool per point on CPU (4 points x 3 = 12
 MIN_STEPS = 150  # optimisation steps every point takes at least (batch shrinks for it)
 MIN_BATCH = 16
 LR = 0.01  # AdamW peak learning rate (one-cycle schedule)
-VAL_FRACTION = 0.2  # share of each class held out, fixed across points
+VAL_FRACTION = 0.2  # default share of each class held out (the stage: split.val_fraction)
 MIN_GAIN = 0.01  # accuracy gained per doubling above which more data helps
 MAX_IMBALANCE = 3.0  # largest/smallest class count above which weights are advised
 
 
 # --------------------------------------------------------------------------- splits
 def stratified_holdout(labels: np.ndarray, *, val_fraction: float = VAL_FRACTION,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split row indices (labels (n,) int) into a training pool and a validation set,
-    per class: ``round(val_fraction * n_c)`` rows held out, at least one when the class
-    has two or more, never the whole class. Returns sorted ``(pool, val)``."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
-    rng = np.random.default_rng(seed)
-    pool: list[np.ndarray] = []
-    val: list[np.ndarray] = []
-    for c in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == c))
-        n = len(rows)
-        k = min(max(int(round(val_fraction * n)), 1 if n >= 2 else 0), n - 1)
-        val.append(rows[:k])
-        pool.append(rows[k:])
-    return np.sort(np.concatenate(pool)), np.sort(np.concatenate(val))
+                       seed: int = 0, classes: Sequence[str] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Split row indices (labels (n,) int) into a training pool and a validation set
+    with the one per-class holdout (:func:`dataqa.dataset.splits.per_class_holdout`, rows
+    in order): ``round(val_fraction * n_c)`` rows held out, at least one when the class
+    has two or more, never the whole class. With ``classes`` the draw is keyed by class
+    name, as augment's and subsample's are. Returns sorted ``(pool, val)``."""
+    labels = np.asarray(labels)
+    names = np.asarray(classes)[labels] if classes is not None else labels.astype(str)
+    held = per_class_holdout(names, np.arange(len(labels)), fraction=val_fraction, seed=seed)
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def nested_subsets(labels: np.ndarray, pool: np.ndarray, fractions: Sequence[float], *,
@@ -96,7 +92,8 @@ class CurvePoint:
 def get_learning_curve(images: np.ndarray, labels: np.ndarray, *, classes: list[str],
                        fractions: Sequence[float], config: TrainConfig,
                        device: torch.device, val_fraction: float = VAL_FRACTION,
-                       seed: int = 0) -> tuple[list[CurvePoint], int, int]:
+                       seed: int = 0, split_seed: int | None = None
+                       ) -> tuple[list[CurvePoint], int, int]:
     """Train on each fraction and score the fixed validation split.
 
     images: (n, H, W, C) uint8; labels: (n,) int in [0, K), K = ``len(classes)``;
@@ -106,7 +103,8 @@ def get_learning_curve(images: np.ndarray, labels: np.ndarray, *, classes: list[
     """
     fractions = check_fractions(fractions)
     labels = np.asarray(labels, dtype=np.int64)
-    pool, val = stratified_holdout(labels, val_fraction=val_fraction, seed=seed)
+    pool, val = stratified_holdout(labels, val_fraction=val_fraction, classes=classes,
+                                   seed=seed if split_seed is None else split_seed)
     if len(val) == 0 or len(np.unique(labels[pool])) < 2:
         raise EngineError("the learning curve needs at least 2 classes with 2 or more "
                           "labelled images each")

@@ -227,11 +227,19 @@ class ClassSubset:
 
 
 @dataclass(frozen=True)
-class SubsampleParams:
+class SplitParams:
+    """The one validation split (dataqa/dataset/splits.py) that the learning curve,
+    augment and subsample share."""
+
     seed: int = 0
-    val_fraction: float = 0.2  # per class, drawn once from the clean training rows
+    val_fraction: float = 0.2  # per class, drawn once from the training rows
     val_split: str | None = None  # use the manifest rows of this split as validation instead
     train_splits: list[str] = field(default_factory=lambda: ["train"])  # others held out
+
+
+@dataclass(frozen=True)
+class SubsampleParams:
+    seed: int = 0  # order of each class's pool (the nested subsets)
     fractions: dict[str, float] = field(default_factory=lambda: {"p10": 0.1, "p100": 1.0})
     min_per_class: int = 2  # per class in every fraction subset (capped at what exists)
     class_subsets: dict[str, ClassSubset] = field(default_factory=dict)
@@ -258,6 +266,7 @@ class Params:
     gate: GateParams = field(default_factory=GateParams)
     filter: FilterParams = field(default_factory=FilterParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
+    split: SplitParams = field(default_factory=SplitParams)
     subsample: SubsampleParams = field(default_factory=SubsampleParams)
     tune: TuneParams = field(default_factory=TuneParams)
     report: ReportParams = field(default_factory=ReportParams)

@@ -1,6 +1,6 @@
 """The ``augment`` stage: aspect-preserving copies that balance the small classes.
 
-Classes of the training pool (clean rows of ``subsample.train_splits`` outside the fixed
+Classes of the training pool (clean rows of ``split.train_splits`` outside the fixed
 validation split, so no copy is ever made of a validation image) whose count is below
 ``ceil(balance_target * largest)`` get copies until they reach it, at most
 ``max_copies_per_source`` per image. Sources are the class's images not marked for
@@ -38,9 +38,9 @@ from PIL import Image
 from dataqa.augmentation import apply_transform, build_transform, get_policy, to_dict
 from dataqa.dataset.balance import class_counts, imbalance_ratio
 from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
+from dataqa.dataset.splits import class_rng
 from dataqa.errors import ParamsError, StageInputError
 from dataqa.params import AugmentParams
-from dataqa.prepare.subsample import class_rng
 
 IMAGES = "images"  # folder of the PNG copies inside augmented_dir
 _WHERE = "params.yaml: augment"

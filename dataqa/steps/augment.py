@@ -7,13 +7,13 @@ import time
 
 import pandas as pd
 
+from dataqa.dataset.splits import find_training_rows, find_validation
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_npy, write_parquet
 from dataqa.params import Params
 from dataqa.prepare.augment import IMAGES, Copies, make_copies, plan_copies, summarize
 from dataqa.prepare.common import atomic_dir, inside, read_table
-from dataqa.prepare.subsample import find_training_rows, find_validation
 
 
 def training_pool(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -21,8 +21,8 @@ def training_pool(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     validation split that the subsample stage will draw (same params, same rows)."""
     clean = read_table(params.path("clean"), stage="filter",
                        required=["id", "path", "label", "split"])
-    mask = find_training_rows(clean, params=params.subsample)
-    mask &= ~find_validation(clean, params=params.subsample)
+    mask = find_training_rows(clean, params=params.split)
+    mask &= ~find_validation(clean, params=params.split)
     return clean, clean[mask].reset_index(drop=True)
 
 
@@ -31,7 +31,7 @@ def run_stage(params: Params) -> int:
     clean, train = training_pool(params)
     if train.empty:
         raise StageInputError("augment: the training pool is empty (no clean rows of "
-                              f"splits {params.subsample.train_splits} outside validation)")
+                              f"splits {params.split.train_splits} outside validation)")
     aug = params.augment
     size = aug.size or params.engine.image_size
     shape = open_tensors(params.path("tensors")).shape

@@ -16,7 +16,6 @@ from dataqa.dataset.manifest import labelled_rows, read_manifest
 from dataqa.dataset.tensors import load_tensors
 from dataqa.engine import device as dev
 from dataqa.engine.learning_curve import (
-    VAL_FRACTION,
     check_fractions,
     get_learning_curve,
     get_slope,
@@ -49,14 +48,17 @@ def run_stage(params: Params) -> int:
     ratio = imbalance_ratio(counts)
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     fractions = check_fractions(params.audit.learning_curve)
-    n_pool = len(stratified_holdout(ids, val_fraction=VAL_FRACTION, seed=params.engine.seed)[0])
+    split = params.split  # the one validation rule (dataqa/dataset/splits.py)
+    n_pool = len(stratified_holdout(ids, val_fraction=split.val_fraction, seed=split.seed,
+                                    classes=classes)[0])
     config = learning_curve_config(params, device, n_pool)
     log.info("learning curve: %d images, %d classes, fractions %s, %d passes per point, "
              "batch %d on %s", len(rows), len(classes), fractions, config.epochs,
              config.batch_size, dev.describe(device))
     points, n_pool, n_val = get_learning_curve(
         np.asarray(images[rows]), ids, classes=classes, fractions=fractions, config=config,
-        device=device, val_fraction=VAL_FRACTION, seed=params.engine.seed)
+        device=device, val_fraction=split.val_fraction, seed=params.engine.seed,
+        split_seed=split.seed)
     slope = get_slope([p.fraction for p in points], [p.val_accuracy for p in points],
                       n_val=n_val)
     advice = recommend(gain_per_doubling=slope.gain_per_doubling, gain_se=slope.gain_se,
@@ -64,7 +66,7 @@ def run_stage(params: Params) -> int:
     out: dict[str, Any] = {
         "fractions": fractions,
         "points": [dataclasses.asdict(p) for p in points],
-        "n_pool": n_pool, "n_val": n_val, "val_fraction": VAL_FRACTION,
+        "n_pool": n_pool, "n_val": n_val, "val_fraction": split.val_fraction,
         "seed": params.engine.seed, "device": dev.describe(device),
         "config": config.describe(),
         "slope": dataclasses.asdict(slope),

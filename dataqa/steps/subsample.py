@@ -21,7 +21,8 @@ def run_stage(params: Params) -> int:
     clean = read_table(params.path("clean"), stage="filter",
                        required=["id", "path", "label", "split"])
     augmented = _read_augmented(params) if params.subsample.use_augmented else None
-    tables, summary = make_subsets(clean, augmented, params=params.subsample)
+    tables, summary = make_subsets(clean, augmented, params=params.subsample,
+                                   split=params.split)
     summary["prepared"] = _prepared_figures(params, clean, summary)
     with atomic_dir(params.path("subsets_dir")) as tmp:
         for name, frame in tables.items():

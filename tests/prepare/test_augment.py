@@ -157,7 +157,7 @@ def test_plan_copies(counts, review, kw, copies, n_sources):
 def test_stage_balances_reproduces_and_leaves_sources_alone(prep_project):
     proj = prep_project({"cat": 8, "dog": 3, "owl": 2}, image_size=16,
                         augment={"balance_target": 1.0, "size": 24, "hflip": True},
-                        subsample={"val_fraction": 0.25})
+                        split={"val_fraction": 0.25})
     p = proj.params
     before = proj.tree_digest()
     filter_step.run_stage(p)
@@ -175,7 +175,7 @@ def test_stage_balances_reproduces_and_leaves_sources_alone(prep_project):
     tensors = np.load(p.path("augmented_tensors"))
     assert tensors.shape == (9, 16, 16, 3) and tensors.dtype == np.uint8
     clean = pd.read_parquet(p.path("clean"))
-    val_ids = clean.loc[sub.find_validation(clean, params=p.subsample), "id"]
+    val_ids = clean.loc[sub.find_validation(clean, params=p.split), "id"]
     assert not man["source_id"].isin(val_ids).any()  # no copy of a validation image
     folder = p.path("augmented_dir")
     files = {r: (folder / r).read_bytes() for r in man["path"]}
@@ -194,7 +194,7 @@ def test_stage_balances_reproduces_and_leaves_sources_alone(prep_project):
 
 def test_augmentation_grid_for_the_report(prep_project):
     proj = prep_project({"cat": 5, "dog": 2}, broken=False,
-                        augment={"balance_target": 1.0}, subsample={"val_fraction": 0.2})
+                        augment={"balance_target": 1.0}, split={"val_fraction": 0.2})
     p = proj.params
     filter_step.run_stage(p)
     augment_step.run_stage(p)
