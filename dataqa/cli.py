@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from dataqa.errors import DataQAError
 from dataqa.params import Params, load_params
+from dataqa.steps.preflight import check_params
 
 EXIT_GATE_FAILED = 1
 EXIT_ERROR = 2
@@ -106,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         params: Params = load_params(args.params)
+        check_params(params)  # registry-level rules: before the stage does any work
         code = cmd.load()(params, **extra)
     except DataQAError as exc:
         print(f"dataqa {cmd.name}: error: {exc}", file=sys.stderr)

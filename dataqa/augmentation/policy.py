@@ -10,10 +10,7 @@ from dataclasses import dataclass
 
 from dataqa.errors import ParamsError
 from dataqa.params import AugmentParams
-
-# A crop of a centred canvas keeps >= sqrt(share) of the content along each axis only
-# when the window covers at least half the canvas side; below 0.25 the bound fails.
-MIN_AREA_FLOOR = 0.25
+from dataqa.params.rules import MIN_AREA_FLOOR  # noqa: F401  (re-exported)
 
 _WHERE = "params.yaml: augment"
 
@@ -31,18 +28,11 @@ class Policy:
 
 
 def get_policy(params: AugmentParams, *, size: int) -> Policy:
-    """Validate the policy keys of ``params`` once; raise :class:`ParamsError` naming the key."""
+    """The policy of ``params`` on a ``size`` canvas (:class:`ParamsError` for a size under 8;
+    the keys' ranges are checked when params load)."""
     if not isinstance(size, int) or size < 8:
         raise ParamsError(f"{_WHERE}.size: canvas side must be an integer >= 8, got {size!r}")
-    if not MIN_AREA_FLOOR <= params.min_area <= 1.0:
-        raise ParamsError(f"{_WHERE}.min_area: {params.min_area} is outside "
-                          f"[{MIN_AREA_FLOOR}, 1] (share of the image every crop keeps)")
-    if not 0.0 <= params.rotate_limit <= 180.0:
-        raise ParamsError(f"{_WHERE}.rotate_limit: {params.rotate_limit} is outside [0, 180] "
-                          "degrees")
-    if not 0.0 <= params.brightness_contrast < 1.0:
-        raise ParamsError(f"{_WHERE}.brightness_contrast: {params.brightness_contrast} is "
-                          "outside [0, 1)")
+    # min_area, rotate_limit, brightness_contrast: checked when params load (params/rules.py)
     return Policy(size=size, geometry=params.geometry, min_area=params.min_area,
                   rotate_limit=params.rotate_limit, hflip=params.hflip,
                   brightness_contrast=params.brightness_contrast)

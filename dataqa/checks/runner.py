@@ -21,7 +21,7 @@ import pandas as pd
 
 from dataqa.checks import AuditContext, Check, CheckResult, get_check
 from dataqa.dataset import balance
-from dataqa.errors import DataQAError, ParamsError
+from dataqa.errors import DataQAError
 from dataqa.params import AuditParams
 
 ID_COLUMNS = ["id", "path", "label", "split"]
@@ -38,9 +38,6 @@ def build_checks(audit: AuditParams) -> list[Check]:
     ill-typed settings are :class:`ParamsError`. Settings of a known check that is not
     listed are still validated, so a typo does not wait until the check is enabled.
     """
-    if len(set(audit.checks)) != len(audit.checks):
-        dup = sorted({c for c in audit.checks if audit.checks.count(c) > 1})
-        raise ParamsError(f"params.yaml: audit.checks: listed twice: {', '.join(dup)}")
     for name, settings in audit.settings.items():
         if name not in audit.checks:
             get_check(name)(settings)  # validates the name and its settings

@@ -60,8 +60,6 @@ def per_class_holdout(labels: np.ndarray, ids: np.ndarray, *, fraction: float, s
     one, and one left for training, when a class has two or more; a lone image trains).
     Fixed by ``seed`` and the ids alone, so the learning curve, augment and subsample
     draw the same rows from the same rows."""
-    if not 0.0 < fraction < 1.0:
-        raise ParamsError(f"{_WHERE}.val_fraction: {fraction} is outside (0, 1)")
     among = np.ones(len(labels), dtype=bool) if among is None else among
     val = np.zeros(len(labels), dtype=bool)
     for label in sorted(set(labels[among])):

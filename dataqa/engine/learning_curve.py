@@ -259,9 +259,6 @@ def learning_curve_config(params: Params, device: torch.device, n_pool: int) -> 
     passes = params.audit.learning_curve_epochs
     if passes is None:
         passes = base.epochs if device.type == "cuda" else CPU_PASSES
-    if passes < 1:
-        raise ParamsError(f"params.yaml: audit.learning_curve_epochs: must be >= 1, "
-                          f"got {passes}")
     batch = min(base.batch_size, max(MIN_BATCH, passes * n_pool // MIN_STEPS))
     return dataclasses.replace(base, epochs=passes, batch_size=batch, optimizer="adamw",
                                lr=LR, stall_epochs=10**9)  # no stall verdict: tiny

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 import yaml
 
 from dataqa.errors import ParamsError
+from dataqa.params import rules
 from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to import params from)
     TuneCleaning,
     TuneDiagnose,
@@ -156,6 +157,9 @@ class TensorsParams:
     workers: int = 2  # decoding processes; 0 = decode in the main process
     chunk_size: int = 256  # images per task sent to a worker (bounds memory in flight)
 
+    def __post_init__(self) -> None:
+        rules.check_section("tensors", self)
+
 
 @dataclass(frozen=True)
 class AuditParams:
@@ -166,6 +170,9 @@ class AuditParams:
     # passes over the whole training pool that every learning-curve point gets in images
     # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/engine/learning_curve.py)
     learning_curve_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        rules.check_section("audit", self)
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,9 @@ class FilterParams:
     relabel: bool = False  # apply label_suggested to label issues the model is sure of
     relabel_min_confidence: float = 0.95  # out-of-fold probability of the suggested class
 
+    def __post_init__(self) -> None:
+        rules.check_section("filter", self)
+
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -215,6 +225,9 @@ class AugmentParams:
     rotate_limit: float = 10.0  # degrees
     brightness_contrast: float = 0.2  # limit of both (albumentations RandomBrightnessContrast)
     output_format: Literal["png"] = "png"
+
+    def __post_init__(self) -> None:
+        rules.check_section("augment", self)
 
 
 @dataclass(frozen=True)
@@ -236,6 +249,9 @@ class SplitParams:
     val_split: str | None = None  # use the manifest rows of this split as validation instead
     train_splits: list[str] = field(default_factory=lambda: ["train"])  # others held out
 
+    def __post_init__(self) -> None:
+        rules.check_section("split", self)
+
 
 @dataclass(frozen=True)
 class SubsampleParams:
@@ -245,6 +261,9 @@ class SubsampleParams:
     class_subsets: dict[str, ClassSubset] = field(default_factory=dict)
     use_augmented: bool = True  # training subsets draw from augmented copies too
 
+    def __post_init__(self) -> None:
+        rules.check_section("subsample", self)
+
 
 @dataclass(frozen=True)
 class ReportParams:
@@ -252,6 +271,9 @@ class ReportParams:
     thumb_size: int = 96  # pixels, longest side
     max_thumbnails: int = 1000  # images decoded per report at most (keeps 100k fast)
     max_table_rows: int = 1000  # rows per file table (e.g. undecodable files)
+
+    def __post_init__(self) -> None:
+        rules.check_section("report", self)
 
 
 @dataclass(frozen=True)

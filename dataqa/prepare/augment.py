@@ -39,7 +39,7 @@ from dataqa.augmentation import apply_transform, build_transform, get_policy, to
 from dataqa.dataset.balance import class_counts, imbalance_ratio
 from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
 from dataqa.dataset.splits import class_rng
-from dataqa.errors import ParamsError, StageInputError
+from dataqa.errors import StageInputError
 from dataqa.params import AugmentParams
 
 IMAGES = "images"  # folder of the PNG copies inside augmented_dir
@@ -53,10 +53,6 @@ def plan_copies(train: pd.DataFrame, *, params: AugmentParams) -> pd.DataFrame:
 
     ``train``: the training pool's rows with ``id``, ``label`` and optionally ``review``.
     """
-    if not 0.0 < params.balance_target <= 1.0:
-        raise ParamsError(f"{_WHERE}.balance_target: {params.balance_target} is outside (0, 1]")
-    if params.max_copies_per_source < 0:
-        raise ParamsError(f"{_WHERE}.max_copies_per_source: must be >= 0")
     counts = class_counts(train["label"])
     target = balance_target_count(counts, params.balance_target)
     labels = train["label"].astype(str).to_numpy()

@@ -97,8 +97,6 @@ def choose_classes(spec: ClassSubset, pool_counts: dict[str, int], *, name: str)
     """The classes of a class subset: listed (each must exist in the pool) or the
     ``largest`` k by pool count (ties by name)."""
     where = f"{_WHERE}.class_subsets.{name}"
-    if bool(spec.classes) == (spec.largest is not None):
-        raise ParamsError(f"{where}: give exactly one of 'classes' (a list) or 'largest' (k)")
     if spec.classes:
         unknown = [c for c in spec.classes if c not in pool_counts]
         if unknown:
@@ -113,34 +111,10 @@ def choose_classes(spec: ClassSubset, pool_counts: dict[str, int], *, name: str)
     return sorted(ranked[:k])
 
 
-def validate_names(params: SubsampleParams) -> None:
-    names = list(params.fractions) + list(params.class_subsets)
-    for name in names:
-        if name == VAL or not _NAME.match(name):
-            raise ParamsError(f"{_WHERE}: subset name '{name}' is not allowed (use letters, "
-                              f"digits, '_', '-', '.'; '{VAL}' is the validation split)")
-    both = set(params.fractions) & set(params.class_subsets)
-    if both:
-        raise ParamsError(f"{_WHERE}: {sorted(both)} named in both fractions and "
-                          "class_subsets")
-    for name, f in params.fractions.items():
-        if not 0.0 < f <= 1.0:
-            raise ParamsError(f"{_WHERE}.fractions.{name}: {f} is outside (0, 1]")
-    for name, spec in params.class_subsets.items():
-        if not 0.0 < spec.fraction <= 1.0:
-            raise ParamsError(f"{_WHERE}.class_subsets.{name}.fraction: {spec.fraction} "
-                              "is outside (0, 1]")
-    if params.min_per_class < 1:
-        raise ParamsError(f"{_WHERE}.min_per_class: must be >= 1, got {params.min_per_class}")
-    if not names:
-        raise ParamsError(f"{_WHERE}: no subsets (fractions and class_subsets are empty)")
-
-
 def make_subsets(clean: pd.DataFrame, augmented: pd.DataFrame | None, *,
                  params: SubsampleParams, split: SplitParams
                  ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """All tables (``val`` and each named subset) and the class-count table."""
-    validate_names(params)
     val, pool, dropped = pool_frame(clean, augmented, params=params, split=split)
     if pool.empty:
         raise StageInputError("subsample: the training pool is empty (no clean rows of "
