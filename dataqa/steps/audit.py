@@ -29,7 +29,12 @@ from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     run_checks,
     validate_result,
 )
-from dataqa.dataset.manifest import decodable, has_label, labelled_rows, read_manifest
+from dataqa.dataset.manifest import (
+    decodable,
+    has_label,
+    load_classes,
+    read_manifest,
+)
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
@@ -95,24 +100,6 @@ def _check_predictions(path: Path, probs: np.ndarray, manifest: pd.DataFrame) ->
             f"{path}: {len(bad)} decodable, labelled image(s) have non-finite (NaN/inf) "
             f"predicted probabilities: {shown}{', ...' if len(bad) > 5 else ''}; "
             f"rerun the 'crossval' stage")
-
-
-def load_classes(params: Params, manifest: pd.DataFrame) -> list[str]:
-    """Class names, index = class id: ``classes`` of the crossval metrics when that file
-    exists, else the sorted labels of the decodable rows."""
-    path = params.path("crossval_metrics")
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StageInputError(f"{path}: not valid JSON ({exc}); "
-                                  f"rerun the 'crossval' stage") from None
-        classes = data.get("classes") if isinstance(data, dict) else None
-        if classes is not None:
-            if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-                raise StageInputError(f"{path}: key 'classes' must be a list of strings")
-            return list(classes)
-    return labelled_rows(manifest)[1]
 
 
 def dataset_evidence(params: Params, ctx: AuditContext) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.manifest import load_classes, read_manifest
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
 from dataqa.params import Params
@@ -38,8 +38,6 @@ def run_stage(params: Params) -> int:
 
 def _load_predictions(params: Params, manifest: pd.DataFrame
                       ) -> tuple[np.ndarray, list[str]]:
-    from dataqa.steps.audit import load_classes
-
     path = params.path("pred_probs")
     if not path.is_file():
         raise StageInputError(f"{path}: not found; {_WHERE}.relabel needs the 'crossval' "
