@@ -13,7 +13,7 @@ Decisions:
   whose content is already what init would write count as fine (init is idempotent);
 - ``params.yaml`` is produced by ruamel.yaml with DVC's own dumper settings (block
   style, comments kept), so ``dvc exp run -S key=value`` rewrites one value and nothing
-  else (tests/test_init.py round-trips it through DVC's serializer);
+  else (tests/project/test_init.py round-trips it through DVC's serializer);
 - presets are data: ``digits.yaml`` is complete; another preset names ``extends:`` and
   sets only the keys that differ (merged into the base, its comments kept);
 - ``--upgrade`` edits ``dataqa.version`` in place (the user's other edits stay), which
@@ -111,10 +111,10 @@ def render_params(preset: str, source: str, summary: SourceSummary | None,
     if summary is not None and summary.layout in ("split/class", "csv"):
         val = summary.validation_split
         if val is not None:
-            doc["subsample"]["val_split"] = val
+            doc["split"]["val_split"] = val
         trains = [s for s in summary.splits if s in ("train", "training")]
         if trains:
-            doc["subsample"]["train_splits"] = trains
+            doc["split"]["train_splits"] = trains
     buf = io.StringIO()
     _yaml().dump(doc, buf)
     return buf.getvalue()
@@ -170,7 +170,7 @@ def run_init(source: str | None, preset: str = "digits", *, force: bool = False,
     print(f"wrote {', '.join(files)} (preset {preset}, dataqa {version})"
           + (f"; .gitignore += {', '.join(added)}" if added else ""))
     if summary.validation_split is not None:
-        print(f"splits: subsample.val_split = {summary.validation_split}; cross-split "
+        print(f"splits: split.val_split = {summary.validation_split}; cross-split "
               f"duplicates count as leakage")
     _dvc_setup(folder, dvc_init)
     return 0

@@ -115,7 +115,7 @@ def test_wheel_init_repro_in_a_new_repository(tmp_path: Path) -> None:
     for rel in ("params.yaml", "dvc.yaml", "stages/scan.py", "stages/tune.py"):
         assert (proj / rel).is_file(), rel
     params = yaml.safe_load((proj / "params.yaml").read_text())
-    assert params["subsample"]["val_split"] == "val"
+    assert params["split"]["val_split"] == "val"
     assert "/dataqa-out/" in (proj / ".gitignore").read_text()
     # tiny budgets so the run takes about a minute (the mechanics are under test)
     params = deep_merge(params, TINY)

@@ -22,7 +22,7 @@ from dataqa.project.init import (
 from dataqa.project.inspect import inspect_source
 from tests.pipeline.workspace import draw_digit_folder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REGENERATE = ("regenerate it: cd to the repository root and run `dataqa init --source "
               "data/sample --preset digits --force` (edit dataqa/presets/digits.yaml or "
               "dataqa/project/templates/dvc.yaml, not the generated files)")
@@ -85,7 +85,7 @@ def test_init_in_a_new_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "run `dvc init -q --no-scm`" in out  # not a DVC project yet: says what to run
     params = load_params(proj / "params.yaml")
     assert params.data.source == (tmp_path / "imgs").resolve().as_posix()
-    assert params.subsample.val_split == "val" and params.subsample.train_splits == ["train"]
+    assert params.split.val_split == "val" and params.split.train_splits == ["train"]
     assert params.augment.hflip is True
     assert (proj / "stages" / "audit.py").is_file()
     assert "/dataqa-out/" in (proj / ".gitignore").read_text()
@@ -162,5 +162,5 @@ def test_csv_splits_set_the_validation_split(tmp_path: Path) -> None:
     summary = inspect_source(tmp_path / "list.csv")
     assert summary.layout == "csv" and set(summary.splits) == {"train", "val"}
     params = yaml.safe_load(render_params("digits", "list.csv", summary, "1"))
-    assert params["subsample"]["val_split"] == "val"
-    assert params["subsample"]["train_splits"] == ["train"]
+    assert params["split"]["val_split"] == "val"
+    assert params["split"]["train_splits"] == ["train"]

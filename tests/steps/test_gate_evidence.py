@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pandas as pd
 
-from dataqa import gate
 from dataqa.headline import audit_headline, tune_headline
 from dataqa.io import write_json, write_parquet
+from dataqa.steps import gate
 
 OFF = dict(max_undecodable_rate=None, min_images_per_class=None,
            max_cross_split_duplicates=None, max_imbalance_ratio=None)
