@@ -2,24 +2,33 @@
 
 One subcommand per DVC stage plus ``gate`` and ``report``. The stage scripts in
 ``stages/`` call :func:`main` with their stage name, so argument parsing exists once.
-Only :class:`dataqa.errors.DataQAError` is caught: its message is printed and the exit
-code is 2. ``dataqa gate`` exits 1 when a rule fails. Exit code 0 means success.
+Exit codes: 0 success; 1 a gate rule failed (``dataqa gate``); 2 a
+:class:`dataqa.errors.DataQAError` (its message is printed, no traceback) or a full disk;
+3 an unexpected exception, i.e. a bug in dataqa: its traceback is printed, then a line
+saying so. Everything printed goes through :func:`dataqa.text.printable`, so an escape
+sequence in a file name or CSV cell reaches the terminal as visible text.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dataqa.errors import DataQAError
 from dataqa.params import Params, load_params
+from dataqa.text import EscapingFormatter, printable
 
 EXIT_GATE_FAILED = 1
 EXIT_ERROR = 2
+EXIT_BUG = 3
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -102,17 +111,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = next(c for c in COMMANDS if c.name == args.command)
     extra = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
     start = time.perf_counter()
+    _log_warnings()
     try:
         params: Params = load_params(args.params)
         code = cmd.load()(params, **extra)
     except DataQAError as exc:
-        print(f"dataqa {cmd.name}: error: {exc}", file=sys.stderr)
+        print(f"dataqa {cmd.name}: error: {printable(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"dataqa {cmd.name}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            return _bug(cmd.name)
+        name = f" writing {printable(exc.filename)}" if exc.filename else ""
+        print(f"dataqa {cmd.name}: error: disk full{name} ({exc.strerror}); free space "
+              f"and rerun", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:
+        return _bug(cmd.name)
     print(f"dataqa {cmd.name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return int(code or 0)
+
+
+def _bug(name: str) -> int:
+    """Print the traceback of the exception being handled and say it is a bug."""
+    print(printable(traceback.format_exc()).rstrip(), file=sys.stderr)
+    print(f"dataqa {name}: this is a bug in dataqa, not a problem with your data or "
+          f"params: please report it with the traceback above (exit code {EXIT_BUG})",
+          file=sys.stderr)
+    return EXIT_BUG
+
+
+def _log_warnings() -> None:
+    """dataqa's warnings (logged, e.g. a class folder without images) go to stderr with
+    control characters escaped, unless the application configured logging itself."""
+    root, pkg = logging.getLogger(), logging.getLogger("dataqa")
+    if root.handlers or pkg.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("%(name)s: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    handler.dataqa_default = True  # type: ignore[attr-defined]  # show_progress may lower it
+    pkg.addHandler(handler)
 
 
 def stage_main(name: str) -> None:

@@ -19,8 +19,17 @@ ImageFolder (``root/<class>/<file>``) decisions:
 - a class folder holding no image file: a warning (the class will not exist);
 - top-level folders that all look like split names (``train``, ``val``, ``test``): a
   warning, because they become labels (use a CSV with a ``split`` column instead);
-- a symlink (file or folder) whose resolved target lies outside the root, or that points
-  nowhere: SourceError naming it. Links inside the root are followed (loops are cut);
+- a symlink (file or folder) whose resolved target lies outside the root, that points
+  nowhere, or that is a loop: SourceError naming it. Links inside the root are followed
+  (loops are cut); a file is listed once however many folder links reach it (a class
+  folder linked to the root): under its path without links, the aliases named in a
+  warning. A symlink to a file is listed as a file of its own (the audit flags it as an
+  exact duplicate of its target);
+- a file or folder name that is not valid UTF-8: SourceError naming every such name
+  (with the raw bytes escaped) so it can be renamed; a manifest path must be text;
+- files with an image-like extension not in ``extensions`` (``.jfif``, ``.heic``,
+  ``.JPE``...) are skipped and counted per extension: a warning and
+  ``frame.attrs["skipped_extensions"]`` (shown in the report);
 - no image file at all: SourceError.
 
 CSV (columns ``path,label`` and optional ``split``, paths relative to the CSV's folder,
@@ -34,7 +43,7 @@ which is the source root) decisions:
 - an empty ``split`` cell takes ``default_split``; a listed file is kept whatever its
   extension (the CSV is explicit);
 - errors, all collected and raised as one SourceError naming each row and value: missing
-  columns, empty path, empty label, absolute path, a path whose ``..`` leaves the root,
+  columns, a NUL byte or a cell over :data:`MAX_CELL` characters, empty path, empty label, absolute path, a path whose ``..`` leaves the root,
   a path that leaves the root through a symlink (resolved and checked), a missing file or
   a directory, the same file listed twice (both rows named).
 
@@ -50,6 +59,9 @@ import os
 import posixpath
 import re
 import stat
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -61,6 +73,14 @@ log = logging.getLogger(__name__)
 _SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing", "dev"}
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]|^[\\/]")
 _MAX_LISTED = 20  # problems shown in one error message; the count says how many more
+MAX_CELL = 4096  # characters in one CSV cell (a path or label); longer is a bad row
+# extensions of image formats that a user may expect to be read; a skipped file with one
+# of them is counted (extensions compare lower-case, so '.JPE' counts as '.jpe')
+IMAGE_LIKE = {".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".pjpeg", ".pjp", ".png", ".apng",
+              ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".heic", ".heif", ".avif",
+              ".jxl", ".jp2", ".j2k", ".jpx", ".ico", ".ppm", ".pgm", ".pbm", ".pnm",
+              ".tga", ".psd", ".dng", ".cr2", ".nef", ".arw", ".raw", ".svg", ".exr",
+              ".hdr", ".pcx", ".qoi"}
 
 
 def list_source(source: Path, *, default_split: str,
@@ -74,9 +94,9 @@ def list_source(source: Path, *, default_split: str,
     """
     source = Path(source)
     if source.is_dir():
-        root, rows, warnings = _list_image_folder(source, default_split, extensions)
+        root, rows, warnings, skipped = _list_image_folder(source, default_split, extensions)
     elif source.is_file() and source.suffix.lower() == ".csv":
-        root, rows, warnings = _list_csv(source, default_split)
+        (root, rows, warnings), skipped = _list_csv(source, default_split), {}
     elif source.exists():
         raise SourceError(f"{source}: a source is an ImageFolder directory or a .csv file")
     else:
@@ -85,8 +105,30 @@ def list_source(source: Path, *, default_split: str,
         log.warning("%s: %s", source, message)
     rows.sort()
     frame = pd.DataFrame(rows, columns=["path", "label", "split"], dtype="string")
+    look = lookalike_labels(sorted({r[1] for r in rows}))
+    if look:
+        message = ("look-alike class names are kept apart as different classes: "
+                   + "; ".join(" vs ".join(repr(n) for n in group) for group in look)
+                   + " (merge them in the source if they mean the same class)")
+        log.warning("%s: %s", source, message)
+        warnings.append(message)
     frame.attrs["warnings"] = warnings
+    frame.attrs["skipped_extensions"] = skipped
     return root, frame
+
+
+def lookalike_labels(labels: list[str]) -> list[list[str]]:
+    """Groups of distinct labels that a person reads as one: equal after Unicode NFKC,
+    case folding and, for numbers, leading zeros (``Cat``/``cat``, NFC/NFD ``é``,
+    ``01``/``1``)."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        key = unicodedata.normalize("NFKC", label).casefold().strip()
+        if key.isdigit():
+            key = str(int(key))
+        groups.setdefault(key, []).append(label)
+    return [g for g in groups.values() if len(g) > 1]
+
 
 
 def source_root(source: Path) -> Path:
@@ -97,26 +139,54 @@ def source_root(source: Path) -> Path:
 
 # --------------------------------------------------------------------------- ImageFolder
 def _list_image_folder(source: Path, default_split: str, extensions: list[str],
-                       ) -> tuple[Path, list[tuple[str, str, str]], list[str]]:
+                       ) -> tuple[Path, list[tuple[str, str, str]], list[str], dict[str, int]]:
     root = source.resolve()
     exts = {e.lower() for e in extensions}
     rows: list[tuple[str, str, str]] = []
     warnings: list[str] = []
     loose: list[str] = []
     classes: list[str] = []
+    skipped: Counter[str] = Counter()
+    undecodable_names: list[str] = []
+    found: dict[str, list[tuple[str, str]]] = {}  # real path -> [(rel, label)]
     for entry in _scandir(root):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        if not _utf8(entry.name):
+            undecodable_names.append(entry.path)
+            continue
+        if _is_dir(entry, root):
             _check_link(entry, root)
             classes.append(entry.name)
-            files = _walk_class(Path(entry.path), entry.name, root, exts)
-            if not files:
-                warnings.append(f"class folder '{entry.name}' holds no image file "
-                                f"(extensions {sorted(exts)}): the class will not exist")
-            rows.extend((rel, entry.name, default_split) for rel in files)
+            for rel, real in _walk_class(Path(entry.path), entry.name, root, exts, skipped,
+                                         undecodable_names):
+                found.setdefault(real, []).append((rel, entry.name))
         elif Path(entry.name).suffix.lower() in exts:
             loose.append(entry.name)
+    if undecodable_names:
+        shown = ", ".join(repr(os.fsencode(os.path.relpath(n, root)))[1:]
+                          for n in sorted(undecodable_names)[:_MAX_LISTED])
+        raise SourceError(f"{root}: {len(undecodable_names)} file or folder name(s) are not "
+                          f"valid UTF-8 (a manifest path must be text): {shown}; rename them")
+    aliases: list[str] = []
+    for real, places in found.items():
+        places.sort(key=lambda p: (os.path.join(root, p[0]) != real, p[0]))  # link-free first
+        rows.append((places[0][0], places[0][1], default_split))
+        aliases.extend(f"'{rel}' (= '{places[0][0]}')" for rel, _ in places[1:])
+    if aliases:
+        warnings.append(f"{len(aliases)} file(s) reached a second time through a symlink are "
+                        f"listed once, under their own path: {', '.join(aliases[:_MAX_LISTED])}")
+    labelled = {label for _, label, _ in rows}
+    for name in classes:
+        if name not in labelled:
+            warnings.append(f"class folder '{name}' holds no image file of its own "
+                            f"(extensions {sorted(exts)}): the class will not exist")
+    if skipped:
+        counts = ", ".join(f"{n} {ext}" for ext, n in sorted(skipped.items()))
+        warnings.append(f"{sum(skipped.values())} file(s) with an image extension not in "
+                        f"scan.extensions were skipped ({counts}); add the extension to "
+                        f"scan.extensions to scan them")
+
     if loose:
         shown = ", ".join(sorted(loose)[:_MAX_LISTED])
         warnings.append(f"{len(loose)} image file(s) directly in the root have no class "
@@ -128,12 +198,14 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
     if not rows:
         raise SourceError(f"{source}: no image files found (ImageFolder expects "
                           f"<class>/<file> with extensions {sorted(exts)})")
-    return root, rows, warnings
+    return root, rows, warnings, dict(skipped)
 
 
-def _walk_class(folder: Path, label: str, root: Path, exts: set[str]) -> list[str]:
-    """Relative posix paths of the image files under one class folder (recursive)."""
-    found: list[str] = []
+def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: Counter[str],
+                undecodable_names: list[str]) -> list[tuple[str, str]]:
+    """``(relative posix path, real path)`` of the image files under one class folder
+    (recursive); image-like files of other extensions are counted into ``skipped``."""
+    found: list[tuple[str, str]] = []
     seen: set[str] = set()
     stack = [(folder, label)]
     while stack:
@@ -146,14 +218,43 @@ def _walk_class(folder: Path, label: str, root: Path, exts: set[str]) -> list[st
             if entry.name.startswith("."):
                 continue
             rel = f"{rel_dir}/{entry.name}"
-            if entry.is_dir():
+            if not _utf8(entry.name):
+                undecodable_names.append(entry.path)
+                continue
+            ext = Path(entry.name).suffix.lower()
+            if _is_dir(entry, root):
                 _check_link(entry, root)
                 stack.append((Path(entry.path), rel))
-            elif Path(entry.name).suffix.lower() in exts:
+            elif ext in exts:
                 _check_link(entry, root)
                 if _is_regular_file(entry):
-                    found.append(rel)
+                    # the folder resolved, the name kept: one key per file reached
+                    # through folder links; a link to a file is a file of its own
+                    # (it shows as an exact duplicate)
+                    found.append((rel, os.path.join(os.path.realpath(current), entry.name)))
+            elif ext in IMAGE_LIKE:
+                skipped[ext] += 1
     return found
+
+
+def _utf8(name: str) -> bool:
+    """Whether a name from the OS is valid UTF-8 (Python decodes others with surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_dir(entry: os.DirEntry[str], root: Path) -> bool:
+    """``entry.is_dir()``, with a symlink loop (ELOOP) a SourceError naming the link."""
+    try:
+        return entry.is_dir()
+    except OSError as exc:
+        rel = os.path.relpath(entry.path, root)
+        if entry.is_symlink():
+            raise SourceError(f"{root}: '{rel}' is a symlink loop ({exc.strerror})") from None
+        raise SourceError(f"{root}: '{rel}': cannot read ({exc.strerror or exc})") from None
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
@@ -203,7 +304,10 @@ def _list_csv(csv_path: Path, default_split: str,
     except UnicodeDecodeError as exc:
         raise SourceError(f"{csv_path}: not UTF-8 text ({exc})") from None
     records = csv.reader(io.StringIO(text, newline=""))
-    header = next(records, None)
+    try:
+        header = next(records, None)
+    except csv.Error as exc:
+        raise SourceError(f"{csv_path}: row 1 (header): cannot be read as CSV ({exc})") from None
     if header is None:
         raise SourceError(f"{csv_path}: empty file; expected a header row 'path,label[,split]'")
     names = [h.strip().lower() for h in header]
@@ -221,8 +325,12 @@ def _list_csv(csv_path: Path, default_split: str,
     rows: list[tuple[str, str, str]] = []
     errors: list[str] = []
     first_row: dict[str, int] = {}
-    for row_no, cells in enumerate(records, start=2):
+    for row_no, cells in _csv_rows(records, csv_path):
         if not any(c.strip() for c in cells):
+            continue
+        bad_cell = _bad_cell(cells)
+        if bad_cell:
+            errors.append(f"row {row_no}: {bad_cell}")
             continue
 
         def cell(i: int | None, cells: list[str] = cells) -> str:
@@ -253,6 +361,33 @@ def _list_csv(csv_path: Path, default_split: str,
     if not rows:
         raise SourceError(f"{csv_path}: no rows after the header")
     return root, rows, []
+
+
+def _csv_rows(records: Iterator[list[str]], csv_path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(spreadsheet row number, cells)`` after the header; a malformed row (a cell over
+    the csv module's limit, a stray quote at the end of the file) is a SourceError naming
+    the row."""
+    row_no = 1
+    while True:
+        row_no += 1
+        try:
+            cells = next(records)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise SourceError(f"{csv_path}: row {row_no}: cannot be read as CSV ({exc}); "
+                              f"cells hold at most {MAX_CELL} characters") from None
+        yield row_no, cells
+
+
+def _bad_cell(cells: list[str]) -> str | None:
+    """Why a row's cells cannot be a path or label (NUL byte, too long), or None."""
+    for i, cell in enumerate(cells, start=1):
+        if "\x00" in cell:
+            return f"cell {i} holds a NUL byte"
+        if len(cell) > MAX_CELL:
+            return f"cell {i} holds {len(cell)} characters (more than {MAX_CELL})"
+    return None
 
 
 def _check_csv_path(raw: str, root: Path) -> tuple[str, str | None]:

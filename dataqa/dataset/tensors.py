@@ -34,7 +34,7 @@ from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
 from dataqa.dataset.manifest import decodable, read_manifest
 from dataqa.engine.progress import show_progress
 from dataqa.errors import StageInputError
-from dataqa.io import atomic_path, write_parquet
+from dataqa.io import atomic_path, preallocate, write_parquet
 from dataqa.params import Params
 
 log = logging.getLogger("dataqa.dataset.tensors")
@@ -100,6 +100,7 @@ def run_stage(params: Params) -> int:
     with atomic_path(target, suffix=".npy") as tmp:
         # open_memmap creates a sparse file of zeros: undecodable rows stay zero for free
         out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, channels))
+        preallocate(tmp, out.offset + out.nbytes)  # full disk: an error now, not a SIGBUS
         done = 0
         for job, arrays, job_boxes in _run_jobs(jobs, workers):
             out[list(job.positions)] = arrays

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-import yaml
-
 from dataqa.errors import ParamsError
+from dataqa.params.bounds import check_bounds
 from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to import params from)
     TuneCleaning,
     TuneDiagnose,
@@ -37,6 +36,7 @@ from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to impor
     TuneSpace,
     TuneStopping,
 )
+from dataqa.params.yamlread import read_yaml
 
 T = TypeVar("T")
 
@@ -277,15 +277,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     raw = {k: v for k, v in raw.items()}
     params = build(Params, {k: v for k, v in raw.items() if k != "root"}, where=str(path))
+    check_bounds(params, where=str(path))
     return dataclasses.replace(params, root=path.resolve().parent)
 
 
