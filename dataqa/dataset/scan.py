@@ -97,7 +97,8 @@ def _run_chunks(root: str, chunks: list[list[str]],
     if params.workers == 0:
         with worker_settings():
             for i, chunk in enumerate(chunks):
-                yield i, scan_chunk(root, chunk, params.max_pixels)
+                yield i, scan_chunk(root, chunk, params.max_pixels, max_bytes=params.max_bytes,
+                                    decode_timeout=params.decode_timeout)
         return
     workers = min(params.workers, max(1, len(chunks)))
     todo = iter(enumerate(chunks))
@@ -108,7 +109,9 @@ def _run_chunks(root: str, chunks: list[list[str]],
         def submit_next() -> None:
             item = next(todo, None)
             if item is not None:
-                pending[pool.submit(scan_chunk, root, item[1], params.max_pixels)] = item[0]
+                pending[pool.submit(scan_chunk, root, item[1], params.max_pixels,
+                                    max_bytes=params.max_bytes,
+                                    decode_timeout=params.decode_timeout)] = item[0]
 
         for _ in range(workers * IN_FLIGHT_PER_WORKER):
             submit_next()

@@ -132,9 +132,12 @@ def lookalike_labels(labels: list[str]) -> list[list[str]]:
 
 
 def source_root(source: Path) -> Path:
-    """The folder manifest paths are relative to: the ImageFolder, or the CSV's folder."""
-    source = Path(source)
-    return (source if source.is_dir() else source.parent).resolve()
+    """The folder manifest paths are relative to: the ImageFolder, or the folder of the
+    CSV's *target* (a ``data.source`` that is a symlink to a CSV elsewhere lists paths
+    relative to where the CSV really is), every link resolved. The one root every stage
+    uses, the same as :func:`list_source` returns."""
+    real = Path(source).resolve()
+    return real if real.is_dir() else real.parent
 
 
 # --------------------------------------------------------------------------- ImageFolder

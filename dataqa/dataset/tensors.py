@@ -30,8 +30,10 @@ import numpy as np
 import pandas as pd
 from numpy.lib.format import open_memmap
 
-from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
+from dataqa.dataset import sources
+from dataqa.dataset.imageio import letterbox
 from dataqa.dataset.manifest import decodable, read_manifest
+from dataqa.dataset.reopen import Limits, optional, optional_int, reopen
 from dataqa.engine.progress import show_progress
 from dataqa.errors import StageInputError
 from dataqa.io import atomic_path, preallocate, write_parquet
@@ -49,10 +51,12 @@ class _Job:
 
     positions: tuple[int, ...]
     paths: tuple[str, ...]
+    sizes: tuple[int | None, ...]  # manifest bytes and sha256: the reopen checks them
+    hashes: tuple[str | None, ...]
     root: str
     size: int
     rgb: bool
-    max_pixels: int
+    limits: Limits
 
 
 def choose_channels(manifest: pd.DataFrame, setting: str) -> int:
@@ -71,10 +75,9 @@ def choose_channels(manifest: pd.DataFrame, setting: str) -> int:
 
 
 def source_root(params: Params) -> Path:
-    """Folder that manifest paths are relative to: the source folder, or the folder of
-    the source CSV."""
-    src = params.resolve(params.data.source)
-    return src.parent if src.is_file() else src
+    """Folder that manifest paths are relative to (resolved; the same for every stage:
+    :func:`dataqa.dataset.sources.source_root`)."""
+    return sources.source_root(params.resolve(params.data.source))
 
 
 def run_stage(params: Params) -> int:
@@ -92,9 +95,14 @@ def run_stage(params: Params) -> int:
     n = len(manifest)
     boxes = np.full((n, 4), -1, dtype=np.int64)
     paths = manifest["path"].astype(str).to_numpy()
+    sizes = [optional_int(v) for v in manifest["bytes"]] if "bytes" in manifest else [None] * n
+    hashes = [optional(v) for v in manifest["sha256"]] if "sha256" in manifest else [None] * n
+    limits = Limits.of(params.scan)
     jobs = [_Job(tuple(int(i) for i in positions[s:s + chunk]),
-                 tuple(paths[positions[s:s + chunk]]), str(root), size, channels == 3,
-                 params.scan.max_pixels)
+                 tuple(paths[positions[s:s + chunk]]),
+                 tuple(sizes[i] for i in positions[s:s + chunk]),
+                 tuple(hashes[i] for i in positions[s:s + chunk]),
+                 str(root), size, channels == 3, limits)
             for s in range(0, len(positions), chunk)]
     target = params.path("tensors")
     with atomic_path(target, suffix=".npy") as tmp:
@@ -151,14 +159,11 @@ def _decode_chunk(job: _Job) -> tuple[np.ndarray, np.ndarray]:
     boxes = np.zeros((len(job.paths), 4), dtype=np.int64)
     root = Path(job.root)
     for k, rel in enumerate(job.paths):
-        path = root / rel
-        try:
-            # draft_side: a large JPEG is decoded at a reduced DCT scale, still >= S
-            img = open_image(path, job.max_pixels, draft_side=job.size)
-        except (ImageDecodeError, OSError) as exc:
-            raise StageInputError(
-                f"{path}: decoded during 'scan' but not now ({exc}); the source changed "
-                "since the scan: rerun 'scan'") from None
+        # checked against the manifest (regular file, inside the root, same size and
+        # hash), decoded under the scan's limits; draft_side: a large JPEG is decoded at
+        # a reduced DCT scale, still >= S
+        img = reopen(root, rel, size=job.sizes[k], sha256=job.hashes[k], limits=job.limits,
+                     draft_side=job.size)
         pixels = np.asarray(img.convert("RGB" if job.rgb else "L"))
         boxed, box = letterbox(pixels, job.size)
         arrays[k] = boxed.reshape(job.size, job.size, c)

@@ -87,6 +87,8 @@ class ScanParams:
     workers: int = 2  # decoding processes; 0 = decode in the main process
     chunk_size: int = 64  # files per task sent to a worker (bounds memory in flight)
     max_pixels: int = 40_000_000  # larger images are flagged, never decoded (bomb guard)
+    max_bytes: int = 1 << 30  # larger files are flagged, never read (1 GiB)
+    decode_timeout: float | None = 10.0  # seconds per file decode; slower: a flagged row
     extensions: list[str] = field(default_factory=lambda: [
         ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"])  # ImageFolder only
 
