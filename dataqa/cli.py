@@ -64,6 +64,9 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: list[Command] = [
+    Command("fingerprint", "dataqa.dataset.fingerprint:run_stage",
+            "list data.source (size and mtime of each file, no file opened): the small "
+            "file DVC depends on instead of hashing the raw tree"),
     Command("scan", "dataqa.dataset.scan:run_stage",
             "decode every file of data.source once; write the manifest"),
     Command("tensors", "dataqa.dataset.tensors:run_stage",

@@ -13,8 +13,10 @@ ImageFolder (``root/<class>/<file>``) decisions:
 - a file is listed when its extension (case-insensitive) is in ``extensions``; other files
   are ignored. A file with an image extension and bad content (text named ``.png``) is
   listed: the scan flags it;
-- hidden files and folders (name starting with ``.``) are skipped, as are files that are
-  not regular files (sockets, FIFOs: reading one could block forever);
+- hidden files and folders (name starting with ``.``) are skipped. A special file (FIFO,
+  socket, device) with an image extension is listed: the scan never opens it blocking
+  and flags its row ("cannot read: not a regular file (a FIFO)"), so it is counted and
+  shown instead of vanishing;
 - image files directly in the root have no class: skipped, with a warning;
 - a class folder holding no image file: a warning (the class will not exist);
 - top-level folders that all look like split names (``train``, ``val``, ``test``): a
@@ -58,7 +60,6 @@ import logging
 import os
 import posixpath
 import re
-import stat
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -230,11 +231,10 @@ def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: C
                 stack.append((Path(entry.path), rel))
             elif ext in exts:
                 _check_link(entry, root)
-                if _is_regular_file(entry):
-                    # the folder resolved, the name kept: one key per file reached
-                    # through folder links; a link to a file is a file of its own
-                    # (it shows as an exact duplicate)
-                    found.append((rel, os.path.join(os.path.realpath(current), entry.name)))
+                # regular or special (the scan flags a special file's row). The folder
+                # resolved, the name kept: one key per file reached through folder
+                # links; a link to a file is a file of its own (an exact duplicate)
+                found.append((rel, os.path.join(os.path.realpath(current), entry.name)))
             elif ext in IMAGE_LIKE:
                 skipped[ext] += 1
     return found
@@ -289,13 +289,6 @@ def _resolve(path: Path) -> Path | None:
         return path.resolve()
     except (RuntimeError, OSError):  # RuntimeError: loop (Python 3.11/3.12)
         return None
-
-
-def _is_regular_file(entry: os.DirEntry[str]) -> bool:
-    try:
-        return stat.S_ISREG(entry.stat().st_mode)
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- CSV

@@ -74,6 +74,7 @@ class Paths:
     augment_metrics: str = "reports/metrics/augment.json"
     augmented_tensors: str = "data/augmented/tensors.npy"  # copies letterboxed like tensors
     prepared_metrics: str = "reports/metrics/prepared.json"  # subsets table + prepared gate
+    fingerprint: str = "data/interim/source_fingerprint.json"  # what DVC depends on, not the tree
 
 
 @dataclass(frozen=True)
