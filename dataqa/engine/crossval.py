@@ -5,12 +5,23 @@ cleanlab needs *out-of-sample* probabilities: each image is predicted by a model
 never saw it. K models are trained with the engine's one fit loop; each predicts its
 held-out fold. Budgets (epochs, batch size, learning rate, net size) left null in
 ``params.yaml: crossval`` come from :data:`DEVICE_BUDGETS`.
+
+Data no model can be trained on (no decodable labelled image, one class, a class of one
+image) is :class:`NotTrainable`. The stage then writes its outputs anyway, marked *not
+evaluated*: ``pred_probs``/``embeddings`` of NaN rows and ``crossval.json`` with
+``evaluated: false`` and the reason, so the audit still runs every check that needs no
+model, the report is written and the gate decides (the worst data is when a report is
+needed most). A diverged fold is different: the data may be fine and the learning rate
+wrong, so it stays an error (exit 2). A fold diverged when its training loss, or its
+held-out loss, is non-finite or over ``diverge_factor`` times the loss of a chance
+model (ln K): saturated predictions are never "completed".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from typing import Any
 
@@ -29,6 +40,11 @@ from dataqa.io import write_json, write_npy
 from dataqa.params import Params
 
 log = logging.getLogger("dataqa.engine")
+
+
+class NotTrainable(EngineError):
+    """The data cannot train a model at all (no labelled image, one class, a class of
+    one image); the message says why. The crossval stage reports it as not evaluated."""
 
 # Budgets when params leave them null, measured on MNIST-test 10k with 5 % label noise,
 # 5 folds (benchmarks/README.md, "label issues"):
@@ -102,22 +118,25 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
     k = len(class_names) if class_names is not None else int(labels.max()) + 1 if n else 0
     names = class_names or [str(i) for i in range(k)]
     if n == 0:
-        raise EngineError("cross-validation needs labelled images; there are none")
+        raise NotTrainable("cross-validation needs labelled images; there are none")
     if labels.min() < 0 or labels.max() >= k:
         raise EngineError(f"labels must lie in [0, {k}), got [{labels.min()}, {labels.max()}]")
     counts = np.bincount(labels, minlength=k)
     present = np.flatnonzero(counts)
     if len(present) < 2:
-        raise EngineError(f"cross-validation needs at least 2 classes; every labelled image "
-                          f"is '{names[int(present[0])]}'")
+        raise NotTrainable(f"cross-validation needs at least 2 classes; every labelled image "
+                           f"is '{names[int(present[0])]}'")
     warnings: list[str] = []
     smallest = int(present[np.argmin(counts[present])])
     folds_used = folds
     if counts[smallest] < folds:
         if counts[smallest] < 2:
-            raise EngineError(f"class '{names[smallest]}' has {counts[smallest]} image; "
-                              "out-of-fold prediction needs at least 2 per class (add images "
-                              "or drop the class)")
+            ones = [names[int(c)] for c in present if counts[c] < 2]
+            more = f" ({len(ones)} classes have 1 image: {', '.join(ones[:10])})" \
+                if len(ones) > 1 else ""
+            raise NotTrainable(f"class '{names[smallest]}' has {counts[smallest]} image; "
+                               "out-of-fold prediction needs at least 2 per class (add "
+                               f"images or drop the class){more}")
         folds_used = int(counts[smallest])
         msg = (f"class '{names[smallest]}' has only {counts[smallest]} images, fewer than "
                f"crossval.folds={folds}: using {folds_used} folds")
@@ -143,6 +162,12 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
             raise EngineError(f"cross-validation fold {fold + 1}: non-finite predictions "
                               f"(NaN/inf) for {int((~np.isfinite(probs)).any(1).sum())} "
                               "held-out images; lower crossval.lr or check the tensors")
+        hold_loss = held_out_loss(probs, labels[hold_idx])
+        if not hold_loss <= config.diverge_factor * math.log(max(k, 2)):
+            raise EngineError(
+                f"cross-validation fold {fold + 1}: training diverged (held-out loss "
+                f"{hold_loss:.4g}, over {config.diverge_factor:g}x the {math.log(max(k, 2)):.3g} "
+                f"of a chance model: saturated predictions); lower crossval.lr")
         if embeddings is None:
             embeddings = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
         pred_probs[hold_idx] = probs
@@ -154,6 +179,7 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
                           len(hold_idx), "accuracy": acc, "status": result.status,
                           "epochs": len(result.history), "batch_size": result.batch_size,
                           "final_train_loss": result.history[-1].train_loss,
+                          "held_out_loss": hold_loss,
                           "train_images_per_s": result.train_images_per_s,
                           "seconds": time.perf_counter() - t0})
         log.info("%sheld-out accuracy %.4f (%d images) in %.1f s", prefix, acc,
@@ -165,6 +191,14 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
             "seconds": time.perf_counter() - start, "fold_details": fold_info,
             "warnings": warnings, "config": config.describe()}
     return pred_probs, embeddings, info
+
+
+def held_out_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of held-out predictions; inf when a true class got probability
+    0 (a saturated model), NaN for non-finite input."""
+    p = np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    with np.errstate(divide="ignore"):
+        return float(-np.log(p).mean()) if len(p) else 0.0
 
 
 def oof_metrics(pred_probs: np.ndarray, labels: np.ndarray, classes: list[str]
@@ -188,9 +222,6 @@ def run_stage(params: Params) -> int:
     labels_raw = manifest["label"].astype("string")
     known = (labels_raw.notna() & (labels_raw.str.strip() != "")).fillna(False).to_numpy()
     rows = np.flatnonzero(decoded & known)
-    if len(rows) == 0:
-        raise EngineError(f"{params.path('manifest')}: no decodable image has a label; "
-                          "nothing to cross-validate")
     used = labels_raw.to_numpy()[rows].astype(str)
     classes = sorted(set(used))
     ids = np.searchsorted(classes, used)
@@ -201,10 +232,16 @@ def run_stage(params: Params) -> int:
              params.crossval.folds, dev.describe(device),
              {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "arch", "width",
                                               "depth")})
-    probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
-                                         folds=params.crossval.folds, config=config,
-                                         seed=params.engine.seed, device=device,
-                                         class_names=classes)
+    try:
+        if len(rows) == 0:
+            raise NotTrainable(f"{params.path('manifest')}: no decodable image has a label; "
+                               "nothing to cross-validate")
+        probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
+                                             folds=params.crossval.folds, config=config,
+                                             seed=params.engine.seed, device=device,
+                                             class_names=classes)
+    except NotTrainable as exc:
+        return _write_not_evaluated(params, manifest, classes, decoded, known, str(exc))
     n = len(manifest)
     full_probs = np.full((n, len(classes)), np.nan, dtype=np.float32)
     full_emb = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
@@ -223,6 +260,48 @@ def run_stage(params: Params) -> int:
     log.info("crossval: out-of-fold accuracy %.4f over %d images in %.1f s on %s",
              metrics["oof_accuracy"], len(rows), info["seconds"], info["device"])
     return 0
+
+
+def _write_not_evaluated(params: Params, manifest: pd.DataFrame, classes: list[str],
+                         decoded: np.ndarray, known: np.ndarray, reason: str) -> int:
+    """The stage's outputs when no model can be trained: NaN predictions and
+    embeddings (one column), and metrics with ``evaluated: false`` and the reason."""
+    n = len(manifest)
+    write_npy(params.path("pred_probs"), np.full((n, len(classes)), np.nan, dtype=np.float32))
+    write_npy(params.path("embeddings"), np.full((n, 1), np.nan, dtype=np.float32))
+    write_json(params.path("crossval_metrics"), {
+        "evaluated": False, "not_evaluated_reason": reason, "classes": classes,
+        "oof_accuracy": None, "per_class_accuracy": {}, "n_rows": n, "n_used": 0,
+        "n_undecodable": int((~decoded).sum()), "n_unlabelled": int((decoded & ~known).sum()),
+        "folds": 0, "folds_requested": params.crossval.folds, "warnings": [reason]})
+    log.warning("WARNING: crossval: no model can be trained on this data (%s): the checks "
+                "that need out-of-fold predictions are not evaluated; the audit and the "
+                "report still run", reason)
+    return 0
+
+
+def untrainable_reason(labels: np.ndarray, names: list[str]) -> str | None:
+    """Why no model can be trained on ``labels`` (ids into ``names``), or None: no
+    labelled image, a single class, or a class with one image (the conditions under
+    which :func:`cross_val_predict` raises :class:`NotTrainable`)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(names))
+    present = np.flatnonzero(counts)
+    if len(present) == 0:
+        return "no decodable image has a label"
+    if len(present) < 2:
+        return f"at least 2 classes are needed; every labelled image is '{names[present[0]]}'"
+    ones = [names[int(c)] for c in present if counts[c] < 2]
+    if ones:
+        return (f"{len(ones)} class(es) have a single image ({', '.join(ones[:10])}); "
+                f"at least 2 per class are needed")
+    return None
+
+
+def not_evaluated_reason(metrics: dict[str, Any]) -> str | None:
+    """Why crossval did not train (its metrics say ``evaluated: false``), or None."""
+    if metrics.get("evaluated", True) is False:
+        return str(metrics.get("not_evaluated_reason") or "crossval did not train a model")
+    return None
 
 
 def _load_tensors(params: Params, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -285,7 +285,10 @@ def run_stage(params: Params) -> int:
         balance{counts, imbalance_ratio, classes_under_min, min_per_class},
         recommendation{actions, text}, seconds
     """
-    from dataqa.engine.crossval import _load_tensors  # the tensors/manifest consistency check
+    from dataqa.engine.crossval import (  # the tensors/manifest consistency check
+        _load_tensors,
+        untrainable_reason,
+    )
 
     start = time.perf_counter()
     manifest = read_manifest(params.path("manifest"))
@@ -302,6 +305,16 @@ def run_stage(params: Params) -> int:
     ratio = imbalance_ratio_of(counts)
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     fractions = check_fractions(params.audit.learning_curve)
+    reason = untrainable_reason(ids, classes)
+    if reason is not None:  # the worst data: say so, and let the audit and report run
+        write_json(params.path("learning_curve"), {
+            "evaluated": False, "not_evaluated_reason": reason, "fractions": fractions,
+            "points": [], "balance": {"counts": counts, "imbalance_ratio": ratio,
+                                      "classes_under_min": under,
+                                      "min_per_class": min_per_class},
+            "seconds": time.perf_counter() - start})
+        log.warning("WARNING: learning curve not evaluated: %s", reason)
+        return 0
     n_pool = len(stratified_holdout(ids, val_fraction=VAL_FRACTION, seed=params.engine.seed)[0])
     config = learning_curve_config(params, device, n_pool)
     log.info("learning curve: %d images, %d classes, fractions %s, %d passes per point, "

@@ -347,3 +347,84 @@ def test_a_file_swapped_after_the_scan_is_refused_by_every_reader(tmp_path: Path
     data.thumbs.load()
     assert data.thumbs.get(row).uri is None
     assert "changed since the scan" in str(data.thumbs.get(row).note)
+
+
+# --------------------------------------------------------------- the worst data
+def nothing_decodable(src: Path) -> str:
+    for c in ("cat", "dog"):
+        (src / c).mkdir(parents=True)
+        for i in range(4):
+            (src / c / f"broken{i}.png").write_bytes(b"not a picture")
+    return "src"
+
+
+def single_class(src: Path) -> str:
+    draw_digit_folder(src, classes=1, per_class=8)
+    return "src"
+
+
+def classes_of_one(src: Path) -> str:
+    draw_digit_folder(src, classes=3, per_class=6)
+    for name in ("x", "y", "z"):  # three classes with one image each
+        (src / name).mkdir()
+        (src / name / "only.png").write_bytes((src / "0" / "d000.png").read_bytes())
+    return "src"
+
+
+def typo_label(src: Path) -> str:
+    from tests.corpus.test_corpus import typo_label_csv
+    return typo_label_csv(src)
+
+
+WORST: dict[str, tuple[Callable[[Path], str], str, int]] = {
+    # name -> (source, words of the not-evaluated reason, gate exit code)
+    "nothing_decodable": (nothing_decodable, "no decodable image has a label", 1),
+    "single_class": (single_class, "every labelled image is '0'", 0),
+    "classes_of_one_image": (classes_of_one, "has 1 image", 1),
+    "mistyped_label_one_image": (typo_label, "class 'cta' has 1 image", 1),
+}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind", list(WORST))
+def test_worst_data_still_gets_a_report(tmp_path: Path, kind: str) -> None:
+    make, reason, gate_code = WORST[kind]
+    (tmp_path / "src").mkdir()
+    params = write_params(tmp_path, make(tmp_path / "src"),
+                          gate={"min_images_per_class": 2, "max_rates": {"label": 0.1}})
+    codes, logs = {}, {}
+    for name in ("scan", "tensors", "crossval", "learning_curve", "audit", "report", "gate"):
+        codes[name], logs[name] = stage(name, params)
+        assert "Traceback" not in logs[name], logs[name]
+    assert codes == {**dict.fromkeys(codes, 0), "gate": gate_code}, logs
+    crossval = yaml.safe_load((tmp_path / "reports/metrics/crossval.json").read_text())
+    assert crossval["evaluated"] is False and reason in crossval["not_evaluated_reason"]
+    audit = yaml.safe_load((tmp_path / "reports/metrics/audit.json").read_text())
+    assert set(audit["not_evaluated"]) == {"label", "outlier"}
+    assert "integrity" in audit["checks"] and "exact_duplicate" in audit["checks"]
+    html = (tmp_path / "reports/audit.html").read_text(encoding="utf-8")
+    assert "The label check was not evaluated: no model could be trained" in html
+    gate = yaml.safe_load((tmp_path / "reports/gate.json").read_text())
+    label_rule = gate["rules"]["max_rates.label"]
+    assert label_rule["passed"] is None and "not evaluated: no model" in label_rule["message"]
+
+
+@pytest.mark.timeout(300)
+def test_a_diverging_learning_rate_is_an_error_not_completed(tmp_path: Path) -> None:
+    draw_digit_folder(tmp_path / "src", classes=2, per_class=16)
+    params = write_params(tmp_path, "src", crossval={"lr": 10.0, "epochs": 2})
+    for name in ("scan", "tensors"):
+        assert stage(name, params)[0] == 0
+    code, log = stage("crossval", params)
+    assert code == 2, log
+    assert "diverged" in log and "lower crossval.lr" in log and "Traceback" not in log
+    assert not (tmp_path / "reports/metrics/crossval.json").exists()
+
+
+def test_saturated_held_out_predictions_count_as_diverged() -> None:
+    import numpy as np
+
+    from dataqa.engine.crossval import held_out_loss
+    saturated = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    assert held_out_loss(saturated, np.array([1, 1])) == float("inf")  # a 0 for a true class
+    assert held_out_loss(saturated, np.array([0, 1])) == 0.0
