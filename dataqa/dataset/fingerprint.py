@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dataqa.dataset.layout import check_layout
 from dataqa.dataset.sources import list_source
 from dataqa.io import write_json
 from dataqa.params import Params
@@ -57,6 +58,7 @@ def fingerprint(source: Path, *, default_split: str, extensions: list[str]) -> d
 
 def run_stage(params: Params) -> int:
     """DVC stage ``fingerprint``: ``data.source`` -> ``paths.fingerprint``."""
+    check_layout(params)
     out = fingerprint(params.resolve(params.data.source),
                       default_split=params.data.default_split,
                       extensions=params.scan.extensions)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
+from dataqa.dataset.layout import check_layout, check_listed_files
 from dataqa.dataset.manifest import COLUMNS
 from dataqa.dataset.scan_worker import ROW_FIELDS, init_worker, scan_chunk, worker_settings
 from dataqa.dataset.sources import list_source
@@ -50,15 +51,20 @@ _PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dty
 
 
 def scan_source(source: Path, *, params: ScanParams, default_split: str,
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True,
+                check_paths: Callable[[Path, list[str]], None] | None = None) -> pd.DataFrame:
     """List ``source`` and scan every file: the manifest, N rows x :data:`COLUMNS`,
     sorted by ``path`` with ``id`` = row position. Raises SourceError for an unusable
     source (see :func:`dataqa.dataset.sources.list_source`); a bad file is a row, not an error."""
     root, files = list_source(source, default_split=default_split,
                               extensions=params.extensions)
+    if check_paths is not None:
+        check_paths(root, files["path"].tolist())
     rows = scan_files(root, files["path"].tolist(), params=params, progress=progress)
     frame = build_manifest(files, rows)
+    # kept in the Parquet file (pandas stores attrs): the report shows them
     frame.attrs["warnings"] = files.attrs.get("warnings", [])
+    frame.attrs["skipped_extensions"] = files.attrs.get("skipped_extensions", {})
     return frame
 
 
@@ -147,8 +153,10 @@ def build_manifest(files: pd.DataFrame, scanned: pa.Table) -> pd.DataFrame:
 
 def run_stage(params: Params) -> int:
     """DVC stage ``scan``: ``data.source`` -> ``paths.manifest`` (written atomically)."""
+    check_layout(params)
     source = params.resolve(params.data.source)
-    frame = scan_source(source, params=params.scan, default_split=params.data.default_split)
+    frame = scan_source(source, params=params.scan, default_split=params.data.default_split,
+                        check_paths=lambda root, paths: check_listed_files(params, root, paths))
     target = params.path("manifest")
     write_parquet(target, frame)
     bad = int(frame["decode_error"].notna().sum())

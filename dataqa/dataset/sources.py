@@ -109,13 +109,19 @@ def list_source(source: Path, *, default_split: str,
     look = lookalike_labels(sorted({r[1] for r in rows}))
     if look:
         message = ("look-alike class names are kept apart as different classes: "
-                   + "; ".join(" vs ".join(repr(n) for n in group) for group in look)
+                   + "; ".join(" vs ".join(_shown(n) for n in group) for group in look)
                    + " (merge them in the source if they mean the same class)")
         log.warning("%s: %s", source, message)
         warnings.append(message)
     frame.attrs["warnings"] = warnings
     frame.attrs["skipped_extensions"] = skipped
     return root, frame
+
+
+def _shown(name: str) -> str:
+    """A label quoted, non-ASCII characters as escapes (NFC 'caf\\xe9' and NFD
+    'cafe\\u0301' look the same on screen)."""
+    return ascii(name)
 
 
 def lookalike_labels(labels: list[str]) -> list[list[str]]:
@@ -150,7 +156,7 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
     warnings: list[str] = []
     loose: list[str] = []
     classes: list[str] = []
-    skipped: Counter[str] = Counter()
+    skipped: dict[str, str] = {}  # real path -> extension (a file counted once)
     undecodable_names: list[str] = []
     found: dict[str, list[tuple[str, str]]] = {}  # real path -> [(rel, label)]
     for entry in _scandir(root):
@@ -185,9 +191,10 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
         if name not in labelled:
             warnings.append(f"class folder '{name}' holds no image file of its own "
                             f"(extensions {sorted(exts)}): the class will not exist")
-    if skipped:
-        counts = ", ".join(f"{n} {ext}" for ext, n in sorted(skipped.items()))
-        warnings.append(f"{sum(skipped.values())} file(s) with an image extension not in "
+    by_ext = Counter(skipped.values())
+    if by_ext:
+        counts = ", ".join(f"{n} {ext}" for ext, n in sorted(by_ext.items()))
+        warnings.append(f"{len(skipped)} file(s) with an image extension not in "
                         f"scan.extensions were skipped ({counts}); add the extension to "
                         f"scan.extensions to scan them")
 
@@ -202,10 +209,10 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
     if not rows:
         raise SourceError(f"{source}: no image files found (ImageFolder expects "
                           f"<class>/<file> with extensions {sorted(exts)})")
-    return root, rows, warnings, dict(skipped)
+    return root, rows, warnings, dict(by_ext)
 
 
-def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: Counter[str],
+def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: dict[str, str],
                 undecodable_names: list[str]) -> list[tuple[str, str]]:
     """``(relative posix path, real path)`` of the image files under one class folder
     (recursive); image-like files of other extensions are counted into ``skipped``."""
@@ -236,7 +243,7 @@ def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: C
                 # links; a link to a file is a file of its own (an exact duplicate)
                 found.append((rel, os.path.join(os.path.realpath(current), entry.name)))
             elif ext in IMAGE_LIKE:
-                skipped[ext] += 1
+                skipped[os.path.join(os.path.realpath(current), entry.name)] = ext
     return found
 
 

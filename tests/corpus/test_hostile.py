@@ -428,3 +428,106 @@ def test_saturated_held_out_predictions_count_as_diverged() -> None:
     saturated = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     assert held_out_loss(saturated, np.array([1, 1])) == float("inf")  # a 0 for a true class
     assert held_out_loss(saturated, np.array([0, 1])) == 0.0
+
+
+# --------------------------------------------------------------- odd source layouts
+def csv_symlinked_from_elsewhere(ws: Path) -> str:
+    # the real CSV and its images live in 'elsewhere'; the project links to the CSV
+    elsewhere = ws / "elsewhere"
+    draw_digit_folder(elsewhere / "imgs", classes=2, per_class=6)
+    rows = ["path,label"] + [f"imgs/{c}/d{i:03d}.png,{'ab'[c]}" for c in range(2)
+                             for i in range(6)]
+    (elsewhere / "list.csv").write_text("\n".join(rows) + "\n")
+    # a decoy next to the link with the same relative paths but other pixels
+    draw_digit_folder(ws / "src" / "imgs", classes=2, per_class=6, seed=9)
+    (ws / "src" / "list.csv").symlink_to(elsewhere / "list.csv")
+    return "src/list.csv"
+
+
+def test_a_symlinked_csv_source_resolves_one_root_for_every_stage(tmp_path: Path) -> None:
+    import numpy as np
+
+    from dataqa.dataset.imageio import letterbox, open_image
+    params = write_params(tmp_path, csv_symlinked_from_elsewhere(tmp_path))
+    for name in ("scan", "tensors"):
+        assert stage(name, params)[0] == 0
+    manifest = pd.read_parquet(tmp_path / "data/interim/manifest.parquet")
+    tensors = np.load(tmp_path / "data/interim/tensors.npy")
+    real = tmp_path / "elsewhere"
+    for i, rel in enumerate(manifest["path"]):  # the tensors are of the hashed files
+        import hashlib
+        assert manifest.at[i, "sha256"] == hashlib.sha256((real / rel).read_bytes()).hexdigest()
+        pixels = np.asarray(open_image(real / rel, 10**7).convert("L"))
+        assert (tensors[i, ..., 0] == letterbox(pixels, 16)[0]).all()
+
+
+LAYOUTS: dict[str, tuple[str, str]] = {
+    "dot": (".", "contains the pipeline's outputs"),
+    "empty": ("", "data.source is empty"),
+    "parent_of_outputs": ("data", "contains the pipeline's outputs paths.augmented_dir"),
+    "inside_an_output": ("data/augmented", "lies inside the output paths.augmented_dir"),
+}
+
+
+@pytest.mark.parametrize("kind", list(LAYOUTS))
+def test_a_source_mixed_with_the_outputs_is_refused(tmp_path: Path, kind: str) -> None:
+    source, says = LAYOUTS[kind]
+    draw_digit_folder(tmp_path / "data" / "augmented", classes=2, per_class=3)
+    params = write_params(tmp_path, source)
+    for name in ("fingerprint", "scan"):
+        code, log = stage(name, params)
+        assert code == 2, log
+        assert says in log and "Traceback" not in log
+
+
+def test_a_csv_row_naming_an_output_is_refused(tmp_path: Path) -> None:
+    draw_digit_folder(tmp_path / "imgs", classes=2, per_class=3)
+    (tmp_path / "data/augmented/images").mkdir(parents=True)
+    (tmp_path / "data/augmented/images/0000001.png").write_bytes(
+        (tmp_path / "imgs/0/d000.png").read_bytes())
+    (tmp_path / "list.csv").write_text("path,label\nimgs/0/d000.png,a\nimgs/1/d000.png,b\n"
+                                       "data/augmented/images/0000001.png,a\n")
+    code, log = stage("scan", write_params(tmp_path, "list.csv"))
+    assert code == 2
+    assert "'data/augmented/images/0000001.png' (paths.augmented_dir)" in log
+
+
+# --------------------------------------------------------------- listing: once, counted
+def test_listing_counts_skipped_extensions_and_warns_on_look_alikes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    draw_digit_folder(src, classes=2, per_class=4)
+    png = (src / "0" / "d000.png").read_bytes()
+    for name in ("a.jfif", "b.JPE", "c.heic", "d.HEIC"):
+        (src / "0" / name).write_bytes(png)
+    (src / "Cat").mkdir()
+    (src / "cat").mkdir()
+    for folder in ("Cat", "cat"):
+        (src / folder / "x.png").write_bytes(png)
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    for folder in (nfc, nfd):
+        (src / folder).mkdir()
+        (src / folder / "y.png").write_bytes(png)
+    (src / "all").symlink_to(src, target_is_directory=True)  # a class folder -> the root
+    params = write_params(tmp_path, "src")
+    code, log = stage("scan", params)
+    assert code == 0, log
+    manifest = pd.read_parquet(tmp_path / "data/interim/manifest.parquet")
+    assert manifest["path"].is_unique and not manifest["path"].str.startswith("all/").any()
+    assert len(manifest) == 2 * 4 + 4  # each file once, through the link too
+    assert ("4 file(s) with an image extension not in scan.extensions were skipped "
+            "(2 .heic, 1 .jfif, 1 .jpe)") in log
+    assert "look-alike class names" in log and "'Cat' vs 'cat'" in log
+    assert "'cafe\\u0301' vs 'caf\\xe9'" in log  # shown escaped: they look the same
+    assert manifest.attrs["skipped_extensions"] == {".heic": 2, ".jfif": 1, ".jpe": 1}
+    for name in ("tensors", "crossval", "audit", "report"):
+        assert stage(name, params)[0] == 0
+    html = (tmp_path / "reports/audit.html").read_text(encoding="utf-8")
+    assert "look-alike class names" in html and "<code>.heic</code> 2" in html
+
+
+def test_csv_labels_01_and_1_are_warned_about(tmp_path: Path) -> None:
+    draw_digit_folder(tmp_path / "imgs", classes=2, per_class=3)
+    (tmp_path / "list.csv").write_text("path,label\nimgs/0/d000.png,01\nimgs/0/d001.png,1\n"
+                                       "imgs/1/d000.png,2\n")
+    code, log = stage("scan", write_params(tmp_path, "list.csv"))
+    assert code == 0 and "'01' vs '1'" in log
