@@ -104,4 +104,4 @@ def test_kill_while_writing_then_repro_recovers(tmp_path: Path) -> None:
     # it); nothing else does
     assert sorted(p.name for p in tmp.parent.glob(".pred_probs.npy.*")) == [tmp.name]
     status = json.loads(run(["dvc", "status", "--json", "--with-deps", "crossval"], ws).stdout)
-    assert status == {}
+    assert status == {"fingerprint": ["always changed"]}  # the cheap listing, by design
