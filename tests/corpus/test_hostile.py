@@ -252,6 +252,13 @@ def test_a_real_full_tmpfs_during_tensors(tmp_path: Path) -> None:
         assert proc.returncode == 2, proc.stderr
         assert "disk full" in proc.stderr and "Traceback" not in proc.stderr
         assert sorted(p.name for p in interim.iterdir()) == ["manifest.parquet"]
+        # the scan on a disk with less room than its manifest: the same
+        (interim / "manifest.parquet").unlink()
+        (interim / "filler").write_bytes(b"\0" * (1024 * 1024 - 8192))
+        proc = cli(params, "scan")
+        assert proc.returncode == 2, proc.stderr
+        assert "manifest.parquet: disk full" in proc.stderr and "Traceback" not in proc.stderr
+        assert sorted(p.name for p in interim.iterdir()) == ["filler"]
     finally:
         subprocess.run(["umount", str(interim)], check=False)
 
