@@ -5,7 +5,7 @@ One subcommand per DVC stage plus ``gate`` and ``report``. The stage scripts in
 Exit codes: 0 success; 1 a gate rule failed (``dataqa gate``); 2 a
 :class:`dataqa.errors.DataQAError` (its message is printed, no traceback) or a full disk;
 3 an unexpected exception, i.e. a bug in dataqa: its traceback is printed, then a line
-saying so. Everything printed goes through :func:`dataqa.text.printable`, so an escape
+saying so. (A full disk, or a permission error on a named file, is the environment: 2.) Everything printed goes through :func:`dataqa.text.printable`, so an escape
 sequence in a file name or CSV cell reaches the terminal as visible text.
 """
 
@@ -29,6 +29,7 @@ EXIT_GATE_FAILED = 1
 EXIT_ERROR = 2
 EXIT_BUG = 3
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)  # the environment, not a bug
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dataqa {cmd.name}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        if exc.errno not in _DISK_FULL:
-            return _bug(cmd.name)
-        name = f" writing {printable(exc.filename)}" if exc.filename else ""
-        print(f"dataqa {cmd.name}: error: disk full{name} ({exc.strerror}); free space "
-              f"and rerun", file=sys.stderr)
-        return EXIT_ERROR
+        name = f" ({printable(exc.filename)})" if exc.filename else ""
+        if exc.errno in _DISK_FULL:
+            print(f"dataqa {cmd.name}: error: disk full{name}: {exc.strerror}; free space "
+                  f"and rerun", file=sys.stderr)
+            return EXIT_ERROR
+        if exc.errno in _NOT_ALLOWED and exc.filename:
+            print(f"dataqa {cmd.name}: error: {exc.strerror}{name}: check the permissions "
+                  f"of the output folders", file=sys.stderr)
+            return EXIT_ERROR
+        return _bug(cmd.name)
     except Exception:
         return _bug(cmd.name)
     print(f"dataqa {cmd.name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

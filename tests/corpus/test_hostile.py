@@ -192,6 +192,19 @@ def test_an_unexpected_exception_is_exit_code_3_with_its_traceback(
     assert "this is a bug in dataqa" in log and "exit code 3" in log
 
 
+def test_a_permission_error_on_a_file_is_an_error_not_a_bug(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    digits(tmp_path / "src")
+    params = write_params(tmp_path, "src")
+
+    def denied(params: object) -> int:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/ro/data/x.parquet")
+
+    monkeypatch.setattr(dataqa.dataset.scan, "run_stage", denied)
+    code, log = stage("scan", params)
+    assert code == 2 and "/ro/data/x.parquet" in log and "Traceback" not in log
+
+
 # --------------------------------------------------------------- disk full
 def no_temporary_files(folder: Path) -> list[str]:
     return [p.name for p in folder.rglob(".*") if p.is_file()]
