@@ -53,7 +53,7 @@ WORKERS = Bound(0, 256)
 CHUNK = Bound(1, 1_000_000)
 COUNT = Bound(0, BIG)  # images, pairs, files
 EPOCHS = Bound(1, 10_000)
-TRIALS = Bound(1, 100_000)
+TRIALS = Bound(0, 100_000)  # 0: skip the round
 BATCH = Bound(1, 65_536)
 LR = Bound(0.0, 10.0, lo_open=True)
 DECAY = Bound(0.0, 1.0)
@@ -107,7 +107,7 @@ BOUNDS: dict[str, Bound] = {
     "subsample.seed": SEED,
     "subsample.val_fraction": Bound(0.0, 1.0, lo_open=True),
     "subsample.fractions.*": POSITIVE_SHARE,
-    "subsample.min_per_class": Bound(1, BIG),
+    "subsample.min_per_class": COUNT,
     "subsample.class_subsets.*.largest": Bound(1, BIG),
     "subsample.class_subsets.*.fraction": POSITIVE_SHARE,
     "tune.seed": SEED,

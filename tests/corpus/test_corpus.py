@@ -334,7 +334,7 @@ ERROR_KINDS: dict[str, ErrorKind] = {
     "directory_without_images": ErrorKind(folder(make_no_images), "scan", (
         "no image files found",)),
     # one class only, or a mistyped label making a 1-image class, no longer stop the
-    # pipeline: tests/corpus/test_hostile.py::test_worst_data_still_gets_a_report
+    # pipeline: tests/corpus/test_hostile_data.py::test_worst_data_still_gets_a_report
 }
 
 
