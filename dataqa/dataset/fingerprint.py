@@ -35,7 +35,8 @@ from dataqa.params import Params
 
 def fingerprint(source: Path, *, default_split: str, extensions: list[str]) -> dict[str, Any]:
     """The fingerprint of ``source`` as a JSON-ready mapping (see the module doc)."""
-    root, files = list_source(source, default_split=default_split, extensions=extensions)
+    root, files = list_source(source, default_split=default_split, extensions=extensions,
+                              quiet=True)
     digest = hashlib.sha256()
     total = special = 0
     for rel, label, split in files[["path", "label", "split"]].itertuples(index=False):

@@ -84,14 +84,15 @@ IMAGE_LIKE = {".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".pjpeg", ".pjp", ".png"
               ".hdr", ".pcx", ".qoi"}
 
 
-def list_source(source: Path, *, default_split: str,
-                extensions: list[str]) -> tuple[Path, pd.DataFrame]:
+def list_source(source: Path, *, default_split: str, extensions: list[str],
+                quiet: bool = False) -> tuple[Path, pd.DataFrame]:
     """List the files of ``source`` (ImageFolder directory or ``.csv`` file).
 
     Returns ``(root, frame)``: the resolved folder that paths are relative to, and a
     frame of N rows with string columns ``path`` (posix, relative to ``root``), ``label``,
     ``split``, sorted by ``path``. ``extensions`` (e.g. ``[".png", ".jpg"]``) selects
-    ImageFolder files; a CSV lists its files explicitly.
+    ImageFolder files; a CSV lists its files explicitly. ``quiet``: warnings are only
+    kept in ``frame.attrs`` (the fingerprint lists before the scan, which logs them).
     """
     source = Path(source)
     if source.is_dir():
@@ -102,7 +103,7 @@ def list_source(source: Path, *, default_split: str,
         raise SourceError(f"{source}: a source is an ImageFolder directory or a .csv file")
     else:
         raise SourceError(f"{source}: source not found")
-    for message in warnings:
+    for message in [] if quiet else warnings:
         log.warning("%s: %s", source, message)
     rows.sort()
     frame = pd.DataFrame(rows, columns=["path", "label", "split"], dtype="string")
@@ -111,7 +112,8 @@ def list_source(source: Path, *, default_split: str,
         message = ("look-alike class names are kept apart as different classes: "
                    + "; ".join(" vs ".join(_shown(n) for n in group) for group in look)
                    + " (merge them in the source if they mean the same class)")
-        log.warning("%s: %s", source, message)
+        if not quiet:
+            log.warning("%s: %s", source, message)
         warnings.append(message)
     frame.attrs["warnings"] = warnings
     frame.attrs["skipped_extensions"] = skipped
