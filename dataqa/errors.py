@@ -1,11 +1,20 @@
 """The exception tree of dataqa, documented in one place.
 
 Every error that dataqa raises on purpose derives from :class:`DataQAError`; the CLI
-catches this base class, prints its message (control characters escaped) and exits with
-code 2. Exit code 1 is a failed gate rule, which is not an error (see :mod:`dataqa.gate`).
-Anything else escaping is a bug in dataqa: the CLI prints its traceback and a "this is a
-bug" line and exits with code 3, so CI can tell a crash from bad input or a failed gate.
-A full disk (``ENOSPC``/``EDQUOT``) anywhere is an :class:`OutputError` (exit 2).
+(:mod:`dataqa.cli`) catches exactly this base class, prints its message naming the
+file, row or key, and exits with code 2 (``EXIT_ERROR``). Exit codes, as ``cli.main``
+returns them:
+
+- 0: the stage succeeded;
+- 1: ``dataqa gate`` ran and a rule failed (``EXIT_GATE_FAILED``; not an error, see
+  :mod:`dataqa.gate`);
+- 2: a :class:`DataQAError` (bad params, source, stage input, training, disk full);
+- 3: anything else escaping, i.e. a bug in dataqa: its traceback, then a "this is a bug"
+  line (``EXIT_BUG``), so CI can tell a crash from bad input or a failed gate;
+- 130: interrupted (Ctrl-C).
+
+Messages and warnings are printed with control characters escaped. A full disk
+(``ENOSPC``/``EDQUOT``) while writing an output is an :class:`OutputError` (exit 2).
 
 DataQAError
  ├── ParamsError     params.yaml is missing, malformed, or has an unknown/invalid key

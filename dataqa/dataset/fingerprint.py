@@ -23,14 +23,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
-from dataqa.dataset.layout import check_layout
 from dataqa.dataset.sources import list_source
-from dataqa.io import write_json
-from dataqa.params import Params
 
 
 def fingerprint(source: Path, *, default_split: str, extensions: list[str]) -> dict[str, Any]:
@@ -55,15 +51,3 @@ def fingerprint(source: Path, *, default_split: str, extensions: list[str]) -> d
         digest.update(hashlib.sha256(real.read_bytes()).digest())
     return {"source": str(real), "root": str(root), "files": len(files),
             "bytes": total, "special_files": special, "sha256": digest.hexdigest()}
-
-
-def run_stage(params: Params) -> int:
-    """DVC stage ``fingerprint``: ``data.source`` -> ``paths.fingerprint``."""
-    check_layout(params)
-    out = fingerprint(params.resolve(params.data.source),
-                      default_split=params.data.default_split,
-                      extensions=params.scan.extensions)
-    write_json(params.path("fingerprint"), out)
-    print(f"fingerprint: {out['files']} files, {out['bytes']} bytes, "
-          f"{out['special_files']} special -> {params.path('fingerprint')}", file=sys.stderr)
-    return 0

@@ -5,10 +5,14 @@ bounds stop a number that no stage can use (``report.thumb_size: 0``, ``engine.s
 -1``, ``engine.image_size: 100000``) before any stage starts, with an error naming the
 key, its value and the allowed range. NaN and infinity are refused everywhere.
 
-The bounds are schema metadata kept in one table, keyed by the dotted params key
-(``*`` matches any name: a mapping's keys, e.g. ``gate.max_rates.*``); for a list the
-bound applies to each item. ``tests/test_params_bounds.py`` walks the schema and fails
-when a numeric key has no entry here, so a new key cannot be left unbounded. Upper
+Ranges live in two tables of :class:`dataqa.params.rules.Bound`: the sections'
+own :data:`dataqa.params.rules.BOUNDS` (checked in each section's ``__post_init__``)
+and, for every other numeric key (nested tune sections, mapping values), :data:`BOUNDS`
+here, keyed by the dotted params key (``*`` matches any name: a mapping's keys, e.g.
+``gate.max_rates.*``), checked once the whole params tree is built. For a list the
+bound applies to each item. ``tests/params/test_params_bounds.py`` walks the schema
+and fails when a numeric key has an entry in neither, so a new key cannot be left
+unbounded. Upper
 bounds are generous sanity limits (what fits a machine), not tuning advice. Bounds that
 relate two keys (``tune.space.lr_min < lr_max``) stay with the code that uses them.
 """
@@ -17,33 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import math
-from dataclasses import dataclass
 from typing import Any
 
-from dataqa.errors import ParamsError
+from dataqa.params import rules
+from dataqa.params.rules import Bound
 
 SEED_MAX = 2**32 - 1  # numpy / torch seeds
 BIG = 10**9
-
-
-@dataclass(frozen=True)
-class Bound:
-    lo: float
-    hi: float
-    lo_open: bool = False  # lo itself not allowed (strictly greater)
-
-    def allows(self, value: float) -> bool:
-        low = value > self.lo if self.lo_open else value >= self.lo
-        return math.isfinite(value) and low and value <= self.hi
-
-    def text(self) -> str:
-        left = "(" if self.lo_open else "["
-        return f"{left}{_num(self.lo)}, {_num(self.hi)}]"
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
 
 
 SHARE = Bound(0.0, 1.0)  # a share of images or files
@@ -67,12 +51,10 @@ BOUNDS: dict[str, Bound] = {
     "scan.max_pixels": Bound(1, 2**32),
     "scan.max_bytes": Bound(1, 2**40),
     "scan.decode_timeout": Bound(0.0, 86_400.0, lo_open=True),
-    "tensors.workers": WORKERS,
-    "tensors.chunk_size": CHUNK,
     "engine.image_size": Bound(8, 1024),
     "engine.width": WIDTH,
     "engine.depth": DEPTH,
-    "engine.dropout": Bound(0.0, 1.0, lo_open=False),
+    "engine.dropout": Bound(0.0, 1.0),
     "engine.cpu_threads": Bound(1, 1024),
     "engine.seed": SEED,
     "crossval.folds": Bound(2, 100),
@@ -86,7 +68,6 @@ BOUNDS: dict[str, Bound] = {
     "crossval.crop_padding": Bound(0, 512),
     "audit.min_per_class": COUNT,
     "audit.learning_curve": POSITIVE_SHARE,
-    "audit.learning_curve_epochs": EPOCHS,
     "gate.max_undecodable_rate": SHARE,
     "gate.min_images_per_class": COUNT,
     "gate.max_rates.*": SHARE,
@@ -95,19 +76,9 @@ BOUNDS: dict[str, Bound] = {
     "gate.min_clean_per_class": COUNT,
     "gate.max_quarantined_share": SHARE,
     "gate.max_balanced_imbalance_ratio": RATIO,
-    "filter.min_score.*": SHARE,
-    "filter.relabel_min_confidence": SHARE,
     "augment.seed": SEED,
-    "augment.balance_target": SHARE,
-    "augment.max_copies_per_source": Bound(0, 10_000),
-    "augment.size": Bound(8, 4096),
-    "augment.min_area": Bound(0.25, 1.0),
-    "augment.rotate_limit": Bound(0.0, 180.0),
-    "augment.brightness_contrast": Bound(0.0, 1.0),
+    "split.seed": SEED,
     "subsample.seed": SEED,
-    "subsample.val_fraction": Bound(0.0, 1.0, lo_open=True),
-    "subsample.fractions.*": POSITIVE_SHARE,
-    "subsample.min_per_class": COUNT,
     "subsample.class_subsets.*.largest": Bound(1, BIG),
     "subsample.class_subsets.*.fraction": POSITIVE_SHARE,
     "tune.seed": SEED,
@@ -166,8 +137,18 @@ BOUNDS: dict[str, Bound] = {
 }
 
 
+def section_bound(key: str) -> Bound | None:
+    """The bound :data:`dataqa.params.rules.BOUNDS` gives ``section.key[...]``, or None."""
+    section, _, rest = key.partition(".")
+    return rules.BOUNDS.get(section, {}).get(rest.split(".")[0])
+
+
 def bound_for(key: str) -> Bound | None:
-    """The bound of a dotted key (exact entry first, then ``*`` patterns)."""
+    """The bound of a dotted key: the sections' own table, then exact entries here,
+    then ``*`` patterns."""
+    own = section_bound(key)
+    if own is not None:
+        return own
     if key in BOUNDS:
         return BOUNDS[key]
     for pattern, bound in BOUNDS.items():
@@ -204,12 +185,11 @@ def check_bounds(params: Any, where: str) -> None:
     """ParamsError naming the first key whose value lies outside its bound. Keys outside
     the typed schema (``audit.settings``: checks validate their own) are not walked."""
     for key, value in numeric_leaves(_prefixed(params)):
-        if key.startswith("audit.settings."):
-            continue
+        if key.startswith("audit.settings.") or section_bound(key) is not None:
+            continue  # checks validate their settings; sections check their own table
         bound = bound_for(key)
-        if bound is not None and not bound.allows(float(value)):
-            raise ParamsError(f"{where}: {key}: {value!r} is outside the allowed range "
-                              f"{bound.text()}")
+        if bound is not None:
+            bound.check(value, f"{where}: {key}")
 
 
 def _prefixed(params: Any) -> dict[str, Any]:

@@ -20,14 +20,13 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from PIL import Image
 
-from dataqa.dataset import sources
 from dataqa.dataset.imageio import decode_image, read_regular
 from dataqa.dataset.reopen import ChangedSinceScan, optional, optional_int, reopen_bytes
-from dataqa.params import Params
 
 
 @dataclass(frozen=True)
@@ -38,12 +37,6 @@ class Thumb:
     note: str | None
     width: int = 0  # of the encoded thumbnail, pixels
     height: int = 0
-
-
-def source_root(params: Params) -> Path:
-    """Folder that manifest paths are relative to (resolved, the same for every stage:
-    :func:`dataqa.dataset.sources.source_root`)."""
-    return sources.source_root(params.resolve(params.data.source))
 
 
 def make_thumbnail(path: str | Path, *, size: int, max_pixels: int,
@@ -63,16 +56,38 @@ def make_thumbnail(path: str | Path, *, size: int, max_pixels: int,
     if decoded.image is None:
         return Thumb(None, str(decoded.error))
     im = decoded.image
-    im.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    best, mime, width, height = encode_thumbnail(im, size)
+    uri = f"data:image/{mime};base64,{base64.b64encode(best).decode('ascii')}"
+    return Thumb(uri, None, width, height)
+
+
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {"PNG": {"optimize": True}, "JPEG": {"quality": 82}}
+
+
+def encode_thumbnail(im: Image.Image, size: int, *, enlarge: bool = False,
+                     formats: tuple[str, ...] = ("PNG", "JPEG")
+                     ) -> tuple[bytes, str, int, int]:
+    """The one thumbnail encoder of the reports: ``(bytes, mime subtype, width, height)``.
+
+    The longest side is shrunk to ``size`` (LANCZOS); a smaller image stays as it is
+    (the page scales it up with crisp pixels), or with ``enlarge`` is scaled up by a
+    whole factor with visible pixels (NEAREST, never blurred: training-size copies).
+    Encoded in whichever of ``formats`` is smallest (PNG wins for digits and flat art,
+    JPEG for photos)."""
+    im = im.copy()
+    if max(im.size) > size:
+        im.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    elif enlarge:
+        k = max(1, size // max(im.size))
+        im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
     best = b""
     mime = ""
-    for fmt, kwargs in (("PNG", {"optimize": True}), ("JPEG", {"quality": 82})):
+    for fmt in formats:
         buf = io.BytesIO()
-        im.save(buf, fmt, **kwargs)
+        im.save(buf, fmt, **_SAVE_OPTIONS.get(fmt, {}))
         if not best or buf.tell() < len(best):
             best, mime = buf.getvalue(), fmt.lower()
-    uri = f"data:image/{mime};base64,{base64.b64encode(best).decode('ascii')}"
-    return Thumb(uri, None, im.width, im.height)
+    return best, mime, im.width, im.height
 
 
 class Thumbnailer:
