@@ -50,7 +50,7 @@ def test_no_bound_names_a_key_that_does_not_exist() -> None:
 
 
 def test_defaults_and_the_project_params_are_within_bounds() -> None:
-    load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    load_params(Path(__file__).resolve().parents[2] / "params.yaml")
 
 
 @pytest.mark.parametrize(("section", "key", "value"), [
