@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-import dataqa.dataset.scan
+import dataqa.steps.scan
 from tests.corpus.test_corpus import stage, write_params
 from tests.pipeline.workspace import REPO, draw_digit_folder
 
@@ -130,8 +130,8 @@ PARAMS_ERRORS: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
                         ("engine.image_size: 100000 is outside [8, 1024]",)),
     "nan_rate": (with_values(gate={"max_undecodable_rate": float("nan")}),
                  ("gate.max_undecodable_rate: nan is outside",)),
-    "share_over_one": (with_values(subsample={"val_fraction": 1.5}),
-                       ("subsample.val_fraction: 1.5",)),
+    "share_over_one": (with_values(split={"val_fraction": 1.5}),
+                       ("split.val_fraction: 1.5 is outside",)),
 }
 
 
@@ -177,7 +177,7 @@ def test_an_unexpected_exception_is_exit_code_3_with_its_traceback(
     def broken(params: object) -> int:
         raise ZeroDivisionError("an internal slip")
 
-    monkeypatch.setattr(dataqa.dataset.scan, "run_stage", broken)
+    monkeypatch.setattr(dataqa.steps.scan, "run_stage", broken)
     code, log = stage("scan", params)
     assert code == 3
     assert "Traceback" in log and "ZeroDivisionError: an internal slip" in log
@@ -192,7 +192,7 @@ def test_a_permission_error_on_a_file_is_an_error_not_a_bug(
     def denied(params: object) -> int:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/ro/data/x.parquet")
 
-    monkeypatch.setattr(dataqa.dataset.scan, "run_stage", denied)
+    monkeypatch.setattr(dataqa.steps.scan, "run_stage", denied)
     code, log = stage("scan", params)
     assert code == 2 and "/ro/data/x.parquet" in log and "Traceback" not in log
 
