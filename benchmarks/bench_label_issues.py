@@ -26,6 +26,7 @@ import dataclasses
 import gzip
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -117,7 +118,10 @@ def run_once(images: np.ndarray, true: np.ndarray, noisy: np.ndarray, overrides:
     recall = tp / max(int(planted.sum()), 1)
     pred = probs.argmax(1)
     return {
-        "device": info["device"], "folds": info["folds"], "epochs": config.epochs,
+        "device": info["device"], "folds": info["folds"], "arch": config.arch,
+        "optimizer": config.optimizer, "weight_decay": config.weight_decay,
+        "threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0],
+        "epochs": config.epochs,
         "batch_size": config.batch_size, "lr": config.lr, "width": config.width,
         "depth": config.depth, "crop_padding": config.crop_padding,
         "label_smoothing": config.label_smoothing, "image_size": args.image_size,

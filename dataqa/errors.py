@@ -11,8 +11,11 @@ DataQAError
  │                   a path escaping the root, a missing file, no images at all
  ├── StageInputError a stage's input file is missing or inconsistent (run the
  │                   earlier stage first)
- └── EngineError     training cannot proceed (single class, class smaller than folds,
-                     NaN predictions, unreadable weights file)
+ ├── EngineError     training cannot proceed (single class, class smaller than folds,
+ │                   NaN predictions, unreadable weights file)
+ └── PredictionsError out-of-sample predictions given to dataqa (``label_issues``
+                     arrays, ``crossval.mode: external`` files) are malformed or do not
+                     match the manifest; also a ValueError, for library callers
 """
 
 from __future__ import annotations
@@ -36,3 +39,8 @@ class StageInputError(DataQAError):
 
 class EngineError(DataQAError):
     """Training or cross-validation cannot proceed on this data."""
+
+
+class PredictionsError(DataQAError, ValueError):
+    """Given out-of-sample predictions are malformed or misaligned; the message names
+    the file, row or column."""

@@ -131,11 +131,14 @@ class CrossvalParams:
     folds: int = 5  # stratified; reduced (loudly) to the smallest class count if needed
     epochs: int | None = None  # null: by device (more on GPU)
     batch_size: int | None = None  # null: by device
-    lr: float | None = None  # peak of the one-cycle schedule, SGD-Nesterov; null: by device
+    lr: float | None = None  # peak of the one-cycle schedule; null: by device
+    # null: by device (small_cnn), or engine.arch when engine.weights is set
+    arch: str | None = None
+    optimizer: Literal["sgd", "adamw"] | None = None  # null: by device (adamw)
     width: int | None = None  # null: by device (cuda 64, cpu 16); engine.width is for tuning
-    depth: int | None = None  # null: by device (1 block per stage on both)
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
+    depth: int | None = None  # null: by device (small_resnet only)
+    weight_decay: float | None = None  # null: by device
+    label_smoothing: float | None = None  # null: by device
     flip: bool = False  # random horizontal flips (wrong for digits and text)
     crop_padding: int = 2  # random translation by up to this many pixels, zero fill
 
