@@ -189,7 +189,12 @@ def oof_metrics(pred_probs: np.ndarray, labels: np.ndarray, classes: list[str]
 def run_stage(params: Params) -> int:
     """Write ``paths.pred_probs`` (N, K), ``paths.embeddings`` (N, D) aligned with the
     manifest (NaN rows where an image did not decode or has no label) and the metrics
-    JSON ``paths.crossval_metrics`` (with ``classes``, the class names by id)."""
+    JSON ``paths.crossval_metrics`` (with ``classes``, the class names by id).
+    ``crossval.mode: external`` reads the user's predictions instead (no training)."""
+    if params.crossval.mode == "external":
+        from dataqa.dataset import external
+
+        return external.run_stage(params)
     show_progress()
     manifest = read_manifest(params.path("manifest"))
     images, decoded = _load_tensors(params, manifest)

@@ -74,6 +74,7 @@ class Paths:
     augment_metrics: str = "reports/metrics/augment.json"
     augmented_tensors: str = "data/augmented/tensors.npy"  # copies letterboxed like tensors
     prepared_metrics: str = "reports/metrics/prepared.json"  # subsets table + prepared gate
+    external: str = "data/external"  # the user's own predictions (crossval.mode: external)
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,30 @@ class EngineParams:
 
 
 @dataclass(frozen=True)
+class ExternalPredictionsParams:
+    """``crossval.mode: external``: the user's own out-of-sample predictions, keyed by
+    image path (dataqa/dataset/external.py). File paths are relative to params.yaml's
+    folder; keep them under ``paths.external`` (a dependency of the crossval stage in
+    dvc.yaml, so replacing a file there reruns crossval and everything after it)."""
+
+    # .parquet / .csv: a `path` column (as in the manifest: relative to the source root)
+    # plus one column per class, named as the labels; .npy: (N, K) in `paths` order
+    pred_probs: str | None = None
+    embeddings: str | None = None  # optional; .parquet/.csv (path + numbers) or .npy
+    paths: str | None = None  # .npy files only: a .txt file, one image path per line
+    classes: list[str] | None = None  # .npy pred_probs only: the class of each column
+    path_column: str = "path"
+
+
+@dataclass(frozen=True)
 class CrossvalParams:
     """Out-of-fold predictions for the label/outlier/duplicate checks. Budgets left
     null adapt to the device (dataqa/engine/crossval.py: DEVICE_BUDGETS)."""
 
+    # train: K-fold training by the engine; external: read the user's out-of-sample
+    # predictions (crossval.external) instead
+    mode: Literal["train", "external"] = "train"
+    external: ExternalPredictionsParams = field(default_factory=ExternalPredictionsParams)
     folds: int = 5  # stratified; reduced (loudly) to the smallest class count if needed
     epochs: int | None = None  # null: by device (more on GPU)
     batch_size: int | None = None  # null: by device
