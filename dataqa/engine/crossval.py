@@ -33,7 +33,10 @@ log = logging.getLogger("dataqa.engine")
 # Budgets when params leave them null (issue 13: measured on MNIST-test 10k with 5 %
 # label noise, 5 folds; benchmarks/README.md, "label issues" and "crossval recipe"):
 # a plain five-conv net (small_cnn: BatchNorm + GELU, two max-pools and a global
-# max-pool), AdamW with a one-cycle schedule, label smoothing 0.1, +-2 px translation.
+# max-pool), AdamW with a one-cycle schedule, +-2 px translation. No label smoothing,
+# unlike the issue's reference: smoothing 0.1 floors every probability near 0.01, so
+# cleanlab's self-confidence of a flipped label rises from ~0.005 to 0.02-0.06; on the
+# bundled sample 3 of 12 planted flips were then missed (every one found without it).
 # - cuda: the reference recipe of issue 13 (width 64, 12 epochs, batch 256; 99.48 % in
 #   6.5 s for the 5-fold pass on one H200 as reported there; not re-measured here, the
 #   previous default small_resnet w64 d1 SGD reached 98.7 % in 6.3 s).
@@ -43,10 +46,10 @@ log = logging.getLogger("dataqa.engine")
 #   cost ~2x / ~3x per step, their accuracy not measured).
 DEVICE_BUDGETS: dict[str, dict[str, Any]] = {
     "cuda": {"arch": "small_cnn", "epochs": 12, "batch_size": 256, "lr": 2e-3,
-             "optimizer": "adamw", "weight_decay": 5e-4, "label_smoothing": 0.1,
+             "optimizer": "adamw", "weight_decay": 5e-4, "label_smoothing": 0.0,
              "width": 64, "depth": 1},
     "cpu": {"arch": "small_cnn", "epochs": 12, "batch_size": 256, "lr": 2e-3,
-            "optimizer": "adamw", "weight_decay": 5e-4, "label_smoothing": 0.1,
+            "optimizer": "adamw", "weight_decay": 5e-4, "label_smoothing": 0.0,
             "width": 16, "depth": 1},
 }
 
