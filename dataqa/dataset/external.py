@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dataqa.dataset.manifest import decodable, read_manifest
+from dataqa.dataset.manifest import decodable, has_label, labelled_rows, read_manifest
 from dataqa.dataset.sources import source_root
 from dataqa.errors import PredictionsError
 from dataqa.io import write_json, write_npy
@@ -47,7 +47,7 @@ log = logging.getLogger("dataqa.external")
 SHOWN = 5  # offending rows/columns named in a message
 
 
-def run_stage(params: Params) -> int:
+def run_external(params: Params) -> int:
     """Write ``paths.pred_probs``, ``paths.embeddings`` and ``paths.crossval_metrics``
     from ``crossval.external``, aligned with the manifest."""
     ext = params.crossval.external
@@ -55,13 +55,14 @@ def run_stage(params: Params) -> int:
         raise PredictionsError("params.yaml: crossval.external.pred_probs: required with "
                                "crossval.mode: external (a .parquet, .csv or .npy file)")
     manifest = read_manifest(params.path("manifest"))
-    labels = manifest["label"].astype("string")
-    known = (labels.notna() & (labels.str.strip() != "")).fillna(False).to_numpy()
-    required = decodable(manifest).to_numpy(dtype=bool) & known
+    rows, names, ids = labelled_rows(manifest)  # the one rule crossval also uses
+    classes = [str(c) for c in names]
+    known = has_label(manifest)
+    required = np.zeros(len(manifest), dtype=bool)
+    required[rows] = True
     if not required.any():
         raise PredictionsError(f"{params.path('manifest')}: no decodable image has a label; "
                                "nothing to check predictions against")
-    classes = sorted({str(c) for c in labels.to_numpy()[required]})
     keys = Keys(manifest, source_root(params.resolve(params.data.source)), required)
     probs = read_pred_probs(params.resolve(ext.pred_probs), ext, keys, classes, params)
     if ext.embeddings:
@@ -70,8 +71,7 @@ def run_stage(params: Params) -> int:
         emb = np.full((len(manifest), 1), np.nan, dtype=np.float32)
     write_npy(params.path("pred_probs"), probs)
     write_npy(params.path("embeddings"), emb)
-    ids = np.searchsorted(classes, labels.to_numpy()[required].astype(str))
-    right = probs[required].argmax(axis=1) == ids
+    right = probs[rows].argmax(axis=1) == ids
     per_class = {c: float(right[ids == i].mean()) for i, c in enumerate(classes)}
     metrics: dict[str, Any] = {
         "mode": "external", "classes": classes, "oof_accuracy": float(right.mean()),

@@ -15,10 +15,10 @@ import pytest
 
 from dataqa.cli import main as cli_main
 from dataqa.dataset.manifest import COLUMNS
-from dataqa.engine.crossval import run_stage as crossval_stage
 from dataqa.errors import PredictionsError
 from dataqa.io import write_parquet
 from dataqa.params import Params
+from dataqa.steps.crossval import run_stage as crossval_stage
 
 CLASSES = ["cat", "dog", "fox"]
 N = 12  # 4 per class; row 11 is undecodable, row 10 unlabelled
