@@ -34,8 +34,9 @@ log = logging.getLogger("dataqa.engine")
 # cleanlab's self-confidence of a flipped label rises from ~0.005 to 0.02-0.06; on the
 # bundled sample 3 of 12 planted flips were then missed (every one found without it).
 # - cuda: the reference recipe of issue 13 (width 64, 12 epochs, batch 256; 99.48 % in
-#   6.5 s for the 5-fold pass on one H200 as reported there; not re-measured here, the
-#   previous default small_resnet w64 d1 SGD reached 98.7 % in 6.3 s).
+#   6.5 s for the 5-fold pass on one H200 as reported there, with label smoothing 0.1,
+#   left out here as on CPU); not re-measured (no GPU lent); the previous default
+#   small_resnet w64 d1 SGD reached 98.7 % in 6.3 s.
 # - cpu: width 16: 99.09 % out-of-fold accuracy against the original labels where the
 #   previous default (small_resnet w16 d1, SGD 0.1, batch 128) reached 98.71 % in the
 #   same run; ~4-5 min estimated on 2 quiet cores from the step rate (widths 24 / 32
