@@ -26,6 +26,7 @@ import dataclasses
 import gzip
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ from dataqa.engine.crossval import cross_val_predict, crossval_config  # noqa: E
 from dataqa.params import Params, build  # noqa: E402
 
 DATA_CANDIDATES = (ROOT / "shared/datasets/mnist-test", ROOT.parent / "shared/datasets/mnist-test",
+                   ROOT.parents[1] / "shared/datasets/mnist-test",
                    ROOT / ".whl/mnist-test")
 
 
@@ -117,7 +119,10 @@ def run_once(images: np.ndarray, true: np.ndarray, noisy: np.ndarray, overrides:
     recall = tp / max(int(planted.sum()), 1)
     pred = probs.argmax(1)
     return {
-        "device": info["device"], "folds": info["folds"], "epochs": config.epochs,
+        "device": info["device"], "folds": info["folds"], "arch": config.arch,
+        "optimizer": config.optimizer, "weight_decay": config.weight_decay,
+        "threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0],
+        "epochs": config.epochs,
         "batch_size": config.batch_size, "lr": config.lr, "width": config.width,
         "depth": config.depth, "crop_padding": config.crop_padding,
         "label_smoothing": config.label_smoothing, "image_size": args.image_size,
@@ -134,6 +139,32 @@ def run_once(images: np.ndarray, true: np.ndarray, noisy: np.ndarray, overrides:
                   else float("nan")),
         "label_code": which, "fold_statuses": [f["status"] for f in info["fold_details"]],
     }
+
+
+def label_scores(noisy: np.ndarray, true: np.ndarray, probs: np.ndarray, seed: int
+                 ) -> dict[str, Any]:
+    """Accuracy, and P / R / F1 / AUROC / AUPRC of the label check against the planted."""
+    planted = noisy != true
+    issues, scores, which = find_issues(noisy, probs, seed)
+    tp = int((issues & planted).sum())
+    precision = tp / max(int(issues.sum()), 1)
+    recall = tp / max(int(planted.sum()), 1)
+    pred = probs.argmax(1)
+    return {"oof_accuracy_noisy": float((pred == noisy).mean()),
+            "oof_accuracy_true": float((pred == true).mean()),
+            "flagged": int(issues.sum()), "planted": int(planted.sum()),
+            "precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+            "auroc": float(roc_auc_score(planted, 1 - scores)),
+            "auprc": float(average_precision_score(planted, 1 - scores)), "label_code": which}
+
+
+def rescore(files: list[Path], seed: int) -> int:
+    for path in files:
+        saved = np.load(path)
+        row = label_scores(saved["noisy"], saved["true"], saved["pred_probs"], seed)
+        print(json.dumps({"file": str(path), **row}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save", type=Path, default=None,
                     help="save pred_probs, noisy and true labels of each run (.npz, suffixed "
                          "with the run number) to re-score label checks without training")
+    ap.add_argument("--rescore", type=Path, nargs="*", default=None,
+                    help="score saved runs (.npz of --save) with the current label check "
+                         "instead of training")
     args = ap.parse_args(argv)
+    if args.rescore is not None:
+        return rescore(args.rescore, args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.cudnn_benchmark is not None:

@@ -8,3 +8,15 @@ import os as _os
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
+
+
+__all__ = ["label_issues"]
+
+
+def __getattr__(name: str) -> object:
+    # lazy: ``import dataqa`` stays light (no pandas/cleanlab) for the CLI and the stages
+    if name == "label_issues":
+        from dataqa.labels import label_issues
+
+        return label_issues
+    raise AttributeError(f"module 'dataqa' has no attribute {name!r}")

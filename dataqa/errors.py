@@ -26,6 +26,9 @@ DataQAError
  │                   NaN predictions, unreadable weights file)
  └── OutputError     an output cannot be written (disk full, quota); no partial or
                      temporary file is left behind
+ └── PredictionsError out-of-sample predictions given to dataqa (``label_issues``
+                     arrays, ``crossval.mode: external`` files) are malformed or do not
+                     match the manifest; also a ValueError, for library callers
 """
 
 from __future__ import annotations
@@ -53,3 +56,6 @@ class EngineError(DataQAError):
 
 class OutputError(DataQAError):
     """An output could not be written (disk full, quota exceeded); nothing partial is left."""
+class PredictionsError(DataQAError, ValueError):
+    """Given out-of-sample predictions are malformed or misaligned; the message names
+    the file, row or column."""

@@ -1,8 +1,9 @@
 """``label``: images whose given label is probably wrong, from out-of-fold predicted
-probabilities (cleanlab). ``label_score`` is cleanlab's label-quality score;
+probabilities (cleanlab). The verdict is :func:`dataqa.labels.label_issues` (the
+public ``dataqa.label_issues``): ``label_score`` is cleanlab's label-quality score;
 ``is_label_issue`` is cleanlab's ``find_label_issues`` with ``filter_by`` (default
-chosen by measurement on MNIST, see benchmarks/README.md), optionally widened by
-``threshold`` on the score. The summary holds what the report shows about the model:
+chosen by measurement across noise rates, see benchmarks/README.md), optionally widened
+by ``threshold`` on the score. The summary holds what the report shows about the model:
 the most frequent (given -> suggested) pairs, per-class out-of-fold accuracy and the
 confusion matrix.
 
@@ -20,10 +21,7 @@ import numpy as np
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
 from dataqa.errors import ParamsError, StageInputError
-
-FilterBy = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
-                   "predicted_neq_given", "low_normalized_margin", "low_self_confidence"]
-
+from dataqa.labels import DEFAULT_FILTER_BY, DEFAULT_THRESHOLD, FilterBy, label_issues
 
 # Below this out-of-fold accuracy (against the given labels) the summary warns that the
 # flags mostly reflect a weak model: cleanlab estimates the noise from the model's
@@ -33,15 +31,12 @@ WEAK_MODEL_ACCURACY = 0.8
 
 @dataclass(frozen=True)
 class LabelSettings:
-    filter_by: FilterBy = "prune_by_class"  # cleanlab.filter.find_label_issues method
+    filter_by: FilterBy = DEFAULT_FILTER_BY  # cleanlab.filter.find_label_issues method
     frac_noise: float = 1.0  # cleanlab: share of the estimated label errors to return
     min_examples_per_class: int = 1  # cleanlab: never flag a class below this count
     score_method: Literal["self_confidence", "normalized_margin"] = "self_confidence"
-    # Also flag label_score below this (None: off). cleanlab's count-based pruning stops
-    # at its estimated number of errors per class, which a small dataset underestimates:
-    # on the bundled sample it left 5 of 12 planted flips with scores < 0.02 unflagged;
-    # on MNIST-10k with 5 % noise the threshold changes nothing (measured: F1 0.955 both).
-    threshold: float | None = 0.02
+    # Also flag label_score below this (None: off); default: dataqa.labels
+    threshold: float | None = DEFAULT_THRESHOLD
     top_pairs: int = 10  # (given -> suggested) pairs listed in the summary
     max_confusion_classes: int = 50  # larger K: no K x K matrix in audit.json
 
@@ -85,11 +80,12 @@ class LabelCheck(Check):
         if len(rows) >= 2 and len(np.unique(y)) >= 2:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                score[rows] = _quality_scores(y, p, s.score_method)
-                flags = _find_issues(y, p, s)
-            if s.threshold is not None:
-                flags |= score[rows] < s.threshold
-            is_issue[rows] = flags
+                verdict = label_issues(y, p, filter_by=s.filter_by, threshold=s.threshold,
+                                       frac_noise=s.frac_noise,
+                                       min_examples_per_class=s.min_examples_per_class,
+                                       score_method=s.score_method)
+            score[rows] = verdict["label_score"].to_numpy(float)
+            is_issue[rows] = verdict["is_label_issue"].to_numpy(bool)
         else:
             summary["skipped"] = "fewer than 2 scored images or fewer than 2 classes"
         notes = sorted({str(w.message).strip()[:200] for w in caught})  # shown, not hidden
@@ -125,21 +121,6 @@ def _inputs(ctx: AuditContext) -> tuple[np.ndarray, np.ndarray]:
         raise StageInputError(f"label: pred_probs has {probs.shape[1]} columns but there "
                               f"are {len(ctx.classes)} classes")
     return probs, labels
-
-
-def _quality_scores(labels: np.ndarray, probs: np.ndarray, method: str) -> np.ndarray:
-    from cleanlab.rank import get_label_quality_scores
-
-    return np.asarray(get_label_quality_scores(labels, probs, method=method), dtype=float)
-
-
-def _find_issues(labels: np.ndarray, probs: np.ndarray, s: LabelSettings) -> np.ndarray:
-    from cleanlab.filter import find_label_issues
-
-    # n_jobs=1: no process pool inside a DVC stage; one pass is fast even at 100k rows
-    return np.asarray(find_label_issues(
-        labels, probs, filter_by=s.filter_by, frac_noise=s.frac_noise,
-        min_examples_per_class=s.min_examples_per_class, n_jobs=1), dtype=bool)
 
 
 def _model_summary(y: np.ndarray, pred: np.ndarray, probs: np.ndarray, flags: np.ndarray,

@@ -20,13 +20,17 @@ from pathlib import Path
 from dataqa.errors import SourceError
 from dataqa.params import Params
 
+# ``paths`` entries that the user provides rather than the pipeline writes
+INPUT_KEYS = frozenset({"external"})
+
 
 def output_paths(params: Params) -> dict[str, Path]:
     """``paths`` key -> resolved absolute path, for every entry of ``params.paths``, the
     most specific first (``paths.augmented_dir`` before the ``paths.out`` folder holding
     it), so a message names the output a path really belongs to."""
     paths = {f.name: params.path(f.name).resolve()
-             for f in dataclasses.fields(params.paths)}  # type: ignore[arg-type]
+             for f in dataclasses.fields(params.paths)  # type: ignore[arg-type]
+             if f.name not in INPUT_KEYS}
     return dict(sorted(paths.items(), key=lambda kv: (-len(kv[1].parts), kv[0])))
 
 

@@ -80,6 +80,7 @@ class Paths:
     augmented_tensors: str = "dataqa-out/augmented/tensors.npy"  # copies letterboxed like tensors
     prepared_metrics: str = "dataqa-out/metrics/prepared.json"  # subsets table + prepared gate
     fingerprint: str = "dataqa-out/interim/source_fingerprint.json"  # what DVC depends on
+    external: str = "predictions"  # the user's own predictions (crossval.mode: external)
     # the headline numbers `dvc metrics show` displays (<= ~30 keys; dataqa/headline.py)
     headline: str = "reports/metrics.json"
     tune_headline: str = "reports/tuning_metrics.json"
@@ -145,18 +146,41 @@ class EngineParams:
 
 
 @dataclass(frozen=True)
+class ExternalPredictionsParams:
+    """``crossval.mode: external``: the user's own out-of-sample predictions, keyed by
+    image path (dataqa/dataset/external.py). File paths are relative to params.yaml's
+    folder; keep them under ``paths.external`` (a dependency of the crossval stage in
+    dvc.yaml, so replacing a file there reruns crossval and everything after it)."""
+
+    # .parquet / .csv: a `path` column (as in the manifest: relative to the source root)
+    # plus one column per class, named as the labels; .npy: (N, K) in `paths` order
+    pred_probs: str | None = None
+    embeddings: str | None = None  # optional; .parquet/.csv (path + numbers) or .npy
+    paths: str | None = None  # .npy files only: a .txt file, one image path per line
+    classes: list[str] | None = None  # .npy pred_probs only: the class of each column
+    path_column: str = "path"
+
+
+@dataclass(frozen=True)
 class CrossvalParams:
     """Out-of-fold predictions for the label/outlier/duplicate checks. Budgets left
     null adapt to the device (dataqa/engine/crossval.py: DEVICE_BUDGETS)."""
 
+    # train: K-fold training by the engine; external: read the user's out-of-sample
+    # predictions (crossval.external) instead
+    mode: Literal["train", "external"] = "train"
+    external: ExternalPredictionsParams = field(default_factory=ExternalPredictionsParams)
     folds: int = 5  # stratified; reduced (loudly) to the smallest class count if needed
     epochs: int | None = None  # null: by device (more on GPU)
     batch_size: int | None = None  # null: by device
-    lr: float | None = None  # peak of the one-cycle schedule, SGD-Nesterov; null: by device
+    lr: float | None = None  # peak of the one-cycle schedule; null: by device
+    # null: by device (small_cnn), or engine.arch when engine.weights is set
+    arch: str | None = None
+    optimizer: Literal["sgd", "adamw"] | None = None  # null: by device (adamw)
     width: int | None = None  # null: by device (cuda 64, cpu 16); engine.width is for tuning
-    depth: int | None = None  # null: by device (1 block per stage on both)
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
+    depth: int | None = None  # null: by device (small_resnet only)
+    weight_decay: float | None = None  # null: by device
+    label_smoothing: float | None = None  # null: by device
     flip: bool = False  # random horizontal flips (wrong for digits and text)
     crop_padding: int = 2  # random translation by up to this many pixels, zero fill
 

@@ -120,11 +120,18 @@ def render_params(preset: str, source: str, summary: SourceSummary | None,
     return buf.getvalue()
 
 
+# the folder of crossval.mode: external's files is a dependency of the crossval stage:
+# DVC refuses a missing dependency, so every project starts with it
+EXTERNAL_README = ("Your own out-of-sample predictions for `crossval.mode: external` go here "
+                   "(see dataqa's README,\n\"Your own predictions\"). The crossval stage "
+                   "depends on this folder (`paths.external`).\n")
+
+
 def project_files(preset: str, source: str, summary: SourceSummary | None,
                   version: str) -> dict[str, str]:
     """relative path -> content of every file init writes (but .gitignore)."""
     files = {"params.yaml": render_params(preset, source, summary, version),
-             "dvc.yaml": dvc_yaml_text()}
+             "dvc.yaml": dvc_yaml_text(), "predictions/README.md": EXTERNAL_README}
     for name in stage_names():
         files[f"stages/{name}.py"] = STAGE_SCRIPT.format(name=name)
     return files

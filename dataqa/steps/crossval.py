@@ -24,7 +24,12 @@ from dataqa.params import Params
 def run_stage(params: Params) -> int:
     """Write ``paths.pred_probs`` (N, K), ``paths.embeddings`` (N, D) aligned with the
     manifest (NaN rows where an image did not decode or has no label) and the metrics
-    JSON ``paths.crossval_metrics`` (with ``classes``, the class names by id)."""
+    JSON ``paths.crossval_metrics`` (with ``classes``, the class names by id).
+    ``crossval.mode: external`` reads the user's predictions instead (no training)."""
+    if params.crossval.mode == "external":
+        from dataqa.dataset.external import run_external
+
+        return run_external(params)
     show_progress()
     manifest = read_manifest(params.path("manifest"))
     images, decoded = load_tensors(params, manifest)

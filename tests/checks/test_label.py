@@ -53,9 +53,9 @@ def flags(ctx: AuditContext, settings: dict | None = None) -> list[int]:
 
 
 @pytest.mark.parametrize("filter_by", [
-    "prune_by_class",  # the default operating point
+    "prune_by_class",
     "prune_by_noise_rate",  # cleanlab's default
-    "both",
+    "both",  # the default operating point
     "confident_learning",
     "predicted_neq_given",
     "low_self_confidence",

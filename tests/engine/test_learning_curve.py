@@ -143,11 +143,15 @@ def test_curve_budget_and_accuracy():
 
 @pytest.mark.parametrize(("audit", "n_pool", "epochs", "batch"), [
     ({}, 1600, 3, 32),  # CPU default: 3 passes; 4,800 images / 150 steps -> batch 32
-    ({"learning_curve_epochs": 20}, 10_000, 20, 128),  # enough steps: crossval's batch
+    ({"learning_curve_epochs": 20}, 10_000, 20, "crossval"),  # enough steps: crossval's batch
     ({"learning_curve_epochs": 1}, 500, 1, 16),  # never under 16 images per batch
 ])
 def test_config_budget(params_for, audit, n_pool, epochs, batch):
+    from dataqa.engine.crossval import DEVICE_BUDGETS
+
     cfg = learning_curve_config(params_for(audit=audit), torch.device("cpu"), n_pool)
+    if batch == "crossval":
+        batch = DEVICE_BUDGETS["cpu"]["batch_size"]
     assert (cfg.epochs, cfg.batch_size, cfg.optimizer) == (epochs, batch, "adamw")
     assert (cfg.width, cfg.depth) == (16, 1)  # crossval's CPU net
 

@@ -86,6 +86,7 @@ def make_workspace(root: Path, *, overrides: dict[str, Any] | None = None) -> Pa
     shutil.copytree(REPO / "stages", root / "stages",
                     ignore=shutil.ignore_patterns("__pycache__"))
     draw_digit_folder(root / "data" / "sample")
+    (root / "predictions").mkdir(parents=True, exist_ok=True)  # a crossval dep
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params = deep_merge(deep_merge(params, TINY), overrides or {})
     write_params(root, params)
