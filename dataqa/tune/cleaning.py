@@ -66,7 +66,8 @@ def compare_cleaning(data: DeviceData, *, clean_idx: np.ndarray, raw_idx: np.nda
                      val_idx: np.ndarray, config: Mapping[str, Any], epochs: int,
                      seeds: int, base_seed: int, stopping: TuneStopping,
                      engine: EngineParams, augment: Any = None,
-                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                     progress: Callable[[str], None] | None = None,
+                     metric: str = "smoothed", window: int = 3) -> dict[str, Any]:
     """Train ``config`` for ``epochs`` on rows ``clean_idx`` (n_clean,) and ``raw_idx``
     (n_raw,) of ``data`` with ``seeds`` seeds each (the same seeds for both arms),
     validating on ``val_idx`` (n_val,). Returns :func:`get_cleaning_verdict` plus the
@@ -81,7 +82,7 @@ def compare_cleaning(data: DeviceData, *, clean_idx: np.ndarray, raw_idx: np.nda
                                engine=engine, augment=augment)
             res = fit(data, idx, val_idx, cfg, log_prefix=f"[cleaning {arm} seed {seed}] ")
             hist = history_records(res)
-            score = score_of(hist)
+            score = score_of(hist, metric, window)
             if not math.isfinite(score):
                 score = 0.0
             scores[arm].append(score)
