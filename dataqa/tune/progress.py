@@ -15,16 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dataqa.engine.fit import EpochLog
-
-
-def fmt_seconds(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
+from dataqa.engine.progress import fmt_seconds
 
 
 @dataclass
@@ -58,10 +49,3 @@ class RoundClock:
                   f"(#{number}) epoch {entry.epoch}/{self.epochs}: train loss "
                   f"{entry.train_loss:.4f} acc {entry.train_acc:.4f}{val}  "
                   f"{entry.seconds:.1f} s; round left <= {fmt_seconds(self.eta(entry.epoch))}")
-
-
-def eta_line(prefix: str, done_units: float, total_units: float, elapsed: float) -> str:
-    """``prefix`` plus the time left when ``done_units`` of ``total_units`` of work took
-    ``elapsed`` seconds (learning curve: units = images seen)."""
-    left = math.nan if done_units <= 0 else elapsed * (total_units - done_units) / done_units
-    return f"{prefix}; left ~{fmt_seconds(max(left, 0.0))}"
