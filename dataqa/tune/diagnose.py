@@ -13,13 +13,14 @@ lr_too_high     the loss is NaN or explodes (engine status ``diverged``), or the
                 training loss rises by ``oscillation`` (share) in 2+ epochs
 lr_too_low      the engine stalled, or the training loss moved less than
                 ``barely_moves`` (share) over 3+ epochs while still above ln(K)/2
-overfitting     train - val accuracy at the last epoch above ``overfit_gap`` AND
-                validation loss rising for more than one epoch after its minimum
-                (last value ``overfit_rise`` above it): a gap alone is not enough,
-                nor is a training accuracy that never exceeds the validation one
+overfitting     validation loss rising for more than one epoch after its minimum
+                (to ``overfit_rise`` above it) AND, at that epoch, train - val accuracy
+                above ``overfit_gap``: a gap alone is not enough, nor is a rising
+                validation loss with a training accuracy below the validation one
 undertrained    the final training loss is still >= ``chance_ratio`` x ln(K) (the loss
                 of guessing), or the run used all its epochs and the training loss
-                still fell by more than ``still_improving`` in the last one
+                still fell in the last one by more than ``still_improving`` x the
+                first epoch's loss
 noisy           step-to-step std of the training loss over ``noise_cv`` x its mean
 edge            (a search) the best value within ``edge_fraction`` of a range's end
 ==============  =================================================================
@@ -88,6 +89,13 @@ def _train_losses(history: History) -> list[float]:
     return [_num(h.get("train_loss")) for h in history]
 
 
+def _trace(losses: Sequence[float]) -> str:
+    """``2.3 -> nan`` over n epochs: the first and last training loss."""
+    if not losses:
+        return "no epoch finished"
+    return f"{losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} epoch(s)"
+
+
 def find_lr_too_high(history: History, status: str, *, oscillation: float,
                      message: str = "") -> Diagnosis | None:
     """Diverged (NaN or exploding loss: the engine's verdict, or a non-finite training
@@ -95,7 +103,8 @@ def find_lr_too_high(history: History, status: str, *, oscillation: float,
     ``oscillation`` (share) over the previous epoch in two or more epochs."""
     losses = _train_losses(history)
     if status == "diverged":
-        return _make("lr_too_high", message or "the training loss exploded or became NaN")
+        return _make("lr_too_high", message or (
+            f"the training loss exploded or became NaN: {_trace(losses)}"))
     bad = [h["epoch"] for h, v in zip(history, losses) if not math.isfinite(v)]
     if bad:
         return _make("lr_too_high", f"training loss is NaN/infinite at epoch {bad[0]}")
@@ -115,7 +124,8 @@ def find_lr_too_low(history: History, status: str, *, n_classes: int, barely_mov
     ``barely_moves`` (share of its first value) while still above ln(K)/2 (a loss that
     is already low and flat has converged; it is not too slow)."""
     if status == "stalled":
-        return _make("lr_too_low", message or "the training loss did not move")
+        return _make("lr_too_low", message or (
+            f"the training loss did not move: {_trace(_train_losses(history))}"))
     losses = [v for v in _train_losses(history) if math.isfinite(v)]
     if len(losses) < 3 or losses[0] <= 0:
         return None
@@ -130,26 +140,31 @@ def find_lr_too_low(history: History, status: str, *, n_classes: int, barely_mov
 
 
 def find_overfitting(history: History, *, gap: float, rise: float) -> Diagnosis | None:
-    """Both: (1) train - val accuracy at the last evaluated epoch above ``gap``, and (2)
-    validation loss rising for more than one epoch: its minimum is two or more
-    evaluated epochs before the last, and the last is ``rise`` (share) above it."""
+    """Both, at one epoch p: (1) validation loss rising for more than one epoch: p is two
+    or more evaluated epochs after the validation-loss minimum, its loss is ``rise``
+    (share) above the minimum and the epoch before p was above the minimum too; and (2)
+    train - val accuracy at p above ``gap``. The worst such p (highest validation loss)
+    is quoted."""
     ev = _evaluated(history)
     if len(ev) < 3:
         return None
-    last = ev[-1]
-    acc_gap = _num(last["train_acc"]) - _num(last["val_acc"])
-    best = min(range(len(ev)), key=lambda i: (_num(ev[i]["val_loss"]), i))
-    vmin, vlast = _num(ev[best]["val_loss"]), _num(last["val_loss"])
-    after = len(ev) - 1 - best
-    rising = after >= 2 and vlast > vmin * (1 + rise)
-    if not (acc_gap > gap and rising):
+    loss = [_num(h["val_loss"]) for h in ev]
+    best = min(range(len(ev)), key=lambda i: (loss[i], i))
+    vmin = loss[best]
+    hits = [p for p in range(best + 2, len(ev)) if loss[p] > vmin * (1 + rise)
+            and loss[p - 1] > vmin
+            and _num(ev[p]["train_acc"]) - _num(ev[p]["val_acc"]) > gap]
+    if not hits:
         return None
+    p = max(hits, key=lambda i: (loss[i], i))
+    h = ev[p]
+    acc_gap = _num(h["train_acc"]) - _num(h["val_acc"])
     return _make("overfitting",
-                 f"train accuracy {_num(last['train_acc']):.3f} vs validation "
-                 f"{_num(last['val_acc']):.3f} at epoch {last['epoch']} (gap {acc_gap:.3f} > "
-                 f"{gap:g}), and validation loss rose for {after} epochs from {vmin:.4g} "
-                 f"(epoch {ev[best]['epoch']}) to {vlast:.4g} "
-                 f"(+{100 * (vlast / vmin - 1):.0f}%)")
+                 f"train accuracy {_num(h['train_acc']):.3f} vs validation "
+                 f"{_num(h['val_acc']):.3f} at epoch {h['epoch']} (gap {acc_gap:.3f} > "
+                 f"{gap:g}), and validation loss rose over {p - best} epochs from "
+                 f"{vmin:.4g} (epoch {ev[best]['epoch']}) to {loss[p]:.4g} "
+                 f"(+{100 * (loss[p] / vmin - 1):.0f}%)")
 
 
 def find_undertrained(history: History, status: str, *, n_classes: int, chance_ratio: float,
@@ -169,10 +184,13 @@ def find_undertrained(history: History, status: str, *, n_classes: int, chance_r
                     f"{100 * last / chance:.0f}% of chance (ln {max(n_classes, 2)} = "
                     f"{chance:.3f}; threshold {100 * chance_ratio:.0f}%)")
     if status == "completed" and len(losses) >= 2:
-        prev = losses[-2][1]
-        if prev > 0 and (prev - last) / prev > still_improving:
-            seen.append(f"training loss still fell {100 * (prev - last) / prev:.1f}% in the "
-                        f"last epoch ({prev:.4g} -> {last:.4g}) with every epoch used")
+        # the last epoch's fall as a share of the first epoch's loss: a loss already
+        # near 0 that halves again (0.012 -> 0.004) is not "still falling"
+        first, prev = losses[0][1], losses[-2][1]
+        if first > 0 and (prev - last) / first > still_improving:
+            seen.append(f"training loss still fell by {prev - last:.4g} in the last epoch "
+                        f"({prev:.4g} -> {last:.4g}; {100 * (prev - last) / first:.1f}% of "
+                        f"the first epoch's {first:.4g}) with every epoch used")
     return _make("undertrained", "; ".join(seen)) if seen else None
 
 

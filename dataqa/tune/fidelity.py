@@ -22,7 +22,7 @@ def spearman_interval(rho: float, n: int, *, level: float = 0.95) -> tuple[float
         return (-1.0, 1.0)
     z = math.atanh(max(min(rho, 0.999999), -0.999999))
     half = stats.norm.ppf(0.5 + level / 2) * math.sqrt(1.06 / (n - 3))
-    return (math.tanh(z - half), math.tanh(z + half))
+    return (min(math.tanh(z - half), rho), max(math.tanh(z + half), rho))
 
 
 def get_fidelity(small: Sequence[float], large: Sequence[float], *,
