@@ -79,9 +79,10 @@ def score_of(history: Sequence[Mapping[str, Any]], metric: str = "smoothed",
     """The trial's objective from its evaluated epochs (0 when none was evaluated, e.g.
     divergence in epoch 1).
 
-    ``smoothed`` (default): the best mean validation accuracy over a centred window of
-    ``window`` evaluated epochs (truncated at the ends), so a one-epoch spike (0.72
-    between 0.65 and 0.62) scores 0.66, not 0.72; ``checkpoint``: the validation
+    ``smoothed`` (default): the best mean validation accuracy over ``window``
+    consecutive evaluated epochs (all of them when fewer; windows are never truncated,
+    so a spike at the end gains nothing), so a one-epoch spike (0.72 between 0.65 and
+    0.62) scores 0.66, not 0.72; ``checkpoint``: the validation
     accuracy of the lowest-validation-loss epoch (the model early stopping keeps);
     ``max``: the best single epoch (optimistic: the maximum of noisy values is biased
     upwards)."""
@@ -96,8 +97,8 @@ def score_of(history: Sequence[Mapping[str, Any]], metric: str = "smoothed",
         losses = [float(h["val_loss"]) if h.get("val_loss") is not None
                   and math.isfinite(float(h["val_loss"])) else math.inf for h in ev]
         return accs[min(range(len(ev)), key=lambda i: (losses[i], i))]
-    half = max(int(window), 1) // 2
-    return max(float(np.mean(accs[max(i - half, 0):i + half + 1])) for i in range(len(accs)))
+    w = min(max(int(window), 1), len(accs))
+    return max(float(np.mean(accs[i:i + w])) for i in range(len(accs) - w + 1))
 
 
 def standard_error(acc: float | None, n: int) -> float | None:
