@@ -376,7 +376,7 @@ def _fingerprint(params: Params, plans: list[RoundPlan]) -> dict[str, Any]:
     """What must be equal for workers to share a study: the search itself."""
     tune = dataclasses.asdict(params.tune)
     for key in ("storage", "heartbeat_interval", "grace_period", "max_retry",
-                "round_wait_seconds", "diagnose", "fidelity", "cleaning"):
+                "round_wait_seconds", "diagnose", "fidelity", "cleaning", "baseline"):
         tune.pop(key, None)
     engine = dataclasses.asdict(params.engine)
     engine.pop("device", None)
