@@ -140,3 +140,21 @@ def test_report_command_rerenders_from_the_summary(tune_files: Callable[..., Par
     assert main(["report", "--kind", "tuning", "--params",
                  str(params.root / "params.yaml")]) == 0
     assert "dataqa tuning report" in params.path("tuning_html").read_text()
+
+
+def test_a_batch_size_forced_by_a_small_subset_is_noted(tune_files: Callable[..., Params],
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """Sizing switched off (1 image per class): the rounds stay on 'small' (48 images),
+    which caps the batch at 8 while params allow 32; best_params.yaml says so."""
+    params = tune_files(tune={"sizing": {"min_train_per_class": 1, "min_val_per_class": 1},
+                              "rounds": {"fine": {"trials": 0}},
+                              "cleaning": {"enabled": False}, "baseline": {"enabled": False}})
+    assert run_stage(params) == 0
+    assert "NOTE: batch size capped at 8 by 48 training images" in capsys.readouterr().err
+    text = params.path("best_params").read_text()
+    assert "# NOTE: batch_size 8 was forced by the subset, not chosen" in text
+    doc = yaml.safe_load(text)
+    assert doc["params"]["batch_size"] == 8 and doc["subset"] == "small"
+    assert any("forced by the subset" in n for n in doc["notes"])
+    assert "forced by the subset" in params.path("tuning_html").read_text()
