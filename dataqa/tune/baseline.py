@@ -52,9 +52,11 @@ def get_baseline_verdict(tuned: list[float], baseline: list[float], *, n_val: in
         verdict = (f"tuning helps: +{diff:.4f} validation accuracy over the crossval "
                    f"configuration, more than the seed spread ({spread:.4f}); {head}")
     else:
-        verdict = (f"no better than the baseline: the difference {diff:+.4f} is "
-                   f"{'within' if abs(diff) <= spread else 'below'} the seed spread "
-                   f"({spread:.4f}); {head}")
+        where = (f"the difference {diff:+.4f} is within the seed spread ({spread:.4f})"
+                 if abs(diff) <= spread else
+                 f"the baseline is better by {-diff:.4f}, more than the seed spread "
+                 f"({spread:.4f})")
+        verdict = f"no better than the baseline: {where}; {head}"
     return {"tuned": t, "baseline": b, "difference": diff, "spread": spread,
             "better": better, "verdict": verdict}
 

@@ -96,7 +96,10 @@ def round_summary(plan: RoundPlan, study: optuna.Study | None, space: Space | No
                   batch: Mapping[str, Any] | None = None) -> dict[str, Any]:
     best = best_of(records)
     edges = [] if best is None or space is None else [
-        d.to_json() for d in find_edges(space, best["config"], fraction=th.edge_fraction)]
+        d.to_json() for d in find_edges(space, best["config"], fraction=th.edge_fraction)
+        # a batch size at the subset's cap is the cap's doing, reported as such
+        if not (batch and d.param == "batch_size" and d.side == "high"
+                and int(best["config"].get("batch_size", 0)) >= int(batch["cap"]))]
     return {
         "index": plan.index, "name": plan.name, "subset": plan.subset, "n_train": n_train,
         "n_val": n_val, "sizing": dict(sizing or {}), "batch_cap": dict(batch or {}) or None,
@@ -164,8 +167,9 @@ def study_diagnoses(rounds: Sequence[Mapping[str, Any]],
     out: list[dict[str, Any]] = []
     if best is not None:
         out += [dict(d, scope=f"best trial {best['key']}") for d in best["diagnoses"]]
-    for rd in rounds:
-        out += [dict(d, scope=f"round {rd['index']} ({rd['name']})") for d in rd["edges"]]
+    for rd in rounds:  # edges of the round that chose the best (earlier ones repeat them)
+        if best is None or rd["name"] == best["round"]:
+            out += [dict(d, scope=f"round {rd['index']} ({rd['name']})") for d in rd["edges"]]
     for rd in rounds:
         mine = [r for r in records if r["round"] == rd["name"]]
         for code in ("lr_too_high", "lr_too_low", "undertrained", "overfitting"):
