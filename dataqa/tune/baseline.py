@@ -27,6 +27,7 @@ from dataqa.engine.data import DeviceData
 from dataqa.engine.fit import fit
 from dataqa.params import Params
 from dataqa.tune.cleaning import summarise
+from dataqa.tune.progress import RunsClock
 from dataqa.tune.trial import history_records, score_of, standard_error, train_config
 
 BASELINE_SEED = 8_000_000  # seeds of the comparison: tune.seed + this + i
@@ -78,6 +79,8 @@ def compare_baseline(data: DeviceData, params: Params, *, train_idx: np.ndarray,
     runs: list[dict[str, Any]] = []
     scores: dict[str, list[float]] = {"tuned": [], "baseline": []}
     seeds = max(tune.baseline.seeds, 1)
+    clock = RunsClock("tune baseline", seeds * (base_cfg.epochs + epochs),
+                      emit=progress or (lambda _line: None))
     for i in range(seeds):
         seed = tune.seed + BASELINE_SEED + i
         for arm in ("baseline", "tuned"):
@@ -87,7 +90,9 @@ def compare_baseline(data: DeviceData, params: Params, *, train_idx: np.ndarray,
                 cfg = train_config(best_config, epochs=epochs, seed=seed,
                                    stopping=tune.stopping, engine=params.engine,
                                    augment=augment)
-            res = fit(data, train_idx, val_idx, cfg, log_prefix=f"[baseline {arm} {seed}] ")
+            res = fit(data, train_idx, val_idx, cfg, log_prefix=f"[baseline {arm} {seed}] ",
+                      callback=clock.run(f"{arm} seed {i + 1}/{seeds}", cfg.epochs))
+            clock.finished(cfg.epochs, len(res.history))
             hist = history_records(res)
             score = score_of(hist, sel.metric, sel.window)
             if not math.isfinite(score):

@@ -49,3 +49,33 @@ class RoundClock:
                   f"(#{number}) epoch {entry.epoch}/{self.epochs}: train loss "
                   f"{entry.train_loss:.4f} acc {entry.train_acc:.4f}{val}  "
                   f"{entry.seconds:.1f} s; round left <= {fmt_seconds(self.eta(entry.epoch))}")
+
+
+@dataclass
+class RunsClock:
+    """Per-epoch lines for a fixed list of runs (the baseline, the cleaning comparison):
+    ``total_epochs`` planned over all runs; time left = mean epoch time so far x the
+    epochs still planned (an upper bound: early stopping only shortens it)."""
+
+    label: str
+    total_epochs: int
+    emit: Callable[[str], None]
+    done: int = 0
+    seconds: float = 0.0
+
+    def run(self, name: str, epochs: int) -> Callable[[EpochLog], bool]:
+        """The engine callback of one run of ``epochs``; it never stops the run."""
+        def tick(entry: EpochLog) -> bool:
+            self.done += 1
+            self.seconds += entry.seconds
+            left = self.total_epochs - self.done
+            val = "" if not math.isfinite(entry.val_acc) else f" val acc {entry.val_acc:.4f}"
+            self.emit(f"{self.label} {name} epoch {entry.epoch}/{epochs}: train loss "
+                      f"{entry.train_loss:.4f}{val}  {entry.seconds:.1f} s; left <= "
+                      f"{fmt_seconds(self.seconds / self.done * max(left, 0))}")
+            return False
+        return tick
+
+    def finished(self, epochs: int, ran: int) -> None:
+        """A run planned for ``epochs`` stopped after ``ran``: fewer epochs left."""
+        self.total_epochs -= max(epochs - ran, 0)

@@ -129,3 +129,22 @@ def test_baseline_verdict(tuned: list, base: list, better: bool, word: str) -> N
     assert "±" in out["verdict"] and out["tuned"]["se"] == pytest.approx(
         standard_error(out["tuned"]["mean"], 400))
     assert out["spread"] == pytest.approx(out["tuned"]["std"] + out["baseline"]["std"])
+
+
+def test_runs_clock_prints_every_epoch_with_the_time_left() -> None:
+    from dataqa.engine.fit import EpochLog
+    from dataqa.tune.progress import RunsClock
+
+    lines: list[str] = []
+    clock = RunsClock("tune baseline", 2 * 3, emit=lines.append)
+    for run in ("a", "b"):
+        tick = clock.run(run, 3)
+        ran = 2 if run == "a" else 3  # run a early-stops after 2 of its 3 epochs
+        for e in range(1, ran + 1):
+            assert tick(EpochLog(e, 1.0, 0.5, 1.0, 0.5, 0.1, 2.0, 0.1, 8)) is False
+        clock.finished(3, ran)
+    assert len(lines) == 5
+    assert lines[0] == ("tune baseline a epoch 1/3: train loss 1.0000 val acc 0.5000  2.0 s; "
+                        "left <= 10 s")  # 5 more epochs planned at 2 s each
+    assert lines[2].startswith("tune baseline b epoch 1/3") and lines[2].endswith("<= 4 s")
+    assert lines[-1].endswith("left <= 0 s")
