@@ -286,7 +286,10 @@ def line_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
     for name, (x, y) in pts.items():
         c = color(index[name])
         ok = np.isfinite(x) & np.isfinite(y)
-        coords = [(xs(a), ys(b)) for a, b in zip(x[ok], y[ok])]
+        # a value beyond an explicit y range sits on the frame's edge (its tooltip keeps
+        # the true value) instead of a line running out of the chart
+        coords = [(xs(a), ys(min(max(b, ylo), yhi) if y_range else b))
+                  for a, b in zip(x[ok], y[ok])]
         style = ' stroke-dasharray="5,3"' if name in dash else ""
         if len(coords) > 1:
             d = " ".join(f"{a:.1f},{b:.1f}" for a, b in coords)
