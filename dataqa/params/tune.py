@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dataqa.params import rules
+
 
 @dataclass(frozen=True)
 class TuneSpace:
@@ -126,6 +128,9 @@ class TuneDiagnose:
     noise_cv: float = 0.50  # step-loss std / mean train loss in the last epoch: noisy
     edge_fraction: float = 0.10  # best within this share of a range's end: on the edge
 
+    def __post_init__(self) -> None:
+        rules.check_section("tune.diagnose", self)
+
 
 @dataclass(frozen=True)
 class TuneSizing:
@@ -135,6 +140,9 @@ class TuneSizing:
 
     min_train_per_class: int = 20
     min_val_per_class: int = 5
+
+    def __post_init__(self) -> None:
+        rules.check_section("tune.sizing", self)
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,9 @@ class TuneSelection:
     metric: Literal["smoothed", "checkpoint", "max"] = "smoothed"
     window: int = 3
 
+    def __post_init__(self) -> None:
+        rules.check_section("tune.selection", self)
+
 
 @dataclass(frozen=True)
 class TuneBaseline:
@@ -158,6 +169,9 @@ class TuneBaseline:
     seeds: int = 3
     epochs: int | None = None  # null: crossval's epochs for the baseline
 
+    def __post_init__(self) -> None:
+        rules.check_section("tune.baseline", self)
+
 
 @dataclass(frozen=True)
 class TuneFidelity:
@@ -168,6 +182,9 @@ class TuneFidelity:
 
     min_spearman: float = 0.5  # rank agreement below this: warning
     min_configs: int = 5  # fewer configurations on both subsets: "not enough to judge"
+
+    def __post_init__(self) -> None:
+        rules.check_section("tune.fidelity", self)
 
 
 @dataclass(frozen=True)
