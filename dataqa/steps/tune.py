@@ -1,5 +1,6 @@
-"""The ``tune`` stage: coarse-to-fine search in rounds, then fidelity, the cleaning
-comparison, and the outputs (metrics, curves, best params, summary); the HTML report is
+"""The ``tune`` stage: coarse-to-fine search in rounds sized by the data
+(:mod:`dataqa.tune.sizing`), then fidelity, the crossval baseline against the best
+(:mod:`dataqa.tune.baseline`), the cleaning comparison, and the outputs (metrics, curves, best params, summary); the HTML report is
 the ``tuning_report`` stage's (:mod:`dataqa.steps.tuning_report`), so a template edit
 never reruns the search.
 
