@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="bare-step measurements for the efficiency (most-used configs)")
     ap.add_argument("--no-augment", action="store_true",
                     help="train without the augmentation policy (tune.augment: false)")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the crossval-configuration baseline (tune.baseline.enabled)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args(argv)
     if args.threads:
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = images[pick][..., None], labels[pick]
     device = dev.pick_device(args.device)
     tune_raw: dict[str, Any] = {"cleaning": {"enabled": False},
-                                "augment": not args.no_augment}
+                                "augment": not args.no_augment,
+                                "baseline": {"enabled": not args.no_baseline}}
     if args.quick:
         tune_raw["rounds"] = QUICK_ROUNDS
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:
@@ -160,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         assert summary is not None
         trials = summary["trials"]
         n_train = {r["name"]: r["n_train"] for r in summary["rounds"]}
+        sized = {r["name"]: r["subset"] for r in summary["rounds"]}
+        plans = [dataclasses.replace(p, subset=sized.get(p.name, p.subset)) for p in plans]
+        baseline = summary.get("baseline") or {}
+        baseline_s = float(baseline.get("seconds") or 0.0)
         for t in trials:
             t["n_train"] = n_train[t["round"]]
         eff = efficiency(trials, td.data, params, args.max_configs)
@@ -171,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         "trials": len(trials), "states": dict(states),
         "statuses": dict(Counter(t["status"] for t in trials)),
         "search_seconds": search_s, "upload_seconds": upload_s,
+        "baseline_seconds": baseline_s, "search_seconds_without_baseline": search_s - baseline_s,
+        "baseline_verdict": baseline.get("verdict"),
         "trial_seconds_sum": trial_s,
         "best_val_acc": None if summary["best"] is None else summary["best"]["value"],
         "best_trial": None if summary["best"] is None else summary["best"]["key"],
@@ -185,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"search wall time  {search_s:8.1f} s   (goal <= 90 s for the 32-trial default on "
           "one H100/H200)")
     print(f"  in trials       {trial_s:8.1f} s   (the rest: storage, sampling, round setup)")
+    if baseline_s:
+        print(f"  baseline        {baseline_s:8.1f} s   (crossval config vs best, "
+              f"{params.tune.baseline.seeds} seeds each; search without it "
+              f"{search_s - baseline_s:.1f} s)")
+        print(f"  verdict         {baseline.get('verdict')}")
     if eff.get("train_seconds_sum"):
         print(f"  training steps  {eff['train_seconds_sum']:8.1f} s   (the rest of the trials: "
               "validation every epoch, model set-up)")

@@ -24,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +36,7 @@ import torch
 from dataqa.dataset.splits import per_class_holdout
 from dataqa.engine.data import DeviceData
 from dataqa.engine.fit import TrainConfig, fit, predict
+from dataqa.engine.progress import eta_line
 from dataqa.errors import EngineError, ParamsError
 from dataqa.params import Params
 
@@ -89,17 +92,45 @@ class CurvePoint:
     seconds: float
 
 
+@dataclass
+class _Clock:
+    """Per-epoch progress lines of the whole curve: the time left is the seconds per
+    image seen so far times the images still to see (every point sees about the same
+    number, so this is a fair estimate)."""
+
+    total: int
+    emit: Callable[[str], None] | None
+    done: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def for_point(self, label: str, epochs: int, n: int) -> Callable[[Any], bool]:
+        def tick(entry: Any) -> bool:
+            self.done += n
+            if self.emit is not None:
+                self.emit(eta_line(f"{label} epoch {entry.epoch}/{epochs}: train loss "
+                                   f"{entry.train_loss:.4f} acc {entry.train_acc:.4f}, "
+                                   f"{entry.seconds:.1f} s", self.done, self.total,
+                                   time.perf_counter() - self.start))
+            return False
+        return tick
+
+
+def print_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def get_learning_curve(images: np.ndarray, labels: np.ndarray, *, classes: list[str],
                        fractions: Sequence[float], config: TrainConfig,
                        device: torch.device, val_fraction: float = VAL_FRACTION,
-                       seed: int = 0, split_seed: int | None = None
+                       seed: int = 0, split_seed: int | None = None,
+                       progress: Callable[[str], None] | None = None
                        ) -> tuple[list[CurvePoint], int, int]:
     """Train on each fraction and score the fixed validation split.
 
     images: (n, H, W, C) uint8; labels: (n,) int in [0, K), K = ``len(classes)``;
     ``config.epochs`` is the number of passes over the whole pool that every point
     gets in images seen. Returns the points (ascending fraction), the pool size and
-    the validation size.
+    the validation size. ``progress`` gets one line per epoch with the time left.
     """
     fractions = check_fractions(fractions)
     labels = np.asarray(labels, dtype=np.int64)
@@ -113,11 +144,16 @@ def get_learning_curve(images: np.ndarray, labels: np.ndarray, *, classes: list[
     budget = config.epochs * len(pool)  # images seen by every point
     y_val = labels[val]
     points = []
-    for f, rows in zip(fractions, subsets):
+    clock = _Clock(total=sum(max(1, int(round(budget / len(r)))) * len(r) for r in subsets),
+                   emit=progress)
+    for i, (f, rows) in enumerate(zip(fractions, subsets)):
         t0 = time.perf_counter()
         epochs = max(1, int(round(budget / len(rows))))
         cfg = dataclasses.replace(config, epochs=epochs)
-        result = fit(data, rows, None, cfg, log_prefix=f"[learning curve {f:g}] ")
+        tick = clock.for_point(f"learning curve point {i + 1}/{len(fractions)} ({f:g}, "
+                               f"{len(rows)} images)", epochs, len(rows))
+        result = fit(data, rows, None, cfg, log_prefix=f"[learning curve {f:g}] ",
+                     callback=tick)
         probs, _ = predict(result.model, data, val, batch_size=config.eval_batch_size)
         pred = probs.argmax(1)
         right = pred == y_val

@@ -24,6 +24,7 @@ from dataqa.errors import ParamsError
 from dataqa.params import rules
 from dataqa.params.bounds import check_bounds
 from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to import params from)
+    TuneBaseline,
     TuneCleaning,
     TuneDiagnose,
     TuneFidelity,
@@ -34,6 +35,8 @@ from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to impor
     TuneParams,
     TunePruning,
     TuneRounds,
+    TuneSelection,
+    TuneSizing,
     TuneSpace,
     TuneStopping,
 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dataqa.params import rules
+
 
 @dataclass(frozen=True)
 class TuneSpace:
@@ -83,7 +85,7 @@ class TuneFineRound:
     epochs: int | None = None
     subset: str = "p100"
     sampler: Literal["qmc", "random", "tpe"] = "tpe"
-    top_k: int = 4  # round-2 top trials: they span the narrowed ranges and are re-run first
+    top_k: int = 5  # round-2 top trials: they span the narrowed ranges and are re-run first
     margin: float = 0.1  # share of the round-2 range added on each side of that span
 
 
@@ -114,23 +116,75 @@ class TunePruning:
 
 @dataclass(frozen=True)
 class TuneDiagnose:
-    """Thresholds of the automatic diagnoses (dataqa/tune/diagnose.py)."""
+    """Thresholds of the automatic diagnoses (dataqa/tune/diagnose.py; README "Reading
+    the reports" explains each verdict)."""
 
-    overfit_gap: float = 0.10  # train acc - val acc above this: overfitting
-    overfit_rise: float = 0.10  # val loss this share above its minimum while train loss falls
-    underfit_acc: float = 0.70  # train and val acc both below this: underfitting
+    overfit_gap: float = 0.10  # train acc - val acc above this (and val loss rising): overfitting
+    overfit_rise: float = 0.05  # val loss this share above its minimum, rising 2+ epochs
+    chance_ratio: float = 0.80  # final train loss >= this x ln(K) (chance): undertrained
+    still_improving: float = 0.02  # train loss fell this share in the last epoch: undertrained
+    barely_moves: float = 0.05  # train loss moved less than this share over the run: lr too low
+    oscillation: float = 0.10  # 2+ epochs whose train loss rose this share: lr too high
     noise_cv: float = 0.50  # step-loss std / mean train loss in the last epoch: noisy
     edge_fraction: float = 0.10  # best within this share of a range's end: on the edge
-    still_improving: float = 0.02  # val loss fell this share in the last epoch: more epochs
+
+    def __post_init__(self) -> None:
+        rules.check_section("tune.diagnose", self)
+
+
+@dataclass(frozen=True)
+class TuneSizing:
+    """Per-class minimum images a round's subset must give (original images: augmented
+    copies are not counted). A round whose subset has fewer moves to the next larger
+    subset with the same classes, and says so."""
+
+    min_train_per_class: int = 20
+    min_val_per_class: int = 5
+
+    def __post_init__(self) -> None:
+        rules.check_section("tune.sizing", self)
+
+
+@dataclass(frozen=True)
+class TuneSelection:
+    """How trials are ranked: ``smoothed`` = the best mean validation accuracy over
+    ``window`` consecutive evaluated epochs (a one-epoch spike does not win),
+    ``checkpoint`` = validation accuracy at the lowest-validation-loss epoch (the
+    checkpoint early stopping keeps), ``max`` = the best single epoch (optimistic)."""
+
+    metric: Literal["smoothed", "checkpoint", "max"] = "smoothed"
+    window: int = 3
+
+    def __post_init__(self) -> None:
+        rules.check_section("tune.selection", self)
+
+
+@dataclass(frozen=True)
+class TuneBaseline:
+    """The reference: crossval's configuration (dataqa/engine/crossval.py) trained on the
+    final round's data, and the best tuned configuration re-trained there, ``seeds`` times
+    each (the same seeds); both are reported as mean ± std."""
+
+    enabled: bool = True
+    seeds: int = 3
+    epochs: int | None = None  # null: crossval's epochs for the baseline
+
+    def __post_init__(self) -> None:
+        rules.check_section("tune.baseline", self)
 
 
 @dataclass(frozen=True)
 class TuneFidelity:
     """Subsample fidelity: the fine round first re-runs round 2's ``rounds.fine.top_k``
     best configurations on its larger subset; the Spearman rank correlation of the two
-    scores says whether the small subset (and few epochs) can be trusted."""
+    scores says whether the small subset (and few epochs) can be trusted; with fewer than
+    ``min_configs`` pairs no verdict is given."""
 
     min_spearman: float = 0.5  # rank agreement below this: warning
+    min_configs: int = 5  # fewer configurations on both subsets: "not enough to judge"
+
+    def __post_init__(self) -> None:
+        rules.check_section("tune.fidelity", self)
 
 
 @dataclass(frozen=True)
@@ -161,5 +215,8 @@ class TuneParams:
     stopping: TuneStopping = field(default_factory=TuneStopping)
     pruning: TunePruning = field(default_factory=TunePruning)
     diagnose: TuneDiagnose = field(default_factory=TuneDiagnose)
+    sizing: TuneSizing = field(default_factory=TuneSizing)
+    selection: TuneSelection = field(default_factory=TuneSelection)
+    baseline: TuneBaseline = field(default_factory=TuneBaseline)
     fidelity: TuneFidelity = field(default_factory=TuneFidelity)
     cleaning: TuneCleaning = field(default_factory=TuneCleaning)

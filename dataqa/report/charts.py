@@ -12,7 +12,7 @@ its own fonts/paths and slows page load for a 100k-image report.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,12 +133,19 @@ def _axes(x: Scale | None, y: Scale, *, xlabel: str, ylabel: str, width: float,
 
 
 
-def _legend(names: Sequence[str], x: float, y: float) -> list[str]:
+def _legend(names: Sequence[str], x: float, y: float, *,
+            colors: Sequence[int] | None = None, dashed: Collection[str] = ()) -> list[str]:
     out = []
     for i, name in enumerate(names):
         yy = y + 14 * i
-        out.append(f'<rect x="{x:.1f}" y="{yy - 9:.1f}" width="10" height="10" '
-                   f'fill="{color(i)}"/>')
+        c = color(colors[i] if colors is not None else i)
+        if name in dashed:
+            out.append(f'<line x1="{x:.1f}" y1="{yy - 4:.1f}" x2="{x + 10:.1f}" '
+                       f'y2="{yy - 4:.1f}" stroke="{c}" stroke-width="2" '
+                       'stroke-dasharray="3,2"/>')
+        else:
+            out.append(f'<rect x="{x:.1f}" y="{yy - 9:.1f}" width="10" height="10" '
+                       f'fill="{c}"/>')
         out.append(_text(x + 14, yy, str(name), anchor="start"))
     return out
 
@@ -252,8 +259,12 @@ def scatter(x_values: Sequence[float] | np.ndarray, y_values: Sequence[float] | 
 def line_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
                title: str = "", xlabel: str = "", ylabel: str = "", log_x: bool = False,
                y_range: tuple[float, float] | None = None, width: int = 460,
-               height: int = 280) -> Markup:
-    """Lines with markers; ``series`` maps a name to (xs, ys), each (n,)."""
+               height: int = 280, colors: Mapping[str, int] | None = None,
+               dashed: Collection[str] = ()) -> Markup:
+    """Lines with markers; ``series`` maps a name to (xs, ys), each (n,). ``colors``
+    gives a series a palette index (default: its position), names in ``dashed`` are
+    drawn dashed with hollow markers (e.g. the training curve beside a solid validation
+    curve of the same colour)."""
     pts = {str(k): (np.asarray(x, float), np.asarray(y, float)) for k, (x, y) in series.items()}
     allx = np.concatenate([p[0] for p in pts.values()]) if pts else np.array([])
     ally = np.concatenate([p[1] for p in pts.values()]) if pts else np.array([])
@@ -270,18 +281,27 @@ def line_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
     xs = Scale(xlo, xhi, _LEFT, width - _RIGHT - legend_w, log=log_x and xlo > 0)
     ys = Scale(ylo, yhi, height - 40, _TOP + 8)
     body = _axes(xs, ys, xlabel=xlabel, ylabel=ylabel, width=width - legend_w, height=height)
-    for i, (name, (x, y)) in enumerate(pts.items()):
+    dash = {str(d) for d in dashed}
+    index = {name: (colors or {}).get(name, i) for i, name in enumerate(pts)}
+    for name, (x, y) in pts.items():
+        c = color(index[name])
         ok = np.isfinite(x) & np.isfinite(y)
-        coords = [(xs(a), ys(b)) for a, b in zip(x[ok], y[ok])]
+        # a value beyond an explicit y range sits on the frame's edge (its tooltip keeps
+        # the true value) instead of a line running out of the chart
+        coords = [(xs(a), ys(min(max(b, ylo), yhi) if y_range else b))
+                  for a, b in zip(x[ok], y[ok])]
+        style = ' stroke-dasharray="5,3"' if name in dash else ""
         if len(coords) > 1:
             d = " ".join(f"{a:.1f},{b:.1f}" for a, b in coords)
-            body.append(f'<polyline points="{d}" fill="none" stroke="{color(i)}" '
-                        f'stroke-width="2"/>')
+            body.append(f'<polyline points="{d}" fill="none" stroke="{c}" '
+                        f'stroke-width="2"{style}/>')
+        fill = f'fill="#fff" stroke="{c}"' if name in dash else f'fill="{c}"'
         for (px, py), a, b in zip(coords, x[ok], y[ok]):
-            body.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{color(i)}">'
+            body.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" {fill}>'
                         f"<title>{escape(name)}: {fmt(a)} -> {fmt(b)}</title></circle>")
     if len(pts) > 1:
-        body += _legend(list(pts), width - legend_w + 4, _TOP + 12)
+        body += _legend(list(pts), width - legend_w + 4, _TOP + 12,
+                        colors=[index[n] for n in pts], dashed=dash)
     return _svg(width, height, body, title)
 
 

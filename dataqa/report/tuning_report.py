@@ -65,10 +65,14 @@ def render(params: Params) -> str:
     data = load(params)
     s = data.summary
     best = s.get("best")
+    bl = s.get("baseline") or {}
     facts = [
         ("device", s.get("device")),
         ("trials", len(s.get("trials", []))),
-        ("best validation accuracy", None if best is None else round(best["value"], 4)),
+        ("best validation accuracy", None if best is None else acc_text(best["value"],
+                                                                        best.get("se"))),
+        ("baseline (crossval config)", None if not bl.get("baseline") else
+         f"{bl['baseline']['mean']:.4f} ± {bl['baseline']['std']:.4f}"),
         ("best trial", None if best is None else best["key"]),
         ("classes", len(s.get("classes", []))),
         ("time", f"{s.get('seconds', 0):.1f} s"),
@@ -83,6 +87,13 @@ def write_report(params: Params) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+def acc_text(value: float | None, se: float | None) -> str:
+    """``0.7200 ± 0.045 SE``: an accuracy always with its standard error."""
+    if value is None:
+        return "-"
+    return f"{value:.4f}" + (f" ± {se:.3f} SE" if se is not None else "")
+
+
 def _xy(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
     xs, ys = [], []
     for h in history:
@@ -170,8 +181,9 @@ def points_chart(points: Sequence[tuple[Any, float, str, str]], *, title: str, x
 
 
 def param_chart(trials: Sequence[Mapping[str, Any]], name: str, *,
-                choices: Sequence[Any] | None = None) -> Markup:
-    """Hyperparameter ``name`` (x) against each trial's best validation accuracy (y)."""
+                choices: Sequence[Any] | None = None, suffix: str = "") -> Markup:
+    """Hyperparameter ``name`` (x) against each trial's score (y), for trials of one
+    subset and epoch budget (``suffix`` says which), coloured by round."""
     pts = []
     for t in trials:
         v = t["config"].get(name)
@@ -179,8 +191,8 @@ def param_chart(trials: Sequence[Mapping[str, Any]], name: str, *,
             continue
         shown = charts.fmt(v) if isinstance(v, float) else str(v)
         pts.append((v, t["value"], ROUND_LABEL.get(t["round"], t["round"]),
-                    f"{t['key']}: {name} = {shown} -> {t['value']:.4f}"))
-    return points_chart(pts, title=f"{name} vs validation accuracy", xlabel=name,
+                    f"{t['key']}: {name} = {shown} -> {acc_text(t['value'], t.get('se'))}"))
+    return points_chart(pts, title=f"{name}{suffix}", xlabel=name,
                         ylabel="val accuracy", choices=choices, log_x=name in LOG_PARAMS)
 
 
@@ -191,13 +203,21 @@ def best_section(data: TuningData) -> Section:
     best = s.get("best")
     rounds = [{
         "label": ROUND_LABEL.get(r["name"], r["name"]), "subset": r["subset"],
-        "n_train": r["n_train"], "epochs": r["epochs"], "planned": r["trials_planned"],
+        "n_train": r["n_train"], "n_val": r.get("n_val"), "sizing": r.get("sizing") or {},
+        "batch_cap": r.get("batch_cap"), "separation": r.get("separation"),
+        "best_text": None if not r["best"] else acc_text(r["best"]["value"],
+                                                         r["best"].get("se")),
+        "epochs": r["epochs"], "planned": r["trials_planned"],
         "sampler": r["sampler"], "counts": r["counts"], "statuses": r["statuses"],
         "best": r["best"], "searched": sorted((r.get("space") or {}).get("dims", {})),
         "ranges": _ranges((r.get("space") or {}).get("dims", {})),
     } for r in s.get("rounds", [])]
+    from dataqa.tune.results import best_notes
+
     return Section("best", "Best configuration and rounds", "tuning_best.html.j2", {
         "best": best, "rounds": rounds,
+        "best_text": None if best is None else acc_text(best["value"], best.get("se")),
+        "notes": best_notes(s), "selection": s.get("selection") or {},
         "config": [] if best is None else sorted(best["config"].items()),
     }, summary="none" if best is None else f"val acc {best['value']:.4f}")
 
@@ -211,6 +231,24 @@ def _ranges(dims: Mapping[str, Any]) -> list[tuple[str, str]]:
             scale = " (log)" if d.get("log") else ""
             out.append((name, f"{charts.fmt(d['low'])} .. {charts.fmt(d['high'])}{scale}"))
     return out
+
+
+@section("tuning", order=15)
+def baseline_section(data: TuningData) -> Section | None:
+    """The best tuned configuration against crossval's, mean ± std over seeds."""
+    bl = data.summary.get("baseline")
+    if not bl:
+        return None
+    chart = Markup("")
+    if bl.get("runs"):
+        pts = [(r["arm"], r["value"], f"seed {r['seed']}",
+                f"{r['arm']}, seed {r['seed']}: {r['value']:.4f} ({r['status']})")
+               for r in bl["runs"]]
+        chart = points_chart(pts, title="validation accuracy per seed", xlabel="configuration",
+                             ylabel="val accuracy", choices=["baseline", "tuned"])
+    return Section("baseline", "Best against the baseline", "tuning_baseline.html.j2",
+                   {"bl": bl, "chart": chart},
+                   summary="better" if bl.get("better") else "no better")
 
 
 @section("tuning", order=20)
@@ -229,19 +267,31 @@ def top_section(data: TuningData) -> Section | None:
     trials = sorted((t for t in s["trials"] if t["round"] == last["name"]
                      and t["value"] is not None and t["history"]),
                     key=lambda t: -t["value"])[:TOP_TRIALS]
-    val_loss = {t["key"]: _xy(t["history"], "val_loss") for t in trials}
-    val_acc = {t["key"]: _xy(t["history"], "val_acc") for t in trials}
-    train_loss = {t["key"]: _xy(t["history"], "train_loss") for t in trials}
-    charts_ = [
-        charts.line_chart(val_loss, title="validation loss", xlabel="epoch", ylabel="loss",
-                          y_range=_loss_range(val_loss)),
-        charts.line_chart(val_acc, title="validation accuracy", xlabel="epoch",
-                          ylabel="accuracy"),
-        charts.line_chart(train_loss, title="training loss", xlabel="epoch", ylabel="loss",
-                          y_range=_loss_range(train_loss)),
-    ]
     return Section("top", f"Best {len(trials)} trials of round {last['index']} together",
-                   "tuning_top.html.j2", {"charts": charts_, "round": last["name"]})
+                   "tuning_top.html.j2", {"charts": together_charts(trials),
+                                          "round": last["name"]})
+
+
+def together_charts(trials: Sequence[Mapping[str, Any]]) -> list[Markup]:
+    """Accuracy (train dashed, val solid) and loss (the same) of several trials, one
+    colour per trial."""
+    out = []
+    for key, label, rng in (("acc", "accuracy", (0.0, 1.0)), ("loss", "loss", None)):
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        colors: dict[str, int] = {}
+        dashed = []
+        for i, t in enumerate(trials):
+            for part in ("train", "val"):
+                name = f"{t['key']} {part}"
+                series[name] = _xy(t["history"], f"{part}_{key}")
+                colors[name] = i
+                if part == "train":
+                    dashed.append(name)
+        out.append(charts.line_chart(
+            series, title=f"training (dashed) and validation {label}", xlabel="epoch",
+            ylabel=label, y_range=rng or _loss_range(series), colors=colors, dashed=dashed,
+            width=560, height=300))
+    return out
 
 
 @section("tuning", order=40)
@@ -259,9 +309,22 @@ def params_section(data: TuningData) -> Section | None:
                     seen.sort()
     if not names:
         return None
-    charts_ = [param_chart(s["trials"], name, choices=choices.get(name)) for name in names]
+    # like with like: one chart per (subset, epochs), coloured by round
+    where = {r["name"]: (r["subset"], r["epochs"]) for r in s.get("rounds", [])}
+    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    for t in s["trials"]:
+        if t["round"] in where:
+            groups.setdefault(where[t["round"]], []).append(t)
+    blocks = []
+    for (subset, epochs), trials in groups.items():
+        drawn = [param_chart(trials, name, choices=choices.get(name),
+                             suffix=f" on '{subset}', {epochs} epochs") for name in names
+                 if any(name in t["params"] for t in trials)]
+        rounds = sorted({ROUND_LABEL.get(t["round"], t["round"]) for t in trials})
+        blocks.append({"subset": subset, "epochs": epochs, "rounds": rounds,
+                       "charts": [c for c in drawn if c]})
     return Section("params", "Each hyperparameter against the metric", "tuning_params.html.j2",
-                   {"charts": charts_}, summary=f"{len(names)} searched")
+                   {"blocks": blocks}, summary=f"{len(names)} searched")
 
 
 @section("tuning", order=50)

@@ -22,6 +22,7 @@ from dataqa.engine.learning_curve import (
     get_slope,
     learning_curve_config,
     log,
+    print_progress,
     recommend,
     stratified_holdout,
 )
@@ -69,7 +70,7 @@ def run_stage(params: Params) -> int:
     points, n_pool, n_val = get_learning_curve(
         np.asarray(images[rows]), ids, classes=classes, fractions=fractions, config=config,
         device=device, val_fraction=split.val_fraction, seed=params.engine.seed,
-        split_seed=split.seed)
+        split_seed=split.seed, progress=print_progress)
     slope = get_slope([p.fraction for p in points], [p.val_accuracy for p in points],
                       n_val=n_val)
     advice = recommend(gain_per_doubling=slope.gain_per_doubling, gain_se=slope.gain_se,

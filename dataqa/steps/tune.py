@@ -1,5 +1,6 @@
-"""The ``tune`` stage: coarse-to-fine search in rounds, then fidelity, the cleaning
-comparison, and the outputs (metrics, curves, best params, summary); the HTML report is
+"""The ``tune`` stage: coarse-to-fine search in rounds sized by the data
+(:mod:`dataqa.tune.sizing`), then fidelity, the crossval baseline against the best
+(:mod:`dataqa.tune.baseline`), the cleaning comparison, and the outputs (metrics, curves, best params, summary); the HTML report is
 the ``tuning_report`` stage's (:mod:`dataqa.steps.tuning_report`), so a template edit
 never reruns the search.
 
@@ -25,8 +26,11 @@ from dataqa.engine.device import describe, pick_device
 from dataqa.errors import EngineError
 from dataqa.params import Params
 from dataqa.tune import results
+from dataqa.tune.baseline import compare_baseline
 from dataqa.tune.cleaning import compare_cleaning
-from dataqa.tune.data import TuneData
+from dataqa.tune.data import TuneData, available_subsets
+from dataqa.tune.progress import RoundClock
+from dataqa.tune.sizing import batch_note, size_rounds
 from dataqa.tune.space import (
     RoundPlan,
     Space,
@@ -62,6 +66,10 @@ def run_stage(params: Params, *, worker: bool = False, n_trials: int | None = No
     cleaning = params.tune.cleaning.enabled and not worker
     if cleaning:
         names.append(params.tune.cleaning.subset)
+    sdir = params.path("subsets_dir")
+    if all((sdir / f"{n}.parquet").is_file() for n in names):
+        # every subset is a candidate when a round's own is too small (sizing)
+        names += available_subsets(sdir)
     td = load_tune_data(params, names, device=device, with_raw=cleaning)
     summary = search(td, params, plans=plans, device=device, worker=worker, n_trials=n_trials)
     if summary is None:
@@ -81,6 +89,10 @@ def search(td: TuneData, params: Params, *, plans: list[RoundPlan], device: torc
     tune = params.tune
     start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    plans, sizing = sized_plans(td, params, plans)
+    for note in sizing.values():
+        if note["message"]:
+            progress(f"tune: {'WARNING: ' if note['below_minimum'] else ''}{note['message']}")
     storage = open_storage(tune, params.path("tune_dir"))
     fingerprint = _fingerprint(params, plans)
     # different sampler streams per worker process (same seed would repeat suggestions)
@@ -104,12 +116,18 @@ def search(td: TuneData, params: Params, *, plans: list[RoundPlan], device: torc
             wait_seconds=tune.round_wait_seconds)
         space = Space.from_json(study.user_attrs["space"])
         studies[plan.name], spaces[plan.name] = study, space
+        clock = RoundClock(plan.name, plan.trials, plan.epochs,
+                           trials_done=_finished_count(study), emit=progress)
         objective = Objective(td.data, train_idx, val_idx, plan, space, tune.stopping,
                               params.engine, tune.seed, augment=augment,
-                              on_done=_progress_line(study, plan, progress))
+                              on_done=_progress_line(study, plan, progress),
+                              on_epoch=clock.epoch,
+                              metric=tune.selection.metric, window=tune.selection.window)
+        cap = batch_note(tune, len(train_idx))
         progress(f"tune: round {plan.index}/3 ({plan.name}): {plan.trials} trials x "
                  f"{plan.epochs} epochs on '{plan.subset}' ({len(train_idx)} train, "
-                 f"{len(val_idx)} val images), searching {', '.join(space.dims) or 'nothing'}")
+                 f"{len(val_idx)} val images), searching {', '.join(space.dims) or 'nothing'}"
+                 + (f"; NOTE: {cap['message']}" if cap else ""))
         ran = run_round_trials(study, objective, trials=plan.trials, limit=left,
                                catch=(EngineError,))
         if left is not None:
@@ -122,8 +140,27 @@ def search(td: TuneData, params: Params, *, plans: list[RoundPlan], device: torc
                                                 "workers"))
     if worker:
         return None
-    return _summarise(td, params, plans, studies, spaces, device=device,
+    return _summarise(td, params, plans, studies, spaces, device=device, sizing=sizing,
                       seconds_so_far=time.perf_counter() - start, progress=progress)
+
+
+def sized_plans(td: TuneData, params: Params, plans: list[RoundPlan]
+                ) -> tuple[list[RoundPlan], dict[str, dict[str, Any]]]:
+    """The rounds on subsets that meet ``tune.sizing`` (see :mod:`dataqa.tune.sizing`):
+    per-class counts of original images of every loaded subset, and the validation
+    split's."""
+    originals = {n: rows[~td.augmented[rows]] for n, rows in td.subsets.items()}
+    counts = {n: td.class_counts(rows) for n, rows in originals.items()}
+    sizes = {n: int(len(rows)) for n, rows in td.subsets.items()}
+    return size_rounds(plans, train_counts=counts, sizes=sizes,
+                       val_counts=td.class_counts(td.val), sizing=params.tune.sizing)
+
+
+def _finished_count(study: optuna.Study) -> Callable[[], int]:
+    def count() -> int:
+        return sum(t.state.is_finished() and not t.user_attrs.get("surplus")
+                   for t in study.get_trials(deepcopy=False))
+    return count
 
 
 def _builder(plan: RoundPlan, params: Params, studies: dict[str, optuna.Study],
@@ -148,7 +185,8 @@ def _builder(plan: RoundPlan, params: Params, studies: dict[str, optuna.Study],
                 joint = joint_space(tune, engine, n_train=n_train, best_lr=None,
                                     device_type=device_type)
             space = fine_space(joint, [t.params for t in top], margin=tune.rounds.fine.margin,
-                               n_train=n_train)
+                               n_train=n_train,
+                               limits={"lr": (tune.space.lr_min, tune.space.lr_max)})
             for t in top[:plan.trials]:
                 # a value the narrowed space cannot hold is left to the sampler
                 fixed = {k: v for k, v in t.params.items()
@@ -197,7 +235,8 @@ def _progress_line(study: optuna.Study, plan: RoundPlan,
 def _summarise(td: TuneData, params: Params, plans: list[RoundPlan],
                studies: dict[str, optuna.Study], spaces: dict[str, Space], *,
                device: torch.device, seconds_so_far: float,
-               progress: Callable[[str], None]) -> dict[str, Any]:
+               progress: Callable[[str], None],
+               sizing: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     tune = params.tune
     start = time.perf_counter()
     th = tune.diagnose
@@ -206,28 +245,39 @@ def _summarise(td: TuneData, params: Params, plans: list[RoundPlan],
     for plan in plans:
         study = studies.get(plan.name)
         trials = [] if study is None else study.get_trials(deepcopy=False)
-        mine = [results.trial_record(t, plan, th) for t in trials
+        loaded = plan.subset in td.subsets
+        n_classes = len(td.class_counts(td.train_idx(plan.subset))) if loaded else \
+            len(td.classes)
+        mine = [results.trial_record(t, plan, th, n_classes=n_classes) for t in trials
                 if t.state != optuna.trial.TrialState.WAITING
                 and not t.user_attrs.get("surplus")]
         records += mine
-        n_train = len(td.subsets[plan.subset]) if plan.subset in td.subsets else 0
-        rounds.append(results.round_summary(plan, study, spaces.get(plan.name), mine,
-                                            n_train=n_train, th=th))
+        n_train = len(td.subsets[plan.subset]) if loaded else 0
+        n_val = len(td.val_for(plan.subset)) if loaded else 0
+        rounds.append(results.round_summary(
+            plan, study, spaces.get(plan.name), mine, n_train=n_train, n_val=n_val, th=th,
+            sizing=(sizing or {}).get(plan.name),
+            batch=batch_note(tune, n_train) if study is not None else None))
     last = next((rd for rd in reversed(rounds) if rd["best"] is not None), None)
     best: dict[str, Any] | None = None
     if last is not None:
         rec = next(r for r in records if r["key"] == last["best"]["key"])
         plan = next(p for p in plans if p.name == last["name"])
-        best = dict(rec, subset=plan.subset, epochs=plan.epochs)
+        best = dict(rec, subset=plan.subset, epochs=plan.epochs,
+                    metric=f"val_acc ({tune.selection.metric}"
+                           + (f", window {tune.selection.window})"
+                              if tune.selection.metric == "smoothed" else ")"))
     joint = [r for r in records if r["round"] == "joint"]
     fine = [r for r in records if r["round"] == "fine"]
     fidelity = None
     if fine and joint:
         fidelity = results.fidelity_of_rounds(
             joint, fine, min_spearman=tune.fidelity.min_spearman,
-            small=f"{tune.rounds.joint.subset}, {_epochs(plans, 'joint')} epochs",
-            large=f"{tune.rounds.fine.subset}, {_epochs(plans, 'fine')} epochs")
+            min_configs=tune.fidelity.min_configs,
+            small=f"{_subset(plans, 'joint')}, {_epochs(plans, 'joint')} epochs",
+            large=f"{_subset(plans, 'fine')}, {_epochs(plans, 'fine')} epochs")
         progress(f"tune: fidelity: {fidelity['message']}")
+    baseline = _baseline(td, params, best, plans, device, progress)
     cleaning = _cleaning(td, params, best, plans, progress)
     summary: dict[str, Any] = {
         "device": describe(device),
@@ -237,7 +287,9 @@ def _summarise(td: TuneData, params: Params, plans: list[RoundPlan],
         "best": best,
         "diagnoses": results.study_diagnoses(rounds, records, best),
         "fidelity": fidelity,
+        "baseline": baseline,
         "cleaning": cleaning,
+        "selection": dataclasses.asdict(tune.selection),
         "data": _data_info(td),
         "params": {"tune": dataclasses.asdict(tune)},
         "seconds": seconds_so_far + time.perf_counter() - start,
@@ -247,6 +299,30 @@ def _summarise(td: TuneData, params: Params, plans: list[RoundPlan],
 
 def _epochs(plans: list[RoundPlan], name: str) -> int:
     return next(p.epochs for p in plans if p.name == name)
+
+
+def _subset(plans: list[RoundPlan], name: str) -> str:
+    return next(p.subset for p in plans if p.name == name)
+
+
+def _baseline(td: TuneData, params: Params, best: dict[str, Any] | None,
+              plans: list[RoundPlan], device: torch.device,
+              progress: Callable[[str], None]) -> dict[str, Any] | None:
+    """The crossval configuration against the best one on the best round's data."""
+    if not params.tune.baseline.enabled:
+        return None
+    if best is None:
+        return {"verdict": "not run: no trial completed"}
+    plan = next(p for p in plans if p.name == best["round"])
+    train, val = td.train_idx(plan.subset), td.val_for(plan.subset)
+    progress(f"tune baseline: crossval's configuration vs the best ({best['key']}) on "
+             f"'{plan.subset}' ({len(train)} train, {len(val)} val images), "
+             f"{params.tune.baseline.seeds} seed(s) each")
+    out = compare_baseline(td.data, params, train_idx=train, val_idx=val,
+                           best_config=best["config"], epochs=plan.epochs, device=device,
+                           subset=plan.subset, augment=_augment(params), progress=progress)
+    progress(f"tune baseline: {out['verdict']}")
+    return out
 
 
 def _cleaning(td: TuneData, params: Params, best: dict[str, Any] | None,
@@ -268,7 +344,8 @@ def _cleaning(td: TuneData, params: Params, best: dict[str, Any] | None,
                             config=best["config"], epochs=epochs, seeds=c.seeds,
                             base_seed=params.tune.seed, stopping=params.tune.stopping,
                             engine=params.engine, augment=_augment(params),
-                            progress=progress)
+                            progress=progress, metric=params.tune.selection.metric,
+                            window=params.tune.selection.window)
 
 
 def _augment(params: Params) -> Any:
@@ -299,7 +376,7 @@ def _fingerprint(params: Params, plans: list[RoundPlan]) -> dict[str, Any]:
     """What must be equal for workers to share a study: the search itself."""
     tune = dataclasses.asdict(params.tune)
     for key in ("storage", "heartbeat_interval", "grace_period", "max_retry",
-                "round_wait_seconds", "diagnose", "fidelity", "cleaning"):
+                "round_wait_seconds", "diagnose", "fidelity", "cleaning", "baseline"):
         tune.pop(key, None)
     engine = dataclasses.asdict(params.engine)
     engine.pop("device", None)

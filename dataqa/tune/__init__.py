@@ -5,7 +5,10 @@ comparison.
 Modules, one job each: :mod:`~dataqa.tune.space` (search spaces and rounds from params),
 :mod:`~dataqa.tune.trial` (one trial: an engine ``fit`` with Optuna pruning),
 :mod:`~dataqa.tune.diagnose` (curves -> diagnoses with the guide's remedies),
-:mod:`~dataqa.tune.fidelity`, :mod:`~dataqa.tune.cleaning`, :mod:`~dataqa.tune.study`
+:mod:`~dataqa.tune.sizing` (rounds sized by the data), :mod:`~dataqa.tune.baseline`
+(crossval's configuration as the reference), :mod:`~dataqa.tune.progress` (a line per
+epoch with the time left), :mod:`~dataqa.tune.fidelity`, :mod:`~dataqa.tune.cleaning`,
+:mod:`~dataqa.tune.study`
 (storage and the multi-worker round protocol), :mod:`~dataqa.tune.data` /
 :mod:`~dataqa.tune.load` (the resident data), :mod:`~dataqa.tune.results` (summary and
 outputs) and :mod:`~dataqa.steps.tune` (``dataqa tune``).

@@ -16,6 +16,7 @@ import numpy as np
 from dataqa.engine.data import DeviceData
 from dataqa.engine.fit import fit
 from dataqa.params import EngineParams, TuneStopping
+from dataqa.tune.progress import RunsClock
 from dataqa.tune.trial import history_records, score_of, train_config
 
 CLEANING_SEED = 7_000_000  # seeds of the comparison: tune.seed + this + i
@@ -66,7 +67,8 @@ def compare_cleaning(data: DeviceData, *, clean_idx: np.ndarray, raw_idx: np.nda
                      val_idx: np.ndarray, config: Mapping[str, Any], epochs: int,
                      seeds: int, base_seed: int, stopping: TuneStopping,
                      engine: EngineParams, augment: Any = None,
-                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                     progress: Callable[[str], None] | None = None,
+                     metric: str = "smoothed", window: int = 3) -> dict[str, Any]:
     """Train ``config`` for ``epochs`` on rows ``clean_idx`` (n_clean,) and ``raw_idx``
     (n_raw,) of ``data`` with ``seeds`` seeds each (the same seeds for both arms),
     validating on ``val_idx`` (n_val,). Returns :func:`get_cleaning_verdict` plus the
@@ -74,14 +76,18 @@ def compare_cleaning(data: DeviceData, *, clean_idx: np.ndarray, raw_idx: np.nda
     start = time.perf_counter()
     runs: list[dict[str, Any]] = []
     scores: dict[str, list[float]] = {"clean": [], "raw": []}
+    clock = RunsClock("tune cleaning", 2 * seeds * epochs,
+                      emit=progress or (lambda _line: None))
     for i in range(seeds):
         seed = base_seed + CLEANING_SEED + i
         for arm, idx in (("clean", clean_idx), ("raw", raw_idx)):
             cfg = train_config(config, epochs=epochs, seed=seed, stopping=stopping,
                                engine=engine, augment=augment)
-            res = fit(data, idx, val_idx, cfg, log_prefix=f"[cleaning {arm} seed {seed}] ")
+            res = fit(data, idx, val_idx, cfg, log_prefix=f"[cleaning {arm} seed {seed}] ",
+                      callback=clock.run(f"{arm} seed {i + 1}/{seeds}", epochs))
+            clock.finished(epochs, len(res.history))
             hist = history_records(res)
-            score = score_of(hist)
+            score = score_of(hist, metric, window)
             if not math.isfinite(score):
                 score = 0.0
             scores[arm].append(score)

@@ -15,25 +15,40 @@ from typing import Any
 from scipy import stats
 
 
+def spearman_interval(rho: float, n: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of a Spearman rho from ``n`` pairs: Fisher's z with the
+    Fieller-Hartley-Pearson standard error sqrt(1.06 / (n - 3)) (n >= 4)."""
+    if n < 4:
+        return (-1.0, 1.0)
+    z = math.atanh(max(min(rho, 0.999999), -0.999999))
+    half = stats.norm.ppf(0.5 + level / 2) * math.sqrt(1.06 / (n - 3))
+    return (min(math.tanh(z - half), rho), max(math.tanh(z + half), rho))
+
+
 def get_fidelity(small: Sequence[float], large: Sequence[float], *,
-                 min_spearman: float, small_name: str = "small",
+                 min_spearman: float, min_configs: int = 5, small_name: str = "small",
                  large_name: str = "large") -> dict[str, Any]:
-    """Spearman rank correlation of the same configurations' scores on two subsets.
+    """Spearman rank correlation of the same configurations' scores on two subsets, with
+    its 95% interval.
 
     ``small`` and ``large`` are (n,) scores, pair i being one configuration. Returns
-    ``rho`` (None when undefined), ``n``, ``trustworthy`` (bool, or None when there are
-    fewer than 3 pairs or a side has no spread) and a ``message`` for the report.
+    ``rho`` and ``interval`` (None when undefined), ``n``, ``trustworthy`` (True when the
+    whole interval is at or above ``min_spearman``, False when it is wholly below, None
+    otherwise: fewer than ``min_configs`` pairs, no spread, or an interval that straddles
+    the threshold) and a ``message`` for the report.
     """
     pairs = [(float(a), float(b)) for a, b in zip(small, large, strict=True)
              if math.isfinite(float(a)) and math.isfinite(float(b))]
     n = len(pairs)
-    out: dict[str, Any] = {"n": n, "rho": None, "p_value": None, "trustworthy": None,
-                           "min_spearman": min_spearman, "small": small_name,
+    out: dict[str, Any] = {"n": n, "rho": None, "p_value": None, "interval": None,
+                           "trustworthy": None, "min_spearman": min_spearman,
+                           "min_configs": min_configs, "small": small_name,
                            "large": large_name}
-    if n < 3:
-        out["message"] = (f"only {n} configuration(s) ran on both '{small_name}' and "
-                          f"'{large_name}': too few to judge the small subset's fidelity "
-                          "(raise tune.rounds.fine.top_k and trials)")
+    if n < max(min_configs, 3):
+        out["message"] = (f"not enough configurations to judge: {n} ran on both "
+                          f"'{small_name}' and '{large_name}', at least {min_configs} are "
+                          "needed for a rank correlation worth reading (raise "
+                          "tune.rounds.fine.top_k and tune.rounds.fine.trials)")
         return out
     xs, ys = zip(*pairs, strict=True)
     if len(set(xs)) < 2 or len(set(ys)) < 2:
@@ -42,14 +57,23 @@ def get_fidelity(small: Sequence[float], large: Sequence[float], *,
         return out
     res = stats.spearmanr(xs, ys)
     rho, p = float(res.statistic), float(res.pvalue)
-    out.update(rho=rho, p_value=p, trustworthy=rho >= min_spearman)
-    if rho >= min_spearman:
+    lo, hi = spearman_interval(rho, n)
+    out.update(rho=rho, p_value=p, interval=[lo, hi])
+    span = f"Spearman rho = {rho:.2f}, 95% interval {lo:.2f} to {hi:.2f}, n = {n}"
+    if lo >= min_spearman:
+        out["trustworthy"] = True
         out["message"] = (f"the top {n} configurations rank alike on '{small_name}' and "
-                          f"'{large_name}' (Spearman rho = {rho:.2f} >= {min_spearman:g}): "
-                          "the small subset is a fair proxy")
-    else:
+                          f"'{large_name}' ({span}, all >= {min_spearman:g}): the small "
+                          "subset is a fair proxy")
+    elif hi < min_spearman:
+        out["trustworthy"] = False
         out["message"] = (f"WARNING: the top {n} configurations rank differently on "
-                          f"'{small_name}' and '{large_name}' (Spearman rho = {rho:.2f} < "
+                          f"'{small_name}' and '{large_name}' ({span}, all < "
                           f"{min_spearman:g}): the small subset cannot be trusted to pick "
                           "configurations; search on a larger subset or with more epochs")
+    else:
+        out["message"] = (f"undecided: {span} straddles {min_spearman:g}; "
+                          f"{n} configurations cannot tell whether '{small_name}' ranks "
+                          f"configurations as '{large_name}' does (more configurations "
+                          "would narrow the interval)")
     return out

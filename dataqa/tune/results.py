@@ -23,6 +23,7 @@ from dataqa.params import Params, TuneDiagnose
 from dataqa.tune.diagnose import diagnose_trial, find_edges
 from dataqa.tune.fidelity import get_fidelity
 from dataqa.tune.space import RoundPlan, Space
+from dataqa.tune.trial import standard_error
 
 STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
                "RUNNING": "running", "WAITING": "waiting"}
@@ -31,16 +32,20 @@ CURVE_COLUMNS = ["trial", "round", "number", "state", "status", "epoch", "train_
                  "batch_size"]
 
 
-def trial_record(t: FrozenTrial, plan: RoundPlan, th: TuneDiagnose) -> dict[str, Any]:
-    """One trial as the report sees it: identity, state, score, configuration, curves,
-    diagnoses."""
+def trial_record(t: FrozenTrial, plan: RoundPlan, th: TuneDiagnose, *,
+                 n_classes: int) -> dict[str, Any]:
+    """One trial as the report sees it: identity, state, score (with its validation
+    standard error), configuration, curves, diagnoses."""
     history = list(t.user_attrs.get("history", []))
     status = str(t.user_attrs.get("status", "running"))
     if t.state == TrialState.FAIL and status != "error":
         status = "failed"  # its worker died (or was killed) before it finished
     value = t.value if t.state == TrialState.COMPLETE else (
         max(t.intermediate_values.values()) if t.intermediate_values else None)
-    diag = diagnose_trial(history, status, th, message=str(t.user_attrs.get("message", "")))
+    diag = diagnose_trial(history, status, th, n_classes=n_classes,
+                          message=str(t.user_attrs.get("message", "")))
+    n_val = int(t.user_attrs.get("n_val", 0) or 0)
+    value = None if value is None or not math.isfinite(value) else float(value)
     return {
         "key": f"{plan.name}-{t.number}",
         "round": plan.name,
@@ -49,7 +54,10 @@ def trial_record(t: FrozenTrial, plan: RoundPlan, th: TuneDiagnose) -> dict[str,
         "state": t.state.name,
         "status": status,
         "message": t.user_attrs.get("message", ""),
-        "value": None if value is None or not math.isfinite(value) else float(value),
+        "value": value,
+        "se": standard_error(value, n_val),
+        "n_val": n_val,
+        "n_train": t.user_attrs.get("n_train"),
         "params": dict(t.params),
         "config": dict(t.user_attrs.get("config", {})),
         "seed": t.user_attrs.get("seed"),
@@ -82,26 +90,54 @@ def top_of(records: Sequence[Mapping[str, Any]], k: int) -> list[Mapping[str, An
 
 
 def round_summary(plan: RoundPlan, study: optuna.Study | None, space: Space | None,
-                  records: Sequence[Mapping[str, Any]], *, n_train: int,
-                  th: TuneDiagnose) -> dict[str, Any]:
+                  records: Sequence[Mapping[str, Any]], *, n_train: int, n_val: int,
+                  th: TuneDiagnose, sizing: Mapping[str, Any] | None = None,
+                  batch: Mapping[str, Any] | None = None) -> dict[str, Any]:
     best = best_of(records)
     edges = [] if best is None or space is None else [
-        d.to_json() for d in find_edges(space, best["config"], fraction=th.edge_fraction)]
+        d.to_json() for d in find_edges(space, best["config"], fraction=th.edge_fraction)
+        # a batch size at the subset's cap is the cap's doing, reported as such
+        if not (batch and d.param == "batch_size" and d.side == "high"
+                and int(best["config"].get("batch_size", 0)) >= int(batch["cap"]))]
     return {
         "index": plan.index, "name": plan.name, "subset": plan.subset, "n_train": n_train,
+        "n_val": n_val, "sizing": dict(sizing or {}), "batch_cap": dict(batch or {}) or None,
+        "separation": separation(records),
         "epochs": plan.epochs, "trials_planned": plan.trials, "sampler": plan.sampler,
         "study": None if study is None else study.study_name,
         "space": None if space is None else space.to_json(),
         "counts": dict(Counter(r["state"] for r in records)),
         "statuses": dict(Counter(r["status"] for r in records)),
         "best": None if best is None else {"key": best["key"], "number": best["number"],
-                                           "value": best["value"], "config": best["config"]},
+                                           "value": best["value"], "se": best.get("se"),
+                                           "config": best["config"]},
         "edges": edges,
     }
 
 
+def separation(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Are the round's best two trials told apart by its validation set? The difference
+    of their scores against the standard error of a difference of two accuracies on
+    ``n_val`` images each (sqrt(se1^2 + se2^2); conservative: the set is shared).
+    Separated when the difference exceeds 2 such errors."""
+    top = top_of(records, 2)
+    if len(top) < 2 or top[0].get("se") is None or top[1].get("se") is None:
+        return None
+    diff = float(top[0]["value"]) - float(top[1]["value"])
+    se = math.sqrt(top[0]["se"] ** 2 + top[1]["se"] ** 2)
+    ok = diff > 2 * se
+    n_val = top[0].get("n_val")
+    msg = (f"best {top[0]['key']} {top[0]['value']:.4f} vs runner-up {top[1]['key']} "
+           f"{top[1]['value']:.4f}: difference {diff:.4f} "
+           + (f"> 2 x SE {se:.4f}: separated by the {n_val} validation images" if ok else
+              f"<= 2 x SE {se:.4f}: the {n_val} validation images cannot tell them apart"))
+    return {"best": top[0]["key"], "second": top[1]["key"], "difference": diff,
+            "se": se, "separated": ok, "message": msg}
+
+
 def fidelity_of_rounds(joint: Sequence[Mapping[str, Any]], fine: Sequence[Mapping[str, Any]],
-                       *, min_spearman: float, small: str, large: str) -> dict[str, Any]:
+                       *, min_spearman: float, small: str, large: str,
+                       min_configs: int = 5) -> dict[str, Any]:
     """Pairs (round-2 score, round-3 score) of the configurations re-run in round 3."""
     by_number = {r["number"]: r for r in joint}
     small_scores, large_scores, pairs = [], [], []
@@ -116,7 +152,7 @@ def fidelity_of_rounds(joint: Sequence[Mapping[str, Any]], fine: Sequence[Mappin
         large_scores.append(b)
         pairs.append({"joint": by_number[src]["key"], "fine": r["key"], "small": a, "large": b})
     out = get_fidelity(small_scores, large_scores, min_spearman=min_spearman,
-                       small_name=small, large_name=large)
+                       min_configs=min_configs, small_name=small, large_name=large)
     out["pairs"] = pairs
     return out
 
@@ -125,26 +161,27 @@ def study_diagnoses(rounds: Sequence[Mapping[str, Any]],
                     records: Sequence[Mapping[str, Any]],
                     best: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The search's diagnoses for the report: the best trial's own, every round's edge
-    verdicts, and how many trials diverged or stalled in each round."""
+    verdicts, and per round how many trials had their learning rate too high or too low
+    (with the learning rates), or were undertrained."""
     out: list[dict[str, Any]] = []
     if best is not None:
         out += [dict(d, scope=f"best trial {best['key']}") for d in best["diagnoses"]]
-    for rd in rounds:
-        out += [dict(d, scope=f"round {rd['index']} ({rd['name']})") for d in rd["edges"]]
+    for rd in rounds:  # edges of the round that chose the best (earlier ones repeat them)
+        if best is None or rd["name"] == best["round"]:
+            out += [dict(d, scope=f"round {rd['index']} ({rd['name']})") for d in rd["edges"]]
     for rd in rounds:
         mine = [r for r in records if r["round"] == rd["name"]]
-        for status in ("diverged", "stalled"):
-            hit = [r for r in mine if r["status"] == status]
+        for code in ("lr_too_high", "lr_too_low", "undertrained", "overfitting"):
+            hit = [r for r in mine if any(d["code"] == code for d in r["diagnoses"])]
             if not hit:
                 continue
             lrs = sorted(float(r["config"]["lr"]) for r in hit if "lr" in r["config"])
             where = f" at lr {lrs[0]:.2g}..{lrs[-1]:.2g}" if lrs else ""
-            first = next(d for d in hit[0]["diagnoses"] if d["code"] == status) \
-                if any(d["code"] == status for d in hit[0]["diagnoses"]) else None
-            out.append({"code": status, "scope": f"round {rd['index']} ({rd['name']})",
-                        "message": f"{len(hit)} of {len(mine)} trials {status}{where}",
-                        "remedy": first["remedy"] if first else "", "param": "lr",
-                        "side": None})
+            first = next(d for d in hit[0]["diagnoses"] if d["code"] == code)
+            out.append({"code": code, "scope": f"round {rd['index']} ({rd['name']})",
+                        "message": f"{len(hit)} of {len(mine)} trials{where}; e.g. "
+                                   f"{hit[0]['key']}: {first['message']}",
+                        "remedy": first["remedy"], "param": "lr", "side": None})
     return out
 
 
@@ -175,10 +212,19 @@ def metrics_of(summary: Mapping[str, Any]) -> dict[str, Any]:
         "seconds": summary.get("seconds"),
         "device": summary.get("device"),
     }
+    if best is not None:
+        out["best_se"] = best.get("se")
+    bl = summary.get("baseline")
+    if bl and bl.get("tuned"):
+        out["baseline"] = {"tuned_mean": bl["tuned"]["mean"], "tuned_std": bl["tuned"]["std"],
+                           "baseline_mean": bl["baseline"]["mean"],
+                           "baseline_std": bl["baseline"]["std"], "seeds": bl["tuned"]["n"],
+                           "se": bl["tuned"].get("se"), "difference": bl["difference"],
+                           "better": bl["better"], "verdict": bl["verdict"]}
     fid = summary.get("fidelity")
     if fid:
-        out["fidelity"] = {"spearman": fid.get("rho"), "n": fid.get("n"),
-                           "trustworthy": fid.get("trustworthy")}
+        out["fidelity"] = {"spearman": fid.get("rho"), "interval": fid.get("interval"),
+                           "n": fid.get("n"), "trustworthy": fid.get("trustworthy")}
     cl = summary.get("cleaning")
     if cl and cl.get("clean"):
         out["cleaning"] = {"clean_mean": cl["clean"]["mean"], "clean_std": cl["clean"]["std"],
@@ -188,15 +234,44 @@ def metrics_of(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def best_params_yaml(summary: Mapping[str, Any]) -> str:
+    """The best configuration, with a note (a comment and a ``notes`` list) for every
+    value the data forced (a batch size capped by a small subset) and for a best that
+    is no better than the baseline."""
     best = summary.get("best")
     if best is None:
         return "# no trial completed: no best configuration\n{}\n"
-    doc = {"score": best["value"], "metric": "val_acc", "trial": best["key"],
-           "round": best["round"], "subset": best["subset"], "epochs": best["epochs"],
-           "seed": best["seed"], "params": best["config"]}
+    notes = best_notes(summary)
+    doc = {"score": best["value"], "se": best.get("se"), "metric": best.get("metric",
+                                                                           "val_acc"),
+           "trial": best["key"], "round": best["round"], "subset": best["subset"],
+           "epochs": best["epochs"], "seed": best["seed"], "params": best["config"]}
+    if notes:
+        doc["notes"] = notes
     head = (f"# best configuration of the tuning run: trial {best['key']}, validation "
-            f"accuracy {best['value']:.4f} on subset '{best['subset']}'\n")
+            f"accuracy {best['value']:.4f}"
+            + (f" ± {best['se']:.4f} (SE)" if best.get("se") is not None else "")
+            + f" on subset '{best['subset']}'\n")
+    head += "".join(f"# NOTE: {n}\n" for n in notes)
     return head + yaml.safe_dump(doc, sort_keys=False)
+
+
+def best_notes(summary: Mapping[str, Any]) -> list[str]:
+    best = summary.get("best")
+    if best is None:
+        return []
+    notes = []
+    rd = next((r for r in summary.get("rounds", []) if r["name"] == best["round"]), None)
+    cap = (rd or {}).get("batch_cap")
+    bs = best["config"].get("batch_size")
+    if cap and bs is not None and int(bs) >= int(cap["cap"]):
+        notes.append(f"batch_size {bs} was forced by the subset, not chosen: "
+                     f"{cap['message']}; on more data try larger batches")
+    if rd and rd.get("sizing", {}).get("below_minimum"):
+        notes.append(rd["sizing"]["message"])
+    bl = summary.get("baseline")
+    if bl and bl.get("better") is False:
+        notes.append(bl["verdict"])
+    return notes
 
 
 def write_outputs(params: Params, summary: Mapping[str, Any]) -> None:

@@ -37,7 +37,7 @@ ROUND_NAMES = ("lr", "joint", "fine")
 # bundled ~2,000-image sample on 2 cores (measured: benchmarks/README.md).
 DEVICE_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
     "cuda": {"lr": (8, 4), "joint": (16, 6), "fine": (8, 12)},
-    "cpu": {"lr": (6, 3), "joint": (8, 3), "fine": (4, 4)},
+    "cpu": {"lr": (6, 3), "joint": (8, 3), "fine": (6, 4)},  # fine: 5 fidelity re-runs + 1
 }
 
 # Widths searched when tune.space.widths is null: wide nets cost little on a GPU only.
@@ -267,12 +267,15 @@ def joint_space(tune: TuneParams, engine: EngineParams, *, n_train: int,
 
 
 def fine_space(joint: Space, top: Sequence[Mapping[str, Any]], *, margin: float,
-               n_train: int) -> Space:
+               n_train: int, limits: Mapping[str, tuple[float, float]] | None = None
+               ) -> Space:
     """Round 3: each range of ``joint`` narrowed to the span of ``top`` (the best round-2
     trials' params) widened by ``margin`` x the round-2 range on each side (in the
-    range's scale), clipped to the round-2 range. Choices keep those the top trials
-    used; ordered choices keep the span between them. Batch sizes are capped for the
-    (larger) fine subset again."""
+    range's scale), clipped to the round-2 range, or to ``limits[name]`` where given
+    (the learning rate: the whole configured range, so that a best learning rate on the
+    edge of round 2's narrowed range widens the range past that edge). Choices keep
+    those the top trials used; ordered choices keep the span between them. Batch sizes
+    are capped for the (larger) fine subset again."""
     if not top:
         return joint
     dims: dict[str, Dim] = {}
@@ -301,7 +304,10 @@ def fine_space(joint: Space, top: Sequence[Mapping[str, Any]], *, margin: float,
         lo, hi = fwd(dim.low), fwd(dim.high)
         vals = [fwd(float(v)) for v in values]
         pad = margin * (hi - lo)
-        new_lo, new_hi = max(lo, min(vals) - pad), min(hi, max(vals) + pad)
+        clip_lo, clip_hi = lo, hi
+        if limits and name in limits:
+            clip_lo, clip_hi = (min(lo, fwd(limits[name][0])), max(hi, fwd(limits[name][1])))
+        new_lo, new_hi = max(clip_lo, min(vals) - pad), min(clip_hi, max(vals) + pad)
         if new_hi <= new_lo:
             new_hi = min(hi, new_lo + 1e-6 * (hi - lo)) if hi > lo else new_lo
         if new_hi <= new_lo:

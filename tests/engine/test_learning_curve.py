@@ -141,6 +141,18 @@ def test_curve_budget_and_accuracy():
     assert [p.val_accuracy for p in again] == [p.val_accuracy for p in points]  # seeded
 
 
+def test_curve_prints_a_line_per_epoch_with_the_time_left():
+    x, y = _easy_images(100)
+    lines: list[str] = []
+    get_learning_curve(x, y, classes=["left", "right"], fractions=[0.25, 1.0], config=TINY,
+                       device=torch.device("cpu"), seed=0, progress=lines.append)
+    assert len(lines) == 8 + 2  # epochs of both points
+    assert lines[0].startswith("learning curve point 1/2 (0.25, 20 images) epoch 1/8: "
+                               "train loss ")
+    assert all("; left ~" in line for line in lines)
+    assert lines[-1].endswith("left ~0 s")
+
+
 @pytest.mark.parametrize(("audit", "n_pool", "epochs", "batch"), [
     ({}, 1600, 3, 32),  # CPU default: 3 passes; 4,800 images / 150 steps -> batch 32
     ({"learning_curve_epochs": 20}, 10_000, 20, "crossval"),  # enough steps: crossval's batch

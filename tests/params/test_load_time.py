@@ -41,6 +41,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("subsample", {"subsample": {"class_subsets": {"x": {"fraction": 0.5}}}},
      "subsample.class_subsets.x"),
     ("tune", {"tune": {"space": {"lr_min": 1.0, "lr_max": 0.1}}}, "tune.space.lr_min"),
+    ("tune", {"tune": {"sizing": {"min_val_per_class": 0}}}, "tune.sizing.min_val_per_class"),
     ("report", {"report": {"thumb_size": "big"}}, "report.thumb_size"),
 ]
 

@@ -8,26 +8,44 @@ import pytest
 from dataqa.tune.cleaning import get_cleaning_verdict, summarise
 from dataqa.tune.fidelity import get_fidelity
 
+UP6 = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
 
-@pytest.mark.parametrize(("small", "large", "rho", "trust"), [
-    ([0.9, 0.8, 0.7, 0.6], [0.95, 0.9, 0.85, 0.7], 1.0, True),  # same order: trusted
-    ([0.9, 0.8, 0.7, 0.6], [0.7, 0.85, 0.9, 0.95], -1.0, False),  # reversed: warning
-    ([0.9, 0.8, 0.7, 0.6], [0.9, 0.7, 0.8, 0.6], 0.8, True),  # one swap: rho 0.8 >= 0.5
-    ([0.9, 0.8, 0.7, 0.6], [0.8, 0.9, 0.6, 0.7], 0.6, True),  # two swaps: rho 0.6
-    ([0.9, 0.8, 0.7, 0.6], [0.7, 0.9, 0.6, 0.8], 0.0, False),  # unrelated: rho 0
-    ([0.9, 0.8], [0.9, 0.8], None, None),  # two pairs: cannot judge
-    ([0.9, 0.8, 0.7], [0.5, 0.5, 0.5], None, None),  # no spread on the large subset
-    ([0.9, float("nan"), 0.7, 0.6, 0.5], [0.9, 0.1, 0.8, 0.7, 0.6], 1.0, True),  # NaN pair dropped
+
+@pytest.mark.parametrize(("small", "large", "rho", "trust", "word"), [
+    (UP6, [0.95, 0.9, 0.85, 0.7, 0.6, 0.5], 1.0, True, "fair proxy"),  # same order
+    (UP6, [0.5, 0.6, 0.7, 0.85, 0.9, 0.95], -1.0, False, "WARNING"),  # reversed
+    # one swap in 5: rho 0.9, but 5 configurations leave a wide interval: undecided
+    (UP6[:5], [0.9, 0.7, 0.8, 0.6, 0.5], 0.9, None, "undecided"),
+    # the case: 4 (or 3) configurations are not enough to judge
+    ([0.9, 0.8, 0.7, 0.6], [0.95, 0.9, 0.85, 0.7], None, None, "not enough configurations"),
+    ([0.9, 0.8, 0.7], [0.9, 0.8, 0.7], None, None, "not enough configurations"),
+    (UP6[:5], [0.5] * 5, None, None, "all equal"),  # no spread on the large subset
+    ([0.9, float("nan"), 0.7, 0.6, 0.5, 0.4], [0.9, 0.1, 0.8, 0.7, 0.6, 0.5], 1.0, True,
+     "fair proxy"),  # the NaN pair is dropped: 5 left
 ])
-def test_get_fidelity(small: list, large: list, rho: float | None, trust: bool | None) -> None:
-    out = get_fidelity(small, large, min_spearman=0.5, small_name="p10", large_name="p100")
+def test_get_fidelity(small: list, large: list, rho: float | None, trust: bool | None,
+                      word: str) -> None:
+    out = get_fidelity(small, large, min_spearman=0.5, min_configs=5, small_name="p10",
+                       large_name="p100")
     if rho is None:
-        assert out["rho"] is None
+        assert out["rho"] is None and out["interval"] is None
     else:
         assert out["rho"] == pytest.approx(rho)
+        lo, hi = out["interval"]
+        assert lo <= out["rho"] <= hi  # the interval is given with every correlation
+        assert f"{lo:.2f} to {hi:.2f}" in out["message"]
     assert out["trustworthy"] is trust
+    assert word in out["message"]
     assert ("WARNING" in out["message"]) is (trust is False)
-    assert "p10" in out["message"] or "p100" in out["message"] or "too few" in out["message"]
+
+
+def test_spearman_interval_narrows_with_more_configurations() -> None:
+    from dataqa.tune.fidelity import spearman_interval
+
+    lo5, hi5 = spearman_interval(0.8, 5)
+    lo30, hi30 = spearman_interval(0.8, 30)
+    assert lo5 < lo30 < 0.8 < hi30 < hi5
+    assert lo5 < 0  # 5 configurations cannot even exclude no correlation at rho 0.8
 
 
 @pytest.mark.parametrize(("clean", "raw", "exceeds", "word"), [

@@ -28,10 +28,10 @@ def tune(**raw: object) -> TuneParams:
 
 
 @pytest.mark.parametrize(("raw", "device", "expected"), [
-    ({}, "cpu", [(6, 3, "p10"), (8, 3, "p10"), (4, 4, "p100")]),  # CPU defaults
+    ({}, "cpu", [(6, 3, "p10"), (8, 3, "p10"), (6, 4, "p100")]),  # CPU defaults
     ({}, "cuda", [(8, 4, "p10"), (16, 6, "p10"), (8, 12, "p100")]),  # GPU: 32 trials
     ({"rounds": {"joint": {"trials": 0}, "fine": {"epochs": 9, "subset": "big"}}}, "cpu",
-     [(6, 3, "p10"), (0, 3, "p10"), (4, 9, "big")]),  # explicit values win over the device's
+     [(6, 3, "p10"), (0, 3, "p10"), (6, 9, "big")]),  # explicit values win over the device's
 ])
 def test_plan_rounds(raw: dict, device: str, expected: list) -> None:
     plans = plan_rounds(tune(**raw), device)

@@ -28,6 +28,13 @@ def test_stage_writes_every_output(tune_files: Callable[..., Params],
     err = capsys.readouterr().err
     assert re.search(r"tune \[lr\] trial 2/2: val_acc [\d.]+ .* best so far [\d.]+", err)
     assert "tune: round 3/3 (fine)" in err and "tune cleaning:" in err
+    # a line per epoch with the time the round has left
+    assert re.search(r"tune \[fine\] trial 1/2 \(#\d+\) epoch 1/2: train loss [\d.]+ acc "
+                     r"[\d.]+  val loss [\d.]+ acc [\d.]+  [\d.]+ s; round left <= \d+ s", err)
+    # 'small' has 12 images per class, under the default 20: its rounds move to 'large'
+    assert "round 'lr' moved from subset 'small' to 'large'" in err
+    assert "tune baseline: no better than the baseline" in err or \
+        "tune baseline: tuning helps" in err
 
     metrics = json.loads(params.path("tune_metrics").read_text())
     assert metrics["trials"] == {"complete": 6}  # 2 + 2 + 2 trials, nothing failed
@@ -39,6 +46,12 @@ def test_stage_writes_every_output(tune_files: Callable[..., Params],
                                            "width", "depth"}
     assert set(metrics["cleaning"]) == {"clean_mean", "clean_std", "raw_mean", "raw_std",
                                         "difference", "exceeds_spread"}
+    bl = metrics["baseline"]  # best against crossval's configuration, mean ± std over 2 seeds
+    assert bl["seeds"] == 2 and 0 <= bl["baseline_mean"] <= 1 and bl["baseline_std"] >= 0
+    assert bl["difference"] == pytest.approx(bl["tuned_mean"] - bl["baseline_mean"])
+    assert ("no better than the baseline" in bl["verdict"]) is (not bl["better"])
+    assert 0 < metrics["best_se"] < 0.1  # 60 validation images
+    assert metrics["fidelity"]["trustworthy"] is None  # 2 re-runs: not enough to judge
 
     curves = pd.read_csv(params.path("tune_curves"))
     assert list(curves.columns) == CURVE_COLUMNS
@@ -54,6 +67,9 @@ def test_stage_writes_every_output(tune_files: Callable[..., Params],
 
     assert not params.path("tuning_html").exists()  # the tuning_report stage writes it
     summary = json.loads(params.path("tune_summary").read_text())
+    assert [r["subset"] for r in summary["rounds"]] == ["large"] * 3
+    assert summary["rounds"][0]["sizing"]["requested"] == "small"
+    assert "not enough configurations to judge" in summary["fidelity"]["message"]
     assert summary["data"]["subsets"]["large"]["augmented"] == 10
     assert summary["cleaning"]["n_clean"] == 168  # 178 minus the 10 augmented copies
     assert summary["cleaning"]["n_raw"] == 180  # 240 minus 60 val, quarantined included
@@ -63,9 +79,11 @@ def test_stage_writes_every_output(tune_files: Callable[..., Params],
     assert tuning_report_step(params) == 0
     html = params.path("tuning_html").read_text()
     assert not re.search(r"(src|href)=\"(https?:)?//", html)  # self-contained
-    for title in ("Best configuration", "Diagnoses", "Each hyperparameter", "Subsample "
-                  "fidelity", "Does cleaning help?", "Data used", "Every trial"):
+    for title in ("Best configuration", "Best against the baseline", "Diagnoses",
+                  "Each hyperparameter", "Subsample fidelity", "Does cleaning help?",
+                  "Data used", "Every trial"):
         assert title in html
+    assert "moved from subset" in html and " SE" in html
     assert html.count("<svg") >= 2 * 6  # loss + accuracy chart per trial, at least
 
 
@@ -126,3 +144,22 @@ def test_report_command_rerenders_from_the_summary(tune_files: Callable[..., Par
         assert main([*argv, "--params", str(params.root / "params.yaml")]) == 0
         assert "dataqa tuning report" in params.path("tuning_html").read_text()
         params.path("tuning_html").unlink()
+
+
+def test_a_batch_size_forced_by_a_small_subset_is_noted(tune_files: Callable[..., Params],
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """Sizing switched off (1 image per class): the rounds stay on 'small' (48 images),
+    which caps the batch at 8 while params allow 32; best_params.yaml says so."""
+    params = tune_files(tune={"sizing": {"min_train_per_class": 1, "min_val_per_class": 1},
+                              "rounds": {"fine": {"trials": 0}},
+                              "cleaning": {"enabled": False}, "baseline": {"enabled": False}})
+    assert run_stage(params) == 0
+    assert "NOTE: batch size capped at 8 by 48 training images" in capsys.readouterr().err
+    text = params.path("best_params").read_text()
+    assert "# NOTE: batch_size 8 was forced by the subset, not chosen" in text
+    doc = yaml.safe_load(text)
+    assert doc["params"]["batch_size"] == 8 and doc["subset"] == "small"
+    assert any("forced by the subset" in n for n in doc["notes"])
+    assert tuning_report_step(params) == 0
+    assert "forced by the subset" in params.path("tuning_html").read_text()
