@@ -165,6 +165,14 @@ class AuditParams:
     # passes over the whole training pool that every learning-curve point gets in images
     # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/steps/learning_curve.py)
     learning_curve_epochs: int | None = None
+    # working memory (MB) of one audit step beyond its inputs: the chunk sizes of the
+    # thumbnails, neighbour queries and pair verification follow from it, not from N
+    memory_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.memory_mb < 64:
+            raise ParamsError(f"params.yaml: audit.memory_mb: must be >= 64, "
+                              f"got {self.memory_mb}")
 
 
 @dataclass(frozen=True)
