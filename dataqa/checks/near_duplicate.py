@@ -177,8 +177,9 @@ def unit_thumbnails(thumbs: np.ndarray) -> np.ndarray:
     v = thumbs.astype(np.float32)
     v -= v.mean(axis=-1, keepdims=True)
     norm = np.sqrt(np.einsum("...d,...d->...", v, v))[..., None]
-    flat = norm <= 1e-3 * np.sqrt(thumbs.shape[-1])
-    return np.where(flat, 0.0, v / np.maximum(norm, 1e-12)).astype(np.float32)
+    scale = np.where(norm <= 1e-3 * np.sqrt(thumbs.shape[-1]), 0.0, 1.0 / np.maximum(norm, 1e-12))
+    v *= scale.astype(np.float32)
+    return v
 
 
 def get_aligned_distances(thumbs: np.ndarray, pairs: np.ndarray, *,
@@ -186,7 +187,9 @@ def get_aligned_distances(thumbs: np.ndarray, pairs: np.ndarray, *,
     """(P,) cosine distance of each pair's thumbnails, the best over aligning a crop of
     either side with the other's whole thumbnail. ``thumbs`` from :func:`get_thumbnails`."""
     dist = np.empty(len(pairs), dtype=np.float32)
-    step = rows_per_chunk(thumbs.shape[1] * thumbs.shape[2] * 2 * 10, memory_mb)
+    # per pair: two uint8 gathers, two float32 copies and their temporaries; at most
+    # 8192 pairs (12 MB a side): larger fresh blocks only add page faults
+    step = min(8192, rows_per_chunk(thumbs.shape[1] * thumbs.shape[2] * 2 * 10, memory_mb))
     for start in range(0, len(pairs), step):
         i, j = pairs[start:start + step].T
         a, b = unit_thumbnails(thumbs[i]), unit_thumbnails(thumbs[j])  # (n, crops, d)

@@ -167,7 +167,7 @@ class AuditParams:
     learning_curve_epochs: int | None = None
     # working memory (MB) of one audit step beyond its inputs: the chunk sizes of the
     # thumbnails, neighbour queries and pair verification follow from it, not from N
-    memory_mb: int = 1024
+    memory_mb: int = 512
 
     def __post_init__(self) -> None:
         if self.memory_mb < 64:
