@@ -138,6 +138,9 @@ class CrossvalParams:
     label_smoothing: float = 0.0
     flip: bool = False  # random horizontal flips (wrong for digits and text)
     crop_padding: int = 2  # random translation by up to this many pixels, zero fill
+    # spread the folds over `dataqa crossval --worker` processes through the database of
+    # tune.storage (dataqa/engine/fold_queue.py); this process runs folds too
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         for key, least in (("folds", 2), ("epochs", 1), ("batch_size", 1), ("width", 1),
