@@ -68,7 +68,7 @@ def make_images(start: int, stop: int, labels: np.ndarray, seed: int) -> np.ndar
     u = _up(SIDE, LOW).astype(np.float32)
     cls = np.random.default_rng(seed).normal(0, 40, size=(CLASSES, LOW, LOW))
     z = rng.normal(0, 45, size=(n, LOW, LOW)) + cls[labels[start:stop]]
-    img = np.einsum("ij,njk,lk->nil", u, z.astype(np.float32), u) + 128
+    img = u @ z.astype(np.float32) @ u.T + 128
     img += rng.normal(0, 6, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -164,11 +164,10 @@ def _hashes(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     x = img.astype(np.float32)
     u32 = _up(32, SIDE).astype(np.float32)
-    big = np.einsum("ij,njk,lk->nil", u32, x, u32)
+    big = u32 @ x @ u32.T
     d = dct(dct(big, axis=1, norm=None), axis=2, norm=None)[:, :8, :8].reshape(len(x), 64)
     pbits = d > np.median(d, axis=1, keepdims=True)
-    small = np.einsum("ij,njk,lk->nil", _up(8, SIDE).astype(np.float32), x,
-                      _up(9, SIDE).astype(np.float32))
+    small = _up(8, SIDE).astype(np.float32) @ x @ _up(9, SIDE).astype(np.float32).T
     dbits = (small[:, :, 1:] > small[:, :, :-1]).reshape(len(x), 64)
     w = (1 << np.arange(63, -1, -1, dtype=np.uint64))
     return ((pbits * w).sum(1, dtype=np.uint64), (dbits * w).sum(1, dtype=np.uint64))
