@@ -25,10 +25,10 @@ import sqlalchemy as sa
 import yaml
 from test_tune_distributed import postgres  # noqa: F401  (the server fixture)
 
-from dataqa.engine import crossval
 from dataqa.engine.fold_queue import TABLE
 from dataqa.io import write_parquet
 from dataqa.params import load_params
+from dataqa.steps import crossval
 
 CROSSVAL = {"folds": 4, "epochs": 3, "batch_size": 16, "lr": 0.05, "width": 4, "depth": 1,
             "crop_padding": 0}
