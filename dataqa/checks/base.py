@@ -34,6 +34,7 @@ class AuditContext:
     embeddings: np.ndarray | None = None  # (N, D) penultimate-layer features
     tensors: np.ndarray | None = None  # (N, H, W, C) uint8, letterboxed
     seed: int = 0
+    memory_mb: float = 512.0  # working memory a check may use beyond its inputs (audit.memory_mb)
     previous: dict[str, CheckResult] = field(default_factory=dict)  # earlier checks' results
 
     @property

@@ -2,8 +2,11 @@
 
 Candidates come from three cheap sources, none of which builds an N x N matrix:
 
-1. perceptual hashes in the manifest: pairs within ``hash_max_distance`` bits on both
-   ``phash`` and ``dhash`` (multi-index hashing, :func:`dataqa.checks.neighbors.find_hamming_pairs`);
+1. perceptual hashes in the manifest: among each image's ``neighbors`` nearest by the
+   Hamming distance of ``phash`` and ``dhash`` together
+   (:func:`dataqa.checks.neighbors.get_hamming_knn`), those within ``hash_max_distance``
+   bits on both (k per image: a dense bucket of look-alike hashes never yields all
+   its pairs);
 2. the k nearest neighbours of each image's thumbnail (16 x 16 grey, from the tensors);
 3. the k nearest neighbours of each image's embedding, when the audit has embeddings.
 
@@ -25,10 +28,12 @@ each group the first file by path is kept; the others are issues unless they are
 copies of another member (``exact_duplicate`` reports those). Pairs across splits are
 leakage (``cross_split_pairs``; pairs of exact copies not counted again).
 
-Cost (N images, D embedding size): thumbnails O(N); two exact k-NN searches, on 64
-numbers per thumbnail and on the embeddings, O(N^2 * (64 + D)) multiply-adds in row
-chunks (memory O(chunk * N + N * k), never N x N; the embedding search is cached for
-the outlier check); hash search ~ N * 68 table probes; verification O(candidates * 256).
+Cost (N images, D embedding size): thumbnails O(N), stored as uint8 (768 bytes an
+image); three k-NN searches through faiss (:mod:`dataqa.checks.neighbors`: exact below
+25,000 rows, HNSW above, about O(N log N)) on 64 numbers per thumbnail, on the 128 hash
+bits and on the embeddings (cached for the outlier check); verification
+O(candidates * 768). Every chunk is sized from ``audit.memory_mb``, not from N; no
+torch import.
 """
 
 from __future__ import annotations
@@ -42,11 +47,13 @@ from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
 from dataqa.checks.exact_duplicate import find_exact_groups, kept_rows, path_order, summarize_groups
 from dataqa.checks.neighbors import (
-    find_hamming_pairs,
+    DEFAULT_MEMORY_MB,
     get_groups,
+    get_hamming_knn,
     get_knn,
     hex_to_uint64,
     number_groups,
+    rows_per_chunk,
     unique_sorted,
 )
 from dataqa.errors import ParamsError, StageInputError
@@ -91,59 +98,101 @@ def letterbox_boxes(heights: np.ndarray, widths: np.ndarray, size: int) -> np.nd
 
 def get_thumbnails(tensors: np.ndarray, boxes: np.ndarray, *, size: int,
                    rows: np.ndarray | None = None, crops: tuple[float, ...] = CROPS,
-                   chunk_size: int = 4096) -> np.ndarray:
-    """Zero-mean, unit-norm grey thumbnails of each tensor's content box.
+                   memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
+    """Grey thumbnails of each tensor's content box, stored as uint8 (a thumbnail is
+    768 bytes with the default 3 crops of 16 x 16; float32 would be 3 KB an image).
 
     ``tensors`` (N, H, W[, C]) uint8 letterboxed images (may be memory-mapped: read in
-    chunks of ``chunk_size``), ``rows`` (M,) the positions to use (default all),
-    ``boxes`` (M, 4) their content boxes. Returns (M, len(crops), size * size) float32:
-    one thumbnail per central crop (the share of each side in ``crops`` cut away). A
-    flat image gives a zero vector (distance 1 to everything: blank frames are not
-    duplicates of each other here).
-    """
-    import torch
-    import torch.nn.functional as F
+    chunks sized from ``memory_mb``), ``rows`` (M,) the positions to use (default all),
+    ``boxes`` (M, 4) their content boxes. Returns (M, len(crops), size * size) uint8:
+    one thumbnail per central crop (the share of each side in ``crops`` cut away);
+    :func:`unit_thumbnails` turns them into the vectors that are compared.
 
+    numpy only (no torch in a check that does not train): the image is averaged down
+    to twice the thumbnail side first (``adaptive_avg_pool`` weights: sampling alone
+    would alias), then each crop box is sampled bilinearly at the thumbnail's pixel
+    centres with zero padding, as torch's ``affine_grid`` + ``grid_sample``
+    (``align_corners=False``) did before.
+    """
     rows = np.arange(len(tensors)) if rows is None else np.asarray(rows)
     n = len(rows)
-    out = np.zeros((n, len(crops), size * size), dtype=np.float32)
+    out = np.zeros((n, len(crops), size * size), dtype=np.uint8)
     side = tensors.shape[1]
-    # average down to 2x the thumbnail first: grid sampling alone would alias
+    channels = tensors.shape[3] if tensors.ndim == 4 else 1
     work = min(side, 2 * size)
-    for start in range(0, n, chunk_size):
-        chunk = np.asarray(tensors[rows[start:start + chunk_size]])
-        x = torch.from_numpy(chunk.astype(np.float32))
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        if x.shape[1] == 3:
-            x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, True)
-        x = x[:, :1]
+    pool = _pool_matrix(side, work)
+    step = rows_per_chunk(side * side * (channels + 2) * 4 + work * work * 40, memory_mb)
+    for start in range(0, n, step):
+        x = np.asarray(tensors[rows[start:start + step]]).astype(np.float32)
+        if x.ndim == 4:
+            x = (x @ np.array([0.299, 0.587, 0.114], np.float32) if x.shape[3] == 3
+                 else x[..., 0])
         if work < side:
-            x = F.interpolate(x, size=(work, work), mode="area")
-        box = torch.from_numpy(boxes[start:start + chunk_size].astype(np.float32)) / side
-        top, left, h, w = box.unbind(1)
+            x = np.einsum("ih,bhw,jw->bij", pool, x, pool, optimize=True)
+        box = boxes[start:start + step].astype(np.float64) / side
+        top, left, h, w = box.T
+        base = (2 * np.arange(size) + 1) / size - 1  # output pixel centres in [-1, 1]
         for c, crop in enumerate(crops):
-            theta = torch.zeros(len(x), 2, 3)
-            theta[:, 0, 0] = w * (1 - 2 * crop)  # affine_grid maps [-1, 1] to the box
-            theta[:, 0, 2] = (left + w / 2) * 2 - 1
-            theta[:, 1, 1] = h * (1 - 2 * crop)
-            theta[:, 1, 2] = (top + h / 2) * 2 - 1
-            grid = F.affine_grid(theta, [len(x), 1, size, size], align_corners=False)
-            v = F.grid_sample(x, grid, mode="bilinear", align_corners=False).flatten(1)
-            v = v - v.mean(1, keepdim=True)
-            norm = v.norm(dim=1, keepdim=True)
-            v = torch.where(norm > 1e-3 * size, v / norm.clamp_min(1e-12), 0.0)
-            out[start:start + len(x), c] = v.numpy()
+            gy = h[:, None] * (1 - 2 * crop) * base + ((top + h / 2) * 2 - 1)[:, None]
+            gx = w[:, None] * (1 - 2 * crop) * base + ((left + w / 2) * 2 - 1)[:, None]
+            v = _bilinear(x, ((gy + 1) * work - 1) / 2, ((gx + 1) * work - 1) / 2)
+            out[start:start + len(x), c] = np.clip(np.rint(v), 0, 255).astype(np.uint8)
     return out
 
 
+def _pool_matrix(side: int, work: int) -> np.ndarray:
+    """(work, side) averaging weights of adaptive average pooling from ``side`` to
+    ``work`` pixels (torch's ``interpolate(mode="area")``)."""
+    m = np.zeros((work, side), dtype=np.float32)
+    for i in range(work):
+        lo, hi = (i * side) // work, -((-(i + 1) * side) // work)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+def _bilinear(x: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """(B, len(py[0]) * len(px[0])) bilinear samples of images ``x`` (B, H, W) at the
+    grid of pixel coordinates ``py`` (B, h) x ``px`` (B, w); zero outside the image."""
+    b, height, width = x.shape
+    y0, x0 = np.floor(py), np.floor(px)
+    wy, wx = (py - y0)[:, :, None], (px - x0)[:, None, :]
+    batch = np.arange(b)[:, None, None]
+    out = np.zeros((b, py.shape[1], px.shape[1]), dtype=np.float64)
+    for dy, fy in ((0, 1 - wy), (1, wy)):
+        yy = (y0 + dy).astype(np.int64)
+        vy = ((yy >= 0) & (yy < height))[:, :, None]
+        yy = np.clip(yy, 0, height - 1)[:, :, None]
+        for dx, fx in ((0, 1 - wx), (1, wx)):
+            xx = (x0 + dx).astype(np.int64)
+            vx = ((xx >= 0) & (xx < width))[:, None, :]
+            xx = np.clip(xx, 0, width - 1)[:, None, :]
+            out += x[batch, yy, xx] * (fy * vy) * (fx * vx)
+    return out.reshape(b, -1)
+
+
+def unit_thumbnails(thumbs: np.ndarray) -> np.ndarray:
+    """Zero-mean, unit-norm float32 vectors of uint8 thumbnails (..., size * size). A
+    flat thumbnail gives a zero vector (distance 1 to everything: blank frames are not
+    duplicates of each other here)."""
+    v = thumbs.astype(np.float32)
+    v -= v.mean(axis=-1, keepdims=True)
+    norm = np.sqrt(np.einsum("...d,...d->...", v, v))[..., None]
+    scale = np.where(norm <= 1e-3 * np.sqrt(thumbs.shape[-1]), 0.0, 1.0 / np.maximum(norm, 1e-12))
+    v *= scale.astype(np.float32)
+    return v
+
+
 def get_aligned_distances(thumbs: np.ndarray, pairs: np.ndarray, *,
-                          chunk_size: int = 8192) -> np.ndarray:
+                          memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
     """(P,) cosine distance of each pair's thumbnails, the best over aligning a crop of
     either side with the other's whole thumbnail. ``thumbs`` from :func:`get_thumbnails`."""
     dist = np.empty(len(pairs), dtype=np.float32)
-    for start in range(0, len(pairs), chunk_size):
-        i, j = pairs[start:start + chunk_size].T
-        a, b = thumbs[i], thumbs[j]  # (n, crops, d)
+    # per pair: two uint8 gathers, two float32 copies and their temporaries; at most
+    # 8192 pairs (12 MB a side): larger fresh blocks only add page faults
+    step = min(8192, rows_per_chunk(thumbs.shape[1] * thumbs.shape[2] * 2 * 10, memory_mb))
+    for start in range(0, len(pairs), step):
+        i, j = pairs[start:start + step].T
+        a, b = unit_thumbnails(thumbs[i]), unit_thumbnails(thumbs[j])  # (n, crops, d)
         best = np.maximum(np.einsum("ncd,nd->nc", a, b[:, 0]).max(1),
                           np.einsum("nd,ncd->nc", a[:, 0], b).max(1))
         dist[start:start + len(i)] = 1.0 - best
@@ -230,14 +279,17 @@ class NearDuplicateCheck(Check):
         boxes = letterbox_boxes(manifest["height"].to_numpy(dtype=float, na_value=1)[rows],
                                 manifest["width"].to_numpy(dtype=float, na_value=1)[rows],
                                 tensors.shape[1])
-        thumbs = get_thumbnails(tensors, boxes, rows=rows, size=s.thumb_size)
+        mb = ctx.memory_mb
+        thumbs = get_thumbnails(tensors, boxes, rows=rows, size=s.thumb_size, memory_mb=mb)
         m = len(rows)
-        _, knn_idx = get_knn(_search_vectors(thumbs[:, 0], s.thumb_size), k=s.neighbors)
-        sources = {"thumbnail": _knn_pairs(knn_idx), "hash": self._hash_pairs(manifest, rows)}
+        _, knn_idx = get_knn(_search_vectors(thumbs[:, 0], s.thumb_size, mb), k=s.neighbors,
+                             memory_mb=mb)
+        sources = {"thumbnail": _knn_pairs(knn_idx), "hash": self._hash_pairs(manifest, rows, memory_mb=mb)}
         if s.use_embeddings and ctx.embeddings is not None:
-            sources["embedding"] = self._embedding_pairs(ctx.embeddings, ctx.decoded, rows)
+            sources["embedding"] = self._embedding_pairs(ctx.embeddings, ctx.decoded, rows,
+                                                         memory_mb=mb)
         candidates = _unique_pairs(np.concatenate(list(sources.values())), m)
-        dist = get_aligned_distances(thumbs, candidates)
+        dist = get_aligned_distances(thumbs, candidates, memory_mb=mb)
 
         # each row's distinct-neighbour scale, from its k thumbnail neighbours (which are
         # all candidates: their distances are looked up, not recomputed)
@@ -252,39 +304,51 @@ class NearDuplicateCheck(Check):
         ok = dist <= limit
         return candidates[ok], dist[ok], int(len(candidates)), sources
 
-    def _hash_pairs(self, manifest: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    def _hash_pairs(self, manifest: pd.DataFrame, rows: np.ndarray, *,
+                    memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
         """Candidate pairs (positions in ``rows``) close on both phash and dhash."""
         if "phash" not in manifest or "dhash" not in manifest:
             return np.zeros((0, 2), dtype=np.int64)
+        s: NearDuplicateSettings = self.settings
         phash, p_ok = hex_to_uint64(manifest["phash"].to_numpy(dtype=object)[rows])
         dhash, d_ok = hex_to_uint64(manifest["dhash"].to_numpy(dtype=object)[rows])
         ok = np.flatnonzero(p_ok & d_ok)
-        pairs, _ = find_hamming_pairs(phash[ok], max_distance=self.settings.hash_max_distance)
-        pairs = ok[pairs]
-        close = np.bitwise_count(dhash[pairs[:, 0]] ^ dhash[pairs[:, 1]])
-        return pairs[close <= self.settings.hash_max_distance]
+        # k nearest on both hashes (128 bits): a pair within t bits on each is within 2t
+        _, idx = get_hamming_knn(np.stack([phash[ok], dhash[ok]], axis=1), k=s.neighbors,
+                                 memory_mb=memory_mb)
+        pairs = ok[_knn_pairs(idx)]
+        close = np.maximum(np.bitwise_count(phash[pairs[:, 0]] ^ phash[pairs[:, 1]]),
+                           np.bitwise_count(dhash[pairs[:, 0]] ^ dhash[pairs[:, 1]]))
+        return pairs[close <= s.hash_max_distance]
 
     def _embedding_pairs(self, embeddings: np.ndarray, decoded: np.ndarray,
-                         rows: np.ndarray) -> np.ndarray:
+                         rows: np.ndarray, *, memory_mb: float = DEFAULT_MEMORY_MB
+                         ) -> np.ndarray:
         """Candidate pairs (positions in ``rows``) from the embeddings' k-NN. The search
         runs over every decodable row, the same array the outlier check searches, so
         :func:`get_knn` answers the second time from its cache."""
         emb = np.asarray(embeddings, dtype=np.float32)
         ok = np.flatnonzero(decoded & np.isfinite(emb).all(axis=1))
-        _, idx = get_knn(emb[ok], k=self.settings.neighbors)
+        _, idx = get_knn(emb[ok], k=self.settings.neighbors, memory_mb=memory_mb)
         position = np.full(len(emb), -1, dtype=np.int64)
         position[rows] = np.arange(len(rows))
         pairs = position[ok[_knn_pairs(idx)]]
         return pairs[(pairs >= 0).all(axis=1)]
 
 
-def _search_vectors(thumbs: np.ndarray, size: int) -> np.ndarray:
-    """Thumbnails averaged 2 x 2 (a quarter of the numbers) for the k-NN search, the
-    audit's O(N^2) step; candidates are then verified on the full thumbnails."""
-    if size % 2:
-        return thumbs
-    t = thumbs.reshape(len(thumbs), size // 2, 2, size // 2, 2).mean(axis=(2, 4))
-    return t.reshape(len(thumbs), (size // 2) ** 2)
+def _search_vectors(thumbs: np.ndarray, size: int, memory_mb: float) -> np.ndarray:
+    """Unit thumbnails (N, size * size) uint8 averaged 2 x 2 (a quarter of the numbers)
+    as float32 for the k-NN search; candidates are then verified on the full
+    thumbnails."""
+    half = size // 2 if size % 2 == 0 else size
+    out = np.empty((len(thumbs), half * half), dtype=np.float32)
+    step = rows_per_chunk(size * size * 12, memory_mb)
+    for s in range(0, len(thumbs), step):
+        t = unit_thumbnails(thumbs[s:s + step])
+        if size % 2 == 0:
+            t = t.reshape(len(t), half, 2, half, 2).mean(axis=(2, 4)).reshape(len(t), -1)
+        out[s:s + step] = t
+    return out
 
 
 def _knn_pairs(idx: np.ndarray) -> np.ndarray:

@@ -8,8 +8,9 @@ Two kinds of evidence, either one suffices:
   out-of-fold embedding space, as cleanlab's ``OutOfDistribution`` feature score (which
   is ``exp(-d / median(d))`` of that mean distance). We take the robust z of the
   log-distance instead, so the flag is relative to the dataset's own spread, and use
-  the chunked exact k-NN of :mod:`dataqa.checks.neighbors` (cleanlab's sklearn search would
-  run twice on a pre-fitted index). Flagged above ``threshold``.
+  the faiss k-NN of :mod:`dataqa.checks.neighbors` (exact below 25,000 rows, HNSW
+  above; shared with near_duplicate's embedding search through its cache; cleanlab's
+  sklearn search would run twice and grow as N^2). Flagged above ``threshold``.
 - **statistics** of the manifest that describe *what kind* of picture a file is:
   luminance entropy, compressed bits per pixel, colourfulness, mean brightness, size
   and aspect ratio. Each is a robust z (median/MAD with a floor, :mod:`dataqa.checks.robust`),
@@ -144,7 +145,7 @@ class OutlierCheck(Check):
         out = np.full(len(emb), np.nan)
         if len(ok) < 3:
             return out
-        dist, _ = get_knn(emb[ok], k=self.settings.neighbors)
+        dist, _ = get_knn(emb[ok], k=self.settings.neighbors, memory_mb=ctx.memory_mb)
         values = np.full(len(emb), np.nan)
         values[ok] = np.log(dist.mean(axis=1).astype(float) + 1e-6)
         z = _class_and_dataset_z(values, EMBEDDING_FLOOR, groups, self.settings.min_class_size)

@@ -126,6 +126,38 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
     """
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
+    k, folds_used, splits, warnings = plan_folds(labels, folds=folds, seed=seed,
+                                                 class_names=class_names)
+    device = dev.pick_device(device) if isinstance(device, str) else device
+    start = time.perf_counter()
+    data = DeviceData.from_arrays(images, labels, device=device, num_classes=k)
+    pred_probs = np.full((n, k), np.nan, dtype=np.float32)
+    embeddings: np.ndarray | None = None
+    fold_info: list[dict[str, Any]] = []
+    for fold, (train_idx, hold_idx) in enumerate(splits):
+        probs, emb, info_f = fit_fold(data, labels, train_idx, hold_idx, fold=fold,
+                                      folds=folds_used, config=config)
+        if embeddings is None:
+            embeddings = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
+        pred_probs[hold_idx] = probs
+        embeddings[hold_idx] = emb
+        warnings.extend(info_f.pop("warnings"))
+        fold_info.append(info_f)
+    dev.synchronize(device)
+    assert embeddings is not None
+    info = {"folds": folds_used, "folds_requested": folds, "device": dev.describe(device),
+            "seconds": time.perf_counter() - start, "fold_details": fold_info,
+            "warnings": warnings, "config": config.describe()}
+    return pred_probs, embeddings, info
+
+
+def plan_folds(labels: np.ndarray, *, folds: int, seed: int,
+               class_names: list[str] | None = None
+               ) -> tuple[int, int, list[tuple[np.ndarray, np.ndarray]], list[str]]:
+    """Validate the labels and split them: ``(K, folds used, [(train_idx, hold_idx)],
+    warnings)``. Deterministic for given labels and seed, so every worker of a
+    distributed pass (:mod:`dataqa.engine.fold_queue`) computes the same folds."""
+    n = len(labels)
     k = len(class_names) if class_names is not None else int(labels.max()) + 1 if n else 0
     names = class_names or [str(i) for i in range(k)]
     if n == 0:
@@ -153,55 +185,45 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
                f"crossval.folds={folds}: using {folds_used} folds")
         log.warning("WARNING: %s", msg)
         warnings.append(msg)
-    device = dev.pick_device(device) if isinstance(device, str) else device
-    start = time.perf_counter()
-    data = DeviceData.from_arrays(images, labels, device=device, num_classes=k)
     splitter = StratifiedKFold(n_splits=folds_used, shuffle=True, random_state=seed)
-    pred_probs = np.full((n, k), np.nan, dtype=np.float32)
-    embeddings: np.ndarray | None = None
-    fold_info: list[dict[str, Any]] = []
-    for fold, (train_idx, hold_idx) in enumerate(splitter.split(np.zeros(n), labels)):
-        prefix = f"[fold {fold + 1}/{folds_used}] "
-        t0 = time.perf_counter()
-        cfg = dataclasses.replace(config, seed=config.seed + fold)
-        result = fit(data, train_idx, None, cfg, log_prefix=prefix)
-        if result.status == "diverged":
-            raise EngineError(f"cross-validation fold {fold + 1}: training diverged "
-                              f"({result.message}); lower crossval.lr")
-        probs, emb = predict(result.model, data, hold_idx, batch_size=config.eval_batch_size)
-        if not (np.isfinite(probs).all() and np.isfinite(emb).all()):
-            raise EngineError(f"cross-validation fold {fold + 1}: non-finite predictions "
-                              f"(NaN/inf) for {int((~np.isfinite(probs)).any(1).sum())} "
-                              "held-out images; lower crossval.lr or check the tensors")
-        hold_loss = held_out_loss(probs, labels[hold_idx])
-        if not hold_loss <= config.diverge_factor * math.log(max(k, 2)):
-            raise EngineError(
-                f"cross-validation fold {fold + 1}: training diverged (held-out loss "
-                f"{hold_loss:.4g}, over {config.diverge_factor:g}x the {math.log(max(k, 2)):.3g} "
-                f"of a chance model: saturated predictions); lower crossval.lr")
-        if embeddings is None:
-            embeddings = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
-        pred_probs[hold_idx] = probs
-        embeddings[hold_idx] = emb
-        acc = float((probs.argmax(1) == labels[hold_idx]).mean())
-        if result.status == "stalled":
-            warnings.append(f"fold {fold + 1}: {result.message}")
-        fold_info.append({"fold": fold + 1, "n_train": len(train_idx), "n_holdout":
-                          len(hold_idx), "accuracy": acc, "status": result.status,
-                          "epochs": len(result.history), "batch_size": result.batch_size,
-                          "final_train_loss": result.history[-1].train_loss,
-                          "held_out_loss": hold_loss,
-                          "train_images_per_s": result.train_images_per_s,
-                          "seconds": time.perf_counter() - t0})
-        log.info("%sheld-out accuracy %.4f (%d images) in %.1f s", prefix, acc,
-                 len(hold_idx), time.perf_counter() - t0)
-        del result
-    dev.synchronize(device)
-    assert embeddings is not None
-    info = {"folds": folds_used, "folds_requested": folds, "device": dev.describe(device),
-            "seconds": time.perf_counter() - start, "fold_details": fold_info,
-            "warnings": warnings, "config": config.describe()}
-    return pred_probs, embeddings, info
+    return k, folds_used, list(splitter.split(np.zeros(n), labels)), warnings
+
+
+def fit_fold(data: DeviceData, labels: np.ndarray, train_idx: np.ndarray,
+             hold_idx: np.ndarray, *, fold: int, folds: int, config: TrainConfig
+             ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Train on ``train_idx``, predict ``hold_idx``: ``(probs, embeddings, fold info)``."""
+    prefix = f"[fold {fold + 1}/{folds}] "
+    t0 = time.perf_counter()
+    cfg = dataclasses.replace(config, seed=config.seed + fold)
+    result = fit(data, train_idx, None, cfg, log_prefix=prefix)
+    if result.status == "diverged":
+        raise EngineError(f"cross-validation fold {fold + 1}: training diverged "
+                          f"({result.message}); lower crossval.lr")
+    probs, emb = predict(result.model, data, hold_idx, batch_size=config.eval_batch_size)
+    if not (np.isfinite(probs).all() and np.isfinite(emb).all()):
+        raise EngineError(f"cross-validation fold {fold + 1}: non-finite predictions "
+                          f"(NaN/inf) for {int((~np.isfinite(probs)).any(1).sum())} "
+                          "held-out images; lower crossval.lr or check the tensors")
+    k = probs.shape[1]
+    hold_loss = held_out_loss(probs, labels[hold_idx])
+    if not hold_loss <= config.diverge_factor * math.log(max(k, 2)):
+        raise EngineError(
+            f"cross-validation fold {fold + 1}: training diverged (held-out loss "
+            f"{hold_loss:.4g}, over {config.diverge_factor:g}x the {math.log(max(k, 2)):.3g} "
+            f"of a chance model: saturated predictions); lower crossval.lr")
+    acc = float((probs.argmax(1) == labels[hold_idx]).mean())
+    warnings = [f"fold {fold + 1}: {result.message}"] if result.status == "stalled" else []
+    info = {"fold": fold + 1, "n_train": len(train_idx), "n_holdout": len(hold_idx),
+            "accuracy": acc, "status": result.status, "epochs": len(result.history),
+            "batch_size": result.batch_size,
+            "final_train_loss": result.history[-1].train_loss,
+            "held_out_loss": hold_loss,
+            "train_images_per_s": result.train_images_per_s,
+            "seconds": time.perf_counter() - t0, "warnings": warnings}
+    log.info("%sheld-out accuracy %.4f (%d images) in %.1f s", prefix, acc,
+             len(hold_idx), time.perf_counter() - t0)
+    return probs, emb, info
 
 
 def held_out_loss(probs: np.ndarray, labels: np.ndarray) -> float:

@@ -186,6 +186,9 @@ class CrossvalParams:
     label_smoothing: float | None = None  # null: by device
     flip: bool = False  # random horizontal flips (wrong for digits and text)
     crop_padding: int = 2  # random translation by up to this many pixels, zero fill
+    # spread the folds over `dataqa crossval --worker` processes through the database of
+    # tune.storage (dataqa/engine/fold_queue.py); this process runs folds too
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         for key, least in (("folds", 2), ("epochs", 1), ("batch_size", 1), ("width", 1),
@@ -216,6 +219,9 @@ class AuditParams:
     # passes over the whole training pool that every learning-curve point gets in images
     # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/engine/learning_curve.py)
     learning_curve_epochs: int | None = None
+    # working memory (MB) of one audit step beyond its inputs: the chunk sizes of the
+    # thumbnails, neighbour queries and pair verification follow from it, not from N
+    memory_mb: int = 512
 
     def __post_init__(self) -> None:
         rules.check_section("audit", self)

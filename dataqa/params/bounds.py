@@ -121,13 +121,6 @@ BOUNDS: dict[str, Bound] = {
     "tune.stopping.stall_tolerance": Bound(0.0, 1.0),
     "tune.pruning.startup_trials": Bound(0, 100_000),
     "tune.pruning.warmup_epochs": Bound(0, 10_000),
-    "tune.diagnose.overfit_gap": SHARE,
-    "tune.diagnose.overfit_rise": Bound(0.0, float(BIG)),
-    "tune.diagnose.underfit_acc": SHARE,
-    "tune.diagnose.noise_cv": Bound(0.0, float(BIG)),
-    "tune.diagnose.edge_fraction": Bound(0.0, 0.5),
-    "tune.diagnose.still_improving": SHARE,
-    "tune.fidelity.min_spearman": Bound(-1.0, 1.0),
     "tune.cleaning.seeds": Bound(1, 1000),
     "tune.cleaning.epochs": EPOCHS,
     "report.gallery_size": Bound(0, 10_000),
@@ -139,8 +132,12 @@ BOUNDS: dict[str, Bound] = {
 
 def section_bound(key: str) -> Bound | None:
     """The bound :data:`dataqa.params.rules.BOUNDS` gives ``section.key[...]``, or None."""
-    section, _, rest = key.partition(".")
-    return rules.BOUNDS.get(section, {}).get(rest.split(".")[0])
+    parts = key.split(".")
+    for cut in range(len(parts) - 1, 0, -1):  # the most specific section first
+        section = ".".join(parts[:cut])  # "tune.sizing" before "tune"
+        if section in rules.BOUNDS:
+            return rules.BOUNDS[section].get(parts[cut])
+    return None
 
 
 def bound_for(key: str) -> Bound | None:

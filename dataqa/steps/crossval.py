@@ -21,11 +21,13 @@ from dataqa.io import write_json, write_npy
 from dataqa.params import Params
 
 
-def run_stage(params: Params) -> int:
+def run_stage(params: Params, worker: bool = False) -> int:
     """Write ``paths.pred_probs`` (N, K), ``paths.embeddings`` (N, D) aligned with the
     manifest (NaN rows where an image did not decode or has no label) and the metrics
     JSON ``paths.crossval_metrics`` (with ``classes``, the class names by id).
-    ``crossval.mode: external`` reads the user's predictions instead (no training)."""
+    ``crossval.mode: external`` reads the user's predictions instead (no training).
+    ``crossval.distributed`` / ``worker``: the folds go through the queue in
+    ``tune.storage`` (:mod:`dataqa.engine.fold_queue`); a worker only runs folds."""
     if params.crossval.mode == "external":
         from dataqa.dataset.external import run_external
 
@@ -46,10 +48,20 @@ def run_stage(params: Params) -> int:
         if len(rows) == 0:
             raise NotTrainable(f"{params.path('manifest')}: no decodable image has a label; "
                                "nothing to cross-validate")
-        probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
-                                             folds=params.crossval.folds, config=config,
-                                             seed=params.engine.seed, device=device,
-                                             class_names=classes)
+        if worker or params.crossval.distributed:
+            from dataqa.engine.fold_queue import cross_val_predict_distributed
+            out = cross_val_predict_distributed(
+                np.asarray(images[rows]), ids, row_ids=manifest["id"].to_numpy()[rows],
+                folds=params.crossval.folds, config=config, seed=params.engine.seed,
+                device=device, class_names=classes, tune=params.tune, worker_only=worker)
+            if out is None:
+                return 0
+            probs, emb, info = out
+        else:
+            probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
+                                                 folds=params.crossval.folds, config=config,
+                                                 seed=params.engine.seed, device=device,
+                                                 class_names=classes)
     except NotTrainable as exc:  # the worst data: not evaluated, the audit still runs
         return _write_not_evaluated(params, manifest, classes, decoded, known, str(exc))
     n = len(manifest)

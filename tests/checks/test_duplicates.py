@@ -13,7 +13,7 @@ from imagesets import MNIST_MISSING, base_photos, load_mnist
 from PIL import Image
 
 from dataqa.checks import AuditContext, get_check
-from dataqa.checks.neighbors import find_hamming_pairs, get_groups, get_knn
+from dataqa.checks.neighbors import get_groups, get_hamming_knn, get_knn
 from dataqa.dataset.imageio import letterbox
 from dataqa.dataset.imagestats import get_image_stats
 from dataqa.dataset.manifest import COLUMNS
@@ -65,25 +65,38 @@ def run(name: str, ctx: AuditContext, settings: dict | None = None):
 
 
 # --------------------------------------------------------------------------- neighbours
-def test_hamming_pairs_equal_brute_force():
+def _brute_hamming(words: np.ndarray) -> np.ndarray:
+    d = np.zeros((len(words), len(words)), dtype=np.int64)
+    for w in range(words.shape[1]):
+        d += np.bitwise_count(words[:, w, None] ^ words[None, :, w])
+    return d
+
+
+@pytest.mark.parametrize("exact_max_rows", [10_000, 0])  # exact index, then HNSW
+def test_hamming_knn_finds_planted_pairs(exact_max_rows):
     rng = np.random.default_rng(0)
-    codes = rng.integers(0, 2**63, size=2000, dtype=np.int64).astype(np.uint64)
+    codes = rng.integers(0, 2**63, size=(3000, 2), dtype=np.int64).astype(np.uint64)
     for i, bits in enumerate([0, 1, 3, 5, 6, 7, 9, 12]):  # planted pairs at known distances
         flip = sum(1 << int(b) for b in rng.choice(64, bits, replace=False))
-        codes[100 + i] = codes[i] ^ np.uint64(flip)
-    codes[200:203] = codes[50]  # three identical codes
-    for t in (0, 3, 6, 8):
-        pairs, dist = find_hamming_pairs(codes, max_distance=t)
-        d = np.bitwise_count(codes[:, None] ^ codes[None, :])
-        i, j = np.nonzero(np.triu(d <= t, k=1))
-        assert {tuple(p) for p in pairs.tolist()} == set(zip(i.tolist(), j.tolist())), t
-        assert (dist == d[pairs[:, 0], pairs[:, 1]]).all()
+        codes[100 + i] = codes[i] ^ np.array([flip, 0], dtype=np.uint64)
+    dist, idx = get_hamming_knn(codes, k=4, exact_max_rows=exact_max_rows)
+    full = _brute_hamming(codes)
+    np.fill_diagonal(full, 10**6)
+    assert (idx != np.arange(3000)[:, None]).all()
+    assert (dist == full[np.arange(3000)[:, None], idx]).all()  # true distances
+    assert (np.diff(dist, axis=1) >= 0).all()
+    for i in range(8):  # each planted copy is its original's nearest
+        assert idx[i, 0] == 100 + i and idx[100 + i, 0] == i
+    if exact_max_rows:
+        np.testing.assert_array_equal(dist, np.sort(full, axis=1)[:, :4])
 
 
-def test_hamming_pairs_cap_identical_codes():
-    codes = np.zeros(1000, dtype=np.uint64)  # 1000 blank frames: one degenerate hash
-    pairs, _ = find_hamming_pairs(codes, max_distance=0, max_per_code=4)
-    assert len(pairs) == 6  # only the first 4 rows are expanded: 4 choose 2
+def test_hamming_knn_dense_bucket_gives_k_pairs_per_row():
+    """1000 blank frames share one hash: k neighbours each, never 1000 choose 2 pairs."""
+    codes = np.zeros(1000, dtype=np.uint64)
+    dist, idx = get_hamming_knn(codes, k=4)
+    assert idx.shape == (1000, 4) and (dist == 0).all()
+    assert (idx != np.arange(1000)[:, None]).all()
 
 
 @pytest.mark.parametrize("n, pairs, order, expected", [
@@ -97,17 +110,33 @@ def test_get_groups(n, pairs, order, expected):
     assert get_groups(n, np.array(pairs).reshape(-1, 2), order=order).tolist() == expected
 
 
-def test_knn_is_exact_and_excludes_self():
+@pytest.mark.parametrize("exact_max_rows", [10_000, 0])  # exact index, then HNSW
+def test_knn_matches_brute_force_and_excludes_self(exact_max_rows):
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(500, 12)).astype(np.float32)
+    z = rng.normal(size=(2000, 4)).astype(np.float32)  # low intrinsic dimension, as images
+    x = np.tanh(z @ rng.normal(size=(4, 12)).astype(np.float32))
     x[7] = x[3] * 2.0  # same direction: cosine distance 0
-    dist, idx = get_knn(x, k=4, chunk_size=64)
-    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-    full = 1 - xn @ xn.T
+    x[11] = 0.0  # a zero row: distance 1 to everything
+    dist, idx = get_knn(x, k=4, exact_max_rows=exact_max_rows, memory_mb=1)
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    full = np.clip(1 - xn @ xn.T, 0, 2)
     np.fill_diagonal(full, np.inf)
-    assert (idx != np.arange(500)[:, None]).all()
-    np.testing.assert_allclose(dist, np.sort(full, axis=1)[:, :4], atol=1e-5)
+    assert (idx != np.arange(2000)[:, None]).all()
+    np.testing.assert_allclose(dist, full[np.arange(2000)[:, None], idx], atol=1e-5)
     assert idx[3, 0] == 7 and idx[7, 0] == 3 and dist[3, 0] < 1e-6
+    np.testing.assert_allclose(dist[11], 1.0, atol=1e-6)
+    best = np.sort(full, axis=1)[:, :4]
+    if exact_max_rows:
+        np.testing.assert_allclose(dist, best, atol=1e-5)
+    else:  # HNSW: approximate, but the nearest is nearly always the true nearest
+        assert np.mean(np.abs(dist[:, 0] - best[:, 0]) < 1e-5) > 0.98
+
+
+def test_knn_many_identical_rows():
+    """More exact copies than k: a row's own index may not come back first."""
+    x = np.ones((50, 8), dtype=np.float32)
+    dist, idx = get_knn(x, k=3)
+    assert (idx != np.arange(50)[:, None]).all() and np.allclose(dist, 0.0, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- exact
@@ -253,8 +282,8 @@ def test_near_duplicates_by_hash_alone_would_group_lookalikes(near_set):
     m = ctx.manifest
     ones = m[(m["label"] == "1") & ~m["path"].str.contains("_")]  # distinct '1's only
     phash, _ = hex_to_uint64(ones["phash"].tolist())
-    pairs, _ = find_hamming_pairs(phash, max_distance=2)
-    assert len(ones) == 160 and len(pairs) > 50
+    dist, idx = get_hamming_knn(phash, k=4)
+    assert len(ones) == 160 and (dist[:, 0] <= 2).sum() > 50
 
 
 def test_near_duplicates_with_embeddings(near_set):
@@ -321,3 +350,14 @@ def test_tiny_inputs_flag_nothing(name, n_files, broken):
     ctx.manifest.loc[broken, "decode_error"] = "cannot decode: planted"
     res = run(name, ctx)
     assert not res.frame[f"is_{name}_issue"].any() and res.summary["groups"] == 0
+
+
+def test_near_duplicates_through_the_approximate_index(near_set, monkeypatch):
+    """Above EXACT_MAX_ROWS every search is an HNSW graph: the same groups."""
+    from dataqa.checks import neighbors
+
+    ctx, planted, _ = near_set
+    monkeypatch.setattr(neighbors, "EXACT_MAX_ROWS", 0)
+    neighbors._KNN_CACHE.clear()
+    res = run("near_duplicate", ctx)
+    assert groups_of(res, ctx) == set(planted)

@@ -14,6 +14,15 @@ from dataqa.params import Params, load_params
 from dataqa.params.bounds import BOUNDS, bound_for
 
 
+def _is_numeric(tp: object) -> bool:
+    """int/float, optional or in a list/tuple (not bool, not a Literal of strings)."""
+    if tp in (int, float):
+        return True
+    if typing.get_origin(tp) is typing.Literal:
+        return False
+    return any(_is_numeric(a) for a in typing.get_args(tp))
+
+
 def numeric_keys(cls: type, prefix: str = "") -> list[str]:
     """Dotted names of the int/float fields of the schema (``*`` for mapping keys)."""
     out: list[str] = []
@@ -30,7 +39,7 @@ def numeric_keys(cls: type, prefix: str = "") -> list[str]:
         elif typing.get_origin(tp) is dict:
             if typing.get_args(tp)[1] in (int, float):
                 out.append(name + ".*")
-        elif "int" in str(tp) or "float" in str(tp):
+        elif _is_numeric(tp):
             out.append(name)
     return out
 
