@@ -102,7 +102,11 @@ class OutlierCheck(Check):
         groups = _class_keys(ctx)
         ratios: dict[str, np.ndarray] = {}  # evidence / its threshold: > 1 flags
         words: dict[str, list[str]] = {}
-        if s.use_embeddings and ctx.embeddings is not None:
+        # a model too weak to judge labels (dataqa/checks/model_strength.py) gives
+        # embeddings that say little about what kind of picture an image is
+        skipped = ("embedding evidence left out: " + str(ctx.model.get("reason"))
+                   if ctx.model is not None and not ctx.model_reliable else None)
+        if s.use_embeddings and ctx.embeddings is not None and skipped is None:
             z = self._embedding_z(ctx, groups)
             ratios["embedding"] = z / s.threshold
             words["embedding"] = [f"far from its {s.neighbors} nearest images in the model's "
@@ -133,6 +137,8 @@ class OutlierCheck(Check):
                             for j, k in enumerate(names)},
             "ratio_percentiles": _percentiles(ratio[ctx.decoded]),
         }
+        if skipped and s.use_embeddings and ctx.embeddings is not None:
+            summary["warnings"] = [skipped]
         return self.result(ctx, is_issue, 1.0 / (1.0 + ratio**2), summary, reason=reason)
 
     # evidence ------------------------------------------------------------------------

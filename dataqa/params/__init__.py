@@ -165,6 +165,10 @@ class AuditParams:
     # passes over the whole training pool that every learning-curve point gets in images
     # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/steps/learning_curve.py)
     learning_curve_epochs: int | None = None
+    # is the out-of-fold model strong enough to judge labels? min_skill, confidence,
+    # ece_bins, max_ece (dataqa/checks/model_strength.py); a weak model's label flags
+    # become review-only
+    model_strength: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,9 @@ class FilterParams:
     min_score: dict[str, float] = field(default_factory=dict)
     relabel: bool = False  # apply label_suggested to label issues the model is sure of
     relabel_min_confidence: float = 0.95  # out-of-fold probability of the suggested class
+    # an image that this many checks of review policy flag (independent evidence, e.g.
+    # light + low_information + grayscale on a placeholder) is quarantined; null: never
+    quarantine_min_flags: int | None = 3
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,12 @@ import pandas as pd
 
 from dataqa.checks import AuditContext, Check, CheckResult, get_check
 from dataqa.checks.confidence import get_confidence_histogram
+from dataqa.checks.model_strength import ModelStrengthSettings, judge_model
 from dataqa.dataset import balance
 from dataqa.dataset.manifest import read_manifest
 from dataqa.errors import DataQAError, ParamsError, StageInputError
 from dataqa.io import write_json, write_parquet
-from dataqa.params import AuditParams, Params
+from dataqa.params import AuditParams, Params, check_settings
 
 ID_COLUMNS = ["id", "path", "label", "split"]
 
@@ -231,6 +232,23 @@ def dataset_evidence(params: Params, ctx: AuditContext) -> dict[str, Any]:
     return out
 
 
+def judge_audit_model(params: Params, ctx: AuditContext) -> dict[str, Any] | None:
+    """The out-of-fold model's strength (``audit.json: model``), or None without
+    predictions (no crossval ran and no check needs them)."""
+    probs = ctx.pred_probs
+    if probs is None and params.path("pred_probs").is_file():
+        probs = np.load(params.path("pred_probs"), mmap_mode="r", allow_pickle=False)
+    if probs is None or ctx.labels is None or probs.shape[0] != len(ctx.manifest):
+        return None
+    settings = check_settings(ModelStrengthSettings, params.audit.model_strength,
+                              "params.yaml: audit.model_strength")
+    model = judge_model(np.asarray(probs), ctx.labels, settings)
+    if not model["reliable"]:
+        print(f"audit: WARNING: {model['reason']}; label flags are review-only. "
+              f"What to do: {model.get('advice', '')}")
+    return model
+
+
 def _all_classes(manifest: pd.DataFrame, classes: list[str] | None) -> list[str]:
     """Sorted union of the model's classes and every label of the manifest, so a class
     whose every file is broken shows with count 0."""
@@ -241,11 +259,14 @@ def run_stage(params: Params) -> int:
     manifest = read_manifest(params.path("manifest"))
     checks = build_checks(params.audit)
     ctx = load_inputs(params, manifest, checks)
+    ctx.model = judge_audit_model(params, ctx)
     results = run_checks(checks, ctx)
     issues = build_issues(manifest, results)
     metrics = build_metrics(manifest, results, min_per_class=params.audit.min_per_class,
                             classes=ctx.classes)
     metrics.update(dataset_evidence(params, ctx))
+    if ctx.model is not None:
+        metrics["model"] = ctx.model
     write_parquet(params.path("issues"), issues)
     write_json(params.path("audit_metrics"), metrics)
     _print_summary(results, metrics, params.path("issues"))

@@ -185,7 +185,8 @@ class Recommendation:
 def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
               imbalance: float | None, classes_under_min: Sequence[str],
               min_per_class: int, min_gain: float = MIN_GAIN,
-              max_imbalance: float = MAX_IMBALANCE) -> Recommendation:
+              max_imbalance: float = MAX_IMBALANCE,
+              model: dict[str, Any] | None = None) -> Recommendation:
     """Advice on data quantity and balance, from three numbers.
 
     ==========================================================  ==================
@@ -196,8 +197,14 @@ def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
     data (and by more than twice its standard error, when
     ``gain_se`` is given)
     largest / smallest class count >= ``max_imbalance``         class_weights
+    the model is not clearly better than the majority-class     weak_model
+    baseline (``model``: :func:`~dataqa.checks.model_strength.
+    judge_model` of the last point's validation predictions)
     none of the above                                           fine
     ==========================================================  ==================
+
+    A weak model makes the curve's flatness meaningless (a model that learns nothing
+    has a flat curve), so ``weak_model`` replaces "fine" and says what to do.
 
     Several actions can apply; they are listed most urgent first. ``gain_per_doubling``
     None means no learning curve was measured (that rule is skipped and said so).
@@ -234,6 +241,12 @@ def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
         lines.append(f"The largest class has {imbalance:.1f}x the images of the smallest: "
                      "train with class weights (or class-balanced sampling) so that small "
                      "classes count.")
+    if model is not None and not model.get("reliable", True):
+        from dataqa.checks.model_strength import ADVICE, reason
+
+        actions.append("weak_model")
+        lines.append(f"On the learning curve's validation split {reason(model)}: the "
+                     f"curve cannot tell whether the data suffices; {ADVICE}.")
     if not actions:
         actions.append("fine")
         parts = [f"every class has at least {min_per_class} images"]
@@ -312,8 +325,11 @@ def run_stage(params: Params) -> int:
         device=device, val_fraction=VAL_FRACTION, seed=params.engine.seed)
     slope = get_slope([p.fraction for p in points], [p.val_accuracy for p in points],
                       n_val=n_val)
+    _, val_rows = stratified_holdout(ids, val_fraction=VAL_FRACTION, seed=params.engine.seed)
+    model = _judge_last_point(points, ids[val_rows], len(classes), params)
     advice = recommend(gain_per_doubling=slope.gain_per_doubling, gain_se=slope.gain_se,
-                       imbalance=ratio, classes_under_min=under, min_per_class=min_per_class)
+                       imbalance=ratio, classes_under_min=under, min_per_class=min_per_class,
+                       model=model)
     out: dict[str, Any] = {
         "fractions": fractions,
         "points": [dataclasses.asdict(p) for p in points],
@@ -324,6 +340,7 @@ def run_stage(params: Params) -> int:
         "balance": {"counts": counts, "imbalance_ratio": ratio,
                     "classes_under_min": under, "min_per_class": min_per_class},
         "recommendation": dataclasses.asdict(advice),
+        "model": model,
         "seconds": time.perf_counter() - start,
     }
     write_json(params.path("learning_curve"), _finite(out))
@@ -331,6 +348,22 @@ def run_stage(params: Params) -> int:
           + ", ".join(f"{p.fraction:g}: {p.val_accuracy:.3f}" for p in points)
           + f"; {slope.gain_per_doubling:+.2%} per doubling -> {', '.join(advice.actions)}")
     return 0
+
+
+def _judge_last_point(points: Sequence[CurvePoint], y_val: np.ndarray, n_classes: int,
+                      params: Params) -> dict[str, Any] | None:
+    """The last (largest) point's model judged against the majority-class baseline of
+    the validation split (:func:`dataqa.checks.model_strength.judge_counts`)."""
+    from dataqa.checks.model_strength import ModelStrengthSettings, judge_counts
+    from dataqa.params import check_settings
+
+    if not points or len(y_val) == 0:
+        return None
+    settings = check_settings(ModelStrengthSettings, params.audit.model_strength,
+                              "params.yaml: audit.model_strength")
+    right = int(round(points[-1].val_accuracy * len(y_val)))
+    return judge_counts(right, len(y_val), np.bincount(y_val, minlength=n_classes),
+                        settings)
 
 
 def imbalance_ratio_of(counts: dict[str, int]) -> float | None:
