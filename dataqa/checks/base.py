@@ -34,6 +34,7 @@ class AuditContext:
     embeddings: np.ndarray | None = None  # (N, D) penultimate-layer features
     tensors: np.ndarray | None = None  # (N, H, W, C) uint8, letterboxed
     seed: int = 0
+    image_size: int | None = None  # training side (engine.image_size), px
     previous: dict[str, CheckResult] = field(default_factory=dict)  # earlier checks' results
     # the out-of-fold model's strength (dataqa/checks/model_strength.py), when judged
     model: dict[str, Any] | None = None

@@ -58,7 +58,7 @@ STAT_FLOORS: dict[str, float] = {
     "stat_colorfulness": 0.02,  # in [0, 1]; 0 for every image of a grey dataset
     "stat_mean": 0.02,  # mean luminance in [0, 1]
     "log_side": 0.25,  # log of the geometric mean side: x1.3
-    "log_aspect": 0.1,  # log(width / height)
+    "log_aspect": 0.1,  # abs(log(width / height)): a turned photo is not unusual
 }
 EMBEDDING_FLOOR = 0.1  # log mean k-NN distance: 10% further is never remarkable
 
@@ -229,7 +229,7 @@ def _stat_features(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
     w, h = col("width"), col("height")
     with np.errstate(divide="ignore", invalid="ignore"):
         out["log_side"] = 0.5 * np.log(w * h)
-        out["log_aspect"] = np.log(w / h)
+        out["log_aspect"] = np.abs(np.log(w / h))  # orientation-symmetric: portrait = landscape
     return {k: np.where(np.isfinite(v), v, np.nan) for k, v in out.items()
             if np.isfinite(v).any()}
 

@@ -72,7 +72,7 @@ def load_inputs(params: Params, manifest: pd.DataFrame, checks: Sequence[Check]
     index = {c: i for i, c in enumerate(classes)}
     labels = manifest["label"].map(index).fillna(-1).to_numpy(dtype=np.int64)
     ctx = AuditContext(manifest=manifest, classes=classes, labels=labels,
-                       seed=params.engine.seed)
+                       seed=params.engine.seed, image_size=params.engine.image_size)
     n = len(manifest)
     for key, users in needed.items():
         path = params.path(key)
