@@ -109,7 +109,9 @@ class EngineParams:
     width: int = 32  # channels of the first stage of small_resnet
     depth: int = 2  # residual blocks per stage of small_resnet
     dropout: float = 0.0
-    weights: str | None = None  # local state_dict file (weights_only load); nothing downloads
+    # a torchvision weights name of engine.arch (DEFAULT, IMAGENET1K_V1, ...: torchvision's
+    # cache under TORCH_HOME) or a local state_dict file (dataqa/engine/backbones.py)
+    weights: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int | None = None  # torch threads on CPU; null: torch's default (all cores)
     seed: int = 0
