@@ -21,6 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from dataqa.dataset.manifest import decodable, read_manifest
 from dataqa.engine import device as dev
+from dataqa.engine import probe
 from dataqa.engine.data import DeviceData
 from dataqa.engine.fit import TrainConfig, fit, predict
 from dataqa.engine.progress import show_progress
@@ -197,14 +198,25 @@ def run_stage(params: Params) -> int:
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     n_train = len(rows) * (params.crossval.folds - 1) // max(params.crossval.folds, 1)
     config = crossval_config(params, device, n_train=n_train)
-    log.info("crossval: %d images, %d classes, %d folds on %s: %s", len(rows), len(classes),
-             params.crossval.folds, dev.describe(device),
+    mode = params.crossval.mode
+    log.info("crossval (%s): %d images, %d classes, %d folds on %s: %s", mode, len(rows),
+             len(classes), params.crossval.folds, dev.describe(device),
              {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "arch", "width",
-                                              "depth")})
-    probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
-                                         folds=params.crossval.folds, config=config,
-                                         seed=params.engine.seed, device=device,
-                                         class_names=classes)
+                                              "depth", "weights")})
+    if mode == "linear_probe":  # frozen backbone, logistic regression (dataqa/engine/probe.py)
+        probs, emb, info = probe.linear_probe(
+            images, rows, ids, folds=params.crossval.folds, arch=config.arch,
+            weights=config.weights or "", device=device, seed=params.engine.seed,
+            c=params.crossval.probe_c, batch_size=params.crossval.embed_batch_size,
+            class_names=classes)
+    else:
+        if mode == "finetune":
+            probe.require_backbone(config.arch, config.weights, mode)
+            config = probe.finetune_config(config, params.crossval, device)
+        probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
+                                             folds=params.crossval.folds, config=config,
+                                             seed=params.engine.seed, device=device,
+                                             class_names=classes)
     n = len(manifest)
     full_probs = np.full((n, len(classes)), np.nan, dtype=np.float32)
     full_emb = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
@@ -216,7 +228,8 @@ def run_stage(params: Params) -> int:
                "n_rows": n, "n_used": len(rows), "n_undecodable": int((~decoded).sum()),
                "n_unlabelled": int((decoded & ~known).sum()),
                "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
-               "arch": config.arch, "width": config.width, "depth": config.depth, **info}
+               "arch": config.arch, "width": config.width, "depth": config.depth,
+               "mode": mode, "weights": config.weights, **info}
     write_json(params.path("crossval_metrics"), metrics)
     for w in info["warnings"]:
         log.warning("WARNING: %s", w)

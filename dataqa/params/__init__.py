@@ -131,6 +131,12 @@ class CrossvalParams:
     null adapt to the device (dataqa/engine/crossval.py: DEVICE_BUDGETS)."""
 
     folds: int = 5  # stratified; reduced (loudly) to the smallest class count if needed
+    # train: engine.arch per fold (from engine.weights when set); linear_probe: embed once
+    # with the frozen pretrained backbone, K-fold logistic regression; finetune: the
+    # pretrained net trained whole per fold, fine-tuning budgets (dataqa/engine/probe.py)
+    mode: Literal["train", "linear_probe", "finetune"] = "train"
+    probe_c: float = 1.0  # linear_probe: inverse L2 strength of the logistic regression
+    embed_batch_size: int = 64  # linear_probe: images per forward pass (bounds memory)
     epochs: int | None = None  # null: by device (more on GPU)
     batch_size: int | None = None  # null: by device
     lr: float | None = None  # peak of the one-cycle schedule, SGD-Nesterov; null: by device
@@ -143,13 +149,15 @@ class CrossvalParams:
 
     def __post_init__(self) -> None:
         for key, least in (("folds", 2), ("epochs", 1), ("batch_size", 1), ("width", 1),
-                           ("depth", 1), ("crop_padding", 0)):
+                           ("depth", 1), ("crop_padding", 0), ("embed_batch_size", 1)):
             value = getattr(self, key)
             if value is not None and value < least:
                 raise ParamsError(f"params.yaml: crossval.{key}: must be >= {least}, "
                                   f"got {value}")
         if self.lr is not None and not self.lr > 0:
             raise ParamsError(f"params.yaml: crossval.lr: must be > 0, got {self.lr}")
+        if not self.probe_c > 0:
+            raise ParamsError(f"params.yaml: crossval.probe_c: must be > 0, got {self.probe_c}")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ CPU_PASSES = 3  # passes over the whole pool per point on CPU (4 points x 3 = 12
 MIN_STEPS = 150  # optimisation steps every point takes at least (batch shrinks for it)
 MIN_BATCH = 16
 LR = 0.01  # AdamW peak learning rate (one-cycle schedule)
+FINETUNE_LR = 1e-4  # the same from pretrained weights (engine.weights set)
 VAL_FRACTION = 0.2  # share of each class held out, fixed across points
 MIN_GAIN = 0.01  # accuracy gained per doubling above which more data helps
 MAX_IMBALANCE = 3.0  # largest/smallest class count above which weights are advised
@@ -283,8 +284,10 @@ def learning_curve_config(params: Params, device: torch.device, n_pool: int) -> 
         raise ParamsError(f"params.yaml: audit.learning_curve_epochs: must be >= 1, "
                           f"got {passes}")
     batch = min(base.batch_size, max(MIN_BATCH, passes * n_pool // MIN_STEPS))
+    # from pretrained weights: AdamW's usual fine-tuning rate, not the scratch one
+    lr = FINETUNE_LR if base.weights else LR
     return dataclasses.replace(base, epochs=passes, batch_size=batch, optimizer="adamw",
-                               lr=LR, stall_epochs=10**9)  # no stall verdict: tiny
+                               lr=lr, stall_epochs=10**9)  # no stall verdict: tiny
     #                                                        fractions take few steps
 
 
@@ -317,12 +320,15 @@ def run_stage(params: Params) -> int:
     fractions = check_fractions(params.audit.learning_curve)
     n_pool = len(stratified_holdout(ids, val_fraction=VAL_FRACTION, seed=params.engine.seed)[0])
     config = learning_curve_config(params, device, n_pool)
-    log.info("learning curve: %d images, %d classes, fractions %s, %d passes per point, "
-             "batch %d on %s", len(rows), len(classes), fractions, config.epochs,
-             config.batch_size, dev.describe(device))
-    points, n_pool, n_val = get_learning_curve(
-        np.asarray(images[rows]), ids, classes=classes, fractions=fractions, config=config,
-        device=device, val_fraction=VAL_FRACTION, seed=params.engine.seed)
+    if params.crossval.mode == "linear_probe":  # the crossval stage's backbone features
+        points, n_pool, n_val = probe_learning_curve(params, rows, ids, classes, fractions)
+    else:
+        log.info("learning curve: %d images, %d classes, fractions %s, %d passes per "
+                 "point, batch %d on %s", len(rows), len(classes), fractions, config.epochs,
+                 config.batch_size, dev.describe(device))
+        points, n_pool, n_val = get_learning_curve(
+            np.asarray(images[rows]), ids, classes=classes, fractions=fractions,
+            config=config, device=device, val_fraction=VAL_FRACTION, seed=params.engine.seed)
     slope = get_slope([p.fraction for p in points], [p.val_accuracy for p in points],
                       n_val=n_val)
     _, val_rows = stratified_holdout(ids, val_fraction=VAL_FRACTION, seed=params.engine.seed)
@@ -348,6 +354,44 @@ def run_stage(params: Params) -> int:
           + ", ".join(f"{p.fraction:g}: {p.val_accuracy:.3f}" for p in points)
           + f"; {slope.gain_per_doubling:+.2%} per doubling -> {', '.join(advice.actions)}")
     return 0
+
+
+def probe_learning_curve(params: Params, rows: np.ndarray, ids: np.ndarray,
+                         classes: list[str], fractions: Sequence[float]
+                         ) -> tuple[list[CurvePoint], int, int]:
+    """The learning curve of ``crossval.mode: linear_probe``: the same nested fractions
+    and validation split, a logistic regression on the backbone's embeddings (written by
+    the crossval stage) per point instead of a net: seconds, not minutes."""
+    from dataqa.engine.probe import fit_probe
+
+    path = params.path("embeddings")
+    if not path.is_file():
+        raise EngineError(f"{path}: not found; crossval.mode linear_probe: run the "
+                          "'crossval' stage first (it embeds the images)")
+    emb = np.load(path, mmap_mode="r")
+    if emb.shape[0] <= int(rows.max()):
+        raise EngineError(f"{path}: {emb.shape[0]} rows do not match the manifest; rerun "
+                          "the 'crossval' stage")
+    x = np.asarray(emb[rows], dtype=np.float32)
+    pool, val = stratified_holdout(ids, val_fraction=VAL_FRACTION, seed=params.engine.seed)
+    subsets = nested_subsets(ids, pool, check_fractions(fractions), seed=params.engine.seed)
+    y_val = ids[val]
+    points = []
+    for f, sub in zip(check_fractions(fractions), subsets):
+        t0 = time.perf_counter()
+        clf = fit_probe(x[sub], ids[sub], c=params.crossval.probe_c, seed=params.engine.seed)
+        probs = np.zeros((len(val), len(classes)))
+        probs[:, clf.classes_] = clf.predict_proba(x[val])
+        right = probs.argmax(1) == y_val
+        p_true = np.clip(probs[np.arange(len(val)), y_val], 1e-12, 1.0)
+        points.append(CurvePoint(
+            fraction=float(f), n_train=int(len(sub)), epochs=0, images_seen=int(len(sub)),
+            val_accuracy=float(right.mean()), val_loss=float(-np.log(p_true).mean()),
+            train_accuracy=float((clf.predict(x[sub]) == ids[sub]).mean()),
+            per_class_accuracy={n: (float(right[y_val == i].mean()) if (y_val == i).any()
+                                    else None) for i, n in enumerate(classes)},
+            status="completed", seconds=time.perf_counter() - t0))
+    return points, int(len(pool)), int(len(val))
 
 
 def _judge_last_point(points: Sequence[CurvePoint], y_val: np.ndarray, n_classes: int,
