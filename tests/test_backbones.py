@@ -100,3 +100,12 @@ def test_local_state_dict_file(tmp_path) -> None:
     # grey input: the first conv's colour weights are summed
     assert torch.allclose(own["conv1.weight"], state["conv1.weight"].sum(1, keepdim=True))
     assert data.mean.shape == (1,)  # a local file carries no preprocessing: the dataset's
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "mobilenet_v3_large",
+                                  "efficientnet_b0", "convnext_tiny"])
+def test_issue_archs_build_for_small_inputs_with_an_embedding_head(arch) -> None:
+    from dataqa.engine.nets import build_net, head_of
+
+    model = build_net(arch, num_classes=3, in_channels=3, image_size=32)
+    assert head_of(model).out_features == 3
