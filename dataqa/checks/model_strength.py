@@ -29,8 +29,9 @@ When it is not reliable, the checks in ``review_only_checks`` (those whose verdi
 rests on the model's predictions: the label check) stay in the report as review-only:
 the gate lists their rules as *not evaluated* with :func:`reason`, the filter does not
 quarantine on their word, and the outlier check leaves out its embedding evidence
-(the embeddings come from the same weak model). The report's first lines say so, with
-the numbers and :data:`ADVICE`.
+(the embeddings come from the same weak model). ``near_duplicate`` keeps using them:
+there they only propose candidate pairs, each verified on the pixels. The report's
+first lines say so, with the numbers and :data:`ADVICE`.
 """
 
 from __future__ import annotations
