@@ -28,6 +28,19 @@ FAST = {"engine": {"image_size": 32, "cpu_threads": 2},
         "audit": {"learning_curve": [0.5, 1.0], "learning_curve_epochs": 2}}
 
 
+def test_photo_params_block_is_valid_params(tmp_path: Path) -> None:
+    from dataqa.params import load_params
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    preset = yaml.safe_load((REPO / "docs" / "photos-params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, preset)))
+    p = load_params(tmp_path / "params.yaml")
+    assert p.crossval.flip and p.augment.hflip and p.engine.image_size >= 96
+    assert p.filter.quarantine_min_flags == 3
+    text = (REPO / "docs" / "photos-params.yaml").read_text()
+    assert "# arch: resnet18" in text and "# weights: DEFAULT" in text
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> PhotoSet:
     return make_photo_set(tmp_path_factory.mktemp("photoset") / "photos")

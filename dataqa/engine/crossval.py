@@ -211,7 +211,8 @@ def run_stage(params: Params) -> int:
             class_names=classes)
     else:
         if mode == "finetune":
-            probe.require_backbone(config.arch, config.weights, mode)
+            probe.require_backbone(config.arch, config.weights, mode,
+                                   params.engine.image_size)
             config = probe.finetune_config(config, params.crossval, device)
         probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
                                              folds=params.crossval.folds, config=config,

@@ -48,13 +48,23 @@ FINETUNE_BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def require_backbone(arch: str, weights: str | None, mode: str) -> None:
+def require_backbone(arch: str, weights: str | None, mode: str,
+                     image_size: int | None = None) -> None:
+    """An error unless ``arch``/``weights`` name a pretrained backbone; a warning when
+    ``image_size`` differs from the size the weights were trained at."""
     if arch == "small_resnet" or not weights:
         raise EngineError(
             f"crossval.mode: {mode} needs a pretrained backbone: set engine.arch to a "
             "torchvision model (resnet18, resnet50, mobilenet_v3_large, efficientnet_b0, "
             "convnext_tiny, ...) and engine.weights to its weights (DEFAULT) or a local "
             f"file; got arch={arch}, weights={weights}")
+    from dataqa.engine.backbones import preprocessing
+
+    prep = preprocessing(arch, weights)
+    if image_size is not None and prep is not None and prep.crop_size != image_size:
+        log.warning("WARNING: %s %s was trained at %d px; engine.image_size is %d: set it to "
+                    "%d for the weights' own preprocessing", arch, weights, prep.crop_size,
+                    image_size, prep.crop_size)
 
 
 def finetune_config(base: TrainConfig, cv: Any, device: torch.device) -> TrainConfig:
