@@ -349,10 +349,8 @@ def run_pipeline(work: Path, *, device: str, extra_checks: list[str],
     """scan -> tensors -> crossval -> audit with the real stage functions (only the
     audit with ``audit_only``: the earlier stages' outputs in ``work`` are reused);
     returns per-stage seconds and per-check audit seconds."""
-    from dataqa.dataset import scan, tensors
-    from dataqa.engine import crossval
     from dataqa.params import Params, build
-    from dataqa.steps import audit
+    from dataqa.steps import audit, crossval, scan, tensors
 
     checks = FIRST_CHECKS + [c for c in extra_checks if c not in FIRST_CHECKS]
     params = dataclasses.replace(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from dataqa.errors import DataQAError
 from dataqa.params import Params, load_params
+from dataqa.steps.preflight import check_params
 
 EXIT_GATE_FAILED = 1
 EXIT_ERROR = 2
@@ -36,7 +37,7 @@ class Command:
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker", action="store_true",
-                   help="join the study in tune.storage and run trials only (no reports); "
+                   help="join the study in tune.storage and run trials only (no outputs); "
                         "start any number of these on any number of hosts")
     p.add_argument("--n-trials", type=int, default=None,
                    help="with --worker: trials this worker runs (default: until the "
@@ -55,28 +56,30 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: list[Command] = [
-    Command("scan", "dataqa.dataset.scan:run_stage",
+    Command("scan", "dataqa.steps.scan:run_stage",
             "decode every file of data.source once; write the manifest"),
-    Command("tensors", "dataqa.dataset.tensors:run_stage",
+    Command("tensors", "dataqa.steps.tensors:run_stage",
             "letterbox every decodable image into one uint8 tensor file"),
-    Command("crossval", "dataqa.engine.crossval:run_stage",
+    Command("crossval", "dataqa.steps.crossval:run_stage",
             "out-of-fold predicted probabilities and embeddings (K-fold training)"),
     Command("learning_curve", "dataqa.steps.learning_curve:run_stage",
             "validation accuracy when training on growing fractions: would more data help?"),
     Command("audit", "dataqa.steps.audit:run_stage",
             "run the checks listed in audit.checks; write issues.parquet and audit.json"),
-    Command("gate", "dataqa.gate:run_stage",
+    Command("gate", "dataqa.steps.gate:run_stage",
             "evaluate the gate thresholds; exit 1 when a rule fails", _gate_args),
-    Command("filter", "dataqa.prepare.filter:run_stage",
+    Command("filter", "dataqa.steps.filter:run_stage",
             "split the manifest into clean and quarantine tables (raw files untouched)"),
-    Command("augment", "dataqa.prepare.augment:run_stage",
+    Command("augment", "dataqa.steps.augment:run_stage",
             "aspect-preserving augmentation that balances small classes"),
-    Command("subsample", "dataqa.prepare.subsample:run_stage",
+    Command("subsample", "dataqa.steps.subsample:run_stage",
             "stratified validation split and training subsets for tuning"),
     Command("tune", "dataqa.steps.tune:run_stage",
             "coarse-to-fine hyperparameter search with diagnoses", _tune_args),
-    Command("report", "dataqa.report:run_stage",
+    Command("report", "dataqa.steps.report:run_stage",
             "write the self-contained HTML report", _report_args),
+    Command("tuning_report", "dataqa.steps.tuning_report:run_stage",
+            "write the tuning report from the tune stage's summary (= report --kind tuning)"),
 ]
 
 
@@ -104,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         params: Params = load_params(args.params)
+        check_params(params)  # registry-level rules: before the stage does any work
         code = cmd.load()(params, **extra)
     except DataQAError as exc:
         print(f"dataqa {cmd.name}: error: {exc}", file=sys.stderr)

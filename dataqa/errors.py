@@ -1,9 +1,17 @@
 """The exception tree of dataqa, documented in one place.
 
 Every error that dataqa raises on purpose derives from :class:`DataQAError`; the CLI
-catches exactly this base class, prints its message and exits with code 1 (code 2 for
-a gate failure is not an error: see :mod:`dataqa.gate`). Anything else escaping is a
-bug in dataqa and keeps its traceback.
+(:mod:`dataqa.cli`) catches exactly this base class, prints its message naming the
+file, row or key, and exits with code 2 (``EXIT_ERROR``). Exit codes, as ``cli.main``
+returns them:
+
+- 0: the stage succeeded;
+- 1: ``dataqa gate`` ran and a rule failed (``EXIT_GATE_FAILED``; not an error, see
+  :mod:`dataqa.gate`);
+- 2: a :class:`DataQAError` (bad params, source, stage input, or training);
+- 130: interrupted (Ctrl-C).
+
+Anything else escaping is a bug in dataqa and keeps its traceback.
 
 DataQAError
  ├── ParamsError     params.yaml is missing, malformed, or has an unknown/invalid key

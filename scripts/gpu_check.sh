@@ -47,7 +47,7 @@ torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() e
 'python', sys.version.split()[0])"; } 2>&1 | tee "$OUT/env.log"
 
 step pytest_gpu 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider \
-  tests/test_engine.py tests/test_crossval.py tests/test_tensors.py
+  tests/engine/test_engine.py tests/engine/test_crossval.py tests/dataset/test_tensors.py
 step bench_engine 120 "$PY" benchmarks/bench_engine.py --json "$OUT/bench_engine.json"
 TAIL=4 step bench_label_issues 150 "$PY" benchmarks/bench_label_issues.py \
   --json "$OUT/bench_label_issues.jsonl"

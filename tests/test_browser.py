@@ -50,7 +50,7 @@ STAGES: list[tuple[list[str], set[int]]] = [
     (["scan"], {0}), (["tensors"], {0}), (["crossval"], {0}), (["learning_curve"], {0}),
     (["audit"], {0}), (["report"], {0}), (["gate"], {0, 1}), (["filter"], {0}),
     (["augment"], {0}), (["subsample"], {0}), (["gate", "--on", "prepared"], {0, 1}),
-    (["tune"], {0}),
+    (["tune"], {0}), (["tuning_report"], {0}),
 ]
 
 # Tiny budgets: 16x16 tensors, 2 folds x 1 epoch, 1 + 2 + 2 one-epoch tuning trials (the

@@ -12,7 +12,7 @@ import pytest
 from dataqa.cli import COMMANDS, EXIT_ERROR, main
 
 STAGES = ["scan", "tensors", "crossval", "learning_curve", "audit", "gate", "filter", "augment", "subsample",
-          "tune", "report"]
+          "tune", "report", "tuning_report"]
 
 
 def test_every_stage_has_a_subcommand() -> None:

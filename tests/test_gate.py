@@ -11,6 +11,7 @@ from dataqa import gate
 from dataqa.errors import ParamsError, StageInputError
 from dataqa.io import write_json
 from dataqa.params import GateParams
+from dataqa.steps import gate as gate_step
 
 OFF = dict(max_undecodable_rate=None, min_images_per_class=None,
            max_cross_split_duplicates=None, max_imbalance_ratio=None)
@@ -94,7 +95,7 @@ def test_non_numeric_metric_is_a_stage_input_error():
 def _stage(params_for, tmp_path, gate_settings, m):
     params = params_for(gate=gate_settings)
     write_json(params.path("audit_metrics"), m)
-    return params, gate.run_stage(params)
+    return params, gate_step.run_stage(params)
 
 
 def test_failing_threshold_exits_1_and_passing_exits_0(params_for, tmp_path, capsys):
@@ -158,9 +159,9 @@ def test_junit_has_one_testcase_per_rule_and_escapes(params_for, tmp_path):
 
 def test_missing_metrics_names_the_stage(params_for):
     with pytest.raises(StageInputError, match="run the 'audit' stage first"):
-        gate.run_stage(params_for())
+        gate_step.run_stage(params_for())
 
 
 def test_unknown_gate_is_params_error(params_for):
     with pytest.raises(ParamsError, match="unknown gate 'nope'"):
-        gate.run_stage(params_for(), on="nope")
+        gate_step.run_stage(params_for(), on="nope")

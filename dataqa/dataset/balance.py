@@ -9,6 +9,7 @@ would make it infinite, which JSON cannot hold; the zero class is reported by
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,32 @@ def get_class_split_counts(manifest: pd.DataFrame, *,
     return table.reindex(index=names, columns=splits, fill_value=0).fillna(0).astype("int64")
 
 
-def imbalance_ratio(counts: pd.Series) -> float | None:
-    """Largest over smallest non-zero class count; None when no class has images."""
-    nz = counts[counts > 0]
-    return float(nz.max() / nz.min()) if len(nz) else None
+def class_counts(labels: pd.Series | Iterable[str], classes: Iterable[str] = ()
+                 ) -> dict[str, int]:
+    """Images per class, sorted by class name; ``classes`` listed with 0 when absent."""
+    counts = pd.Series(list(labels), dtype="object").astype(str).value_counts()
+    out = {str(c): 0 for c in classes}
+    out.update({str(k): int(v) for k, v in counts.items()})
+    return dict(sorted(out.items()))
+
+
+def imbalance_ratio(counts: pd.Series | Mapping[str, int], *,
+                    skip_empty: bool = True) -> float | None:
+    """Largest over smallest class count: the one imbalance ratio of dataqa.
+
+    ``skip_empty`` (the audit's reading): classes with no image are left out (they are
+    reported by ``classes_under_min`` and ``min_class_count``); None when no class has
+    images. ``skip_empty=False`` (the prepared data's reading: a class the filter or the
+    split emptied must not pass a ratio gate): None when any class is empty or none
+    exists. Never infinite: JSON has no infinity, and the gate reports a missing value
+    as not evaluated."""
+    values = [int(v) for v in (counts.values() if isinstance(counts, Mapping)
+                               else counts.tolist())]
+    if skip_empty:
+        values = [v for v in values if v > 0]
+    if not values or min(values) <= 0:
+        return None
+    return float(max(values) / min(values))
 
 
 def normalized_entropy(counts: pd.Series) -> float:

@@ -7,11 +7,14 @@ assigned after sorting by ``path``, so it is stable for an unchanged source.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dataqa.errors import StageInputError
+from dataqa.params import Params
 
 # name -> pandas dtype. Statistics and hashes are null/NaN for undecodable files.
 # How each one is measured: dataqa/dataset/imagestats.py (module docstring).
@@ -67,3 +70,42 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 def decodable(frame: pd.DataFrame) -> pd.Series:
     """Boolean mask of rows whose image decoded."""
     return frame["decode_error"].isna()
+
+
+def has_label(frame: pd.DataFrame) -> np.ndarray:
+    """Boolean mask (N,) of rows with a non-blank label (null or whitespace: unlabelled)."""
+    label = frame["label"].astype("string")
+    return (label.notna() & (label.str.strip() != "")).fillna(False).to_numpy(dtype=bool)
+
+
+def labelled_rows(frame: pd.DataFrame, decoded: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The one rule for what a model learns from: ``(rows, classes, ids)``.
+
+    ``rows``: positions of the rows that decoded (``decoded``, default
+    :func:`decodable`) and have a label (:func:`has_label`); ``classes``: their sorted
+    label names, index = class id (the order crossval, the learning curve, the audit and
+    the tuning run share); ``ids``: (len(rows),) int64 class id of each row."""
+    ok = decodable(frame).to_numpy(dtype=bool) if decoded is None else decoded
+    rows = np.flatnonzero(ok & has_label(frame))
+    used = frame["label"].astype("string").to_numpy()[rows].astype(str)
+    classes = sorted(set(used))
+    return rows, classes, np.searchsorted(classes, used).astype(np.int64)
+
+
+def load_classes(params: Params, manifest: pd.DataFrame) -> list[str]:
+    """Class names, index = class id: ``classes`` of the crossval metrics when that file
+    exists, else the sorted labels of the decodable rows."""
+    path = params.path("crossval_metrics")
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StageInputError(f"{path}: not valid JSON ({exc}); "
+                                  f"rerun the 'crossval' stage") from None
+        classes = data.get("classes") if isinstance(data, dict) else None
+        if classes is not None:
+            if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+                raise StageInputError(f"{path}: key 'classes' must be a list of strings")
+            return list(classes)
+    return labelled_rows(manifest)[1]

@@ -38,8 +38,7 @@ from dataqa.dataset.manifest import COLUMNS
 from dataqa.dataset.scan_worker import ROW_FIELDS, init_worker, scan_chunk, worker_settings
 from dataqa.dataset.sources import list_source
 from dataqa.errors import SourceError
-from dataqa.io import write_parquet
-from dataqa.params import Params, ScanParams
+from dataqa.params import ScanParams
 
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: one decoding, one waiting
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "Int64": pa.int64(),
@@ -140,16 +139,3 @@ def build_manifest(files: pd.DataFrame, scanned: pa.Table) -> pd.DataFrame:
         table = table.append_column(name, pa.array(files[name], type=pa.string()))
     frame = table.select(list(COLUMNS)).to_pandas(types_mapper=_PANDAS_TYPES.get)
     return frame.astype({name: dtype for name, dtype in COLUMNS.items() if dtype == "int64"})
-
-
-def run_stage(params: Params) -> int:
-    """DVC stage ``scan``: ``data.source`` -> ``paths.manifest`` (written atomically)."""
-    source = params.resolve(params.data.source)
-    frame = scan_source(source, params=params.scan, default_split=params.data.default_split)
-    target = params.path("manifest")
-    write_parquet(target, frame)
-    bad = int(frame["decode_error"].notna().sum())
-    classes = int(frame["label"].nunique())
-    print(f"scan: {len(frame)} files in {classes} classes, {bad} undecodable -> {target}",
-          file=sys.stderr)
-    return 0

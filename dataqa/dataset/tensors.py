@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -28,13 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from numpy.lib.format import open_memmap
 
 from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
-from dataqa.dataset.manifest import decodable, read_manifest
-from dataqa.engine.progress import show_progress
+from dataqa.dataset.manifest import decodable
 from dataqa.errors import StageInputError
-from dataqa.io import atomic_path, write_parquet
 from dataqa.params import Params
 
 log = logging.getLogger("dataqa.dataset.tensors")
@@ -68,56 +64,6 @@ def choose_channels(manifest: pd.DataFrame, setting: str) -> int:
     colour = manifest.loc[ok, "stat_colorfulness"].astype(float).fillna(0.0) > COLOUR_THRESHOLD
     share = float(colour.mean()) if ok.any() else 0.0
     return 3 if share >= COLOUR_SHARE else 1
-
-
-def source_root(params: Params) -> Path:
-    """Folder that manifest paths are relative to: the source folder, or the folder of
-    the source CSV."""
-    src = params.resolve(params.data.source)
-    return src.parent if src.is_file() else src
-
-
-def run_stage(params: Params) -> int:
-    """Write ``paths.tensors`` and ``paths.tensor_index`` from the manifest."""
-    show_progress()
-    start = time.perf_counter()
-    manifest = read_manifest(params.path("manifest"))
-    size = params.engine.image_size  # >= 8, checked by EngineParams
-    channels = choose_channels(manifest, params.engine.channels)
-    ok = decodable(manifest).to_numpy()
-    positions = np.flatnonzero(ok)
-    root = source_root(params)
-    workers = params.tensors.workers
-    chunk = max(1, params.tensors.chunk_size)
-    n = len(manifest)
-    boxes = np.full((n, 4), -1, dtype=np.int64)
-    paths = manifest["path"].astype(str).to_numpy()
-    jobs = [_Job(tuple(int(i) for i in positions[s:s + chunk]),
-                 tuple(paths[positions[s:s + chunk]]), str(root), size, channels == 3,
-                 params.scan.max_pixels)
-            for s in range(0, len(positions), chunk)]
-    target = params.path("tensors")
-    with atomic_path(target, suffix=".npy") as tmp:
-        # open_memmap creates a sparse file of zeros: undecodable rows stay zero for free
-        out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, channels))
-        done = 0
-        for job, arrays, job_boxes in _run_jobs(jobs, workers):
-            out[list(job.positions)] = arrays
-            boxes[list(job.positions)] = job_boxes
-            done += len(job.positions)
-            if done == len(positions) or done % (chunk * 20) < chunk:
-                log.info("tensors: %d/%d images", done, len(positions))
-        out.flush()
-        del out
-    index = pd.DataFrame({"id": manifest["id"].to_numpy(), "decoded": ok})
-    for j, name in enumerate(("box_top", "box_left", "box_height", "box_width")):
-        index[name] = pd.array(np.where(ok, boxes[:, j], 0), dtype="Int64")
-        index.loc[~ok, name] = pd.NA
-    write_parquet(params.path("tensor_index"), index)
-    log.info("tensors: %d of %d rows decoded into %s (%dx%d, %s) in %.1f s",
-             len(positions), n, target, size, size, "rgb" if channels == 3 else "gray",
-             time.perf_counter() - start)
-    return 0
 
 
 def _run_jobs(jobs: Sequence[_Job], workers: int
@@ -163,3 +109,46 @@ def _decode_chunk(job: _Job) -> tuple[np.ndarray, np.ndarray]:
         arrays[k] = boxed.reshape(job.size, job.size, c)
         boxes[k] = box
     return arrays, boxes
+
+
+# --------------------------------------------------------------------------- reading
+def open_tensors(path: Path, *, rows: int | None = None, what: str = "tensors",
+                 stage: str = "tensors") -> np.ndarray:
+    """The one reader of a tensor file (``paths.tensors`` or ``paths.augmented_tensors``):
+    memory-mapped uint8 (N, S, S, C), no pickle. A missing, unreadable or mis-shaped file
+    (or, with ``rows``, one whose row count differs) is a StageInputError naming the file
+    and the stage (``stage``) to rerun."""
+    if not path.is_file():
+        raise StageInputError(f"{path}: {what} not found; run the '{stage}' stage first")
+    try:
+        images = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise StageInputError(f"{path}: not a readable .npy file ({exc}); "
+                              f"rerun the '{stage}' stage") from None
+    square = images.ndim == 4 and images.shape[1] == images.shape[2]
+    if not square or images.dtype != np.uint8 or (rows is not None and len(images) != rows):
+        want = "" if rows is None else f" with the manifest's {rows} rows"
+        raise StageInputError(f"{path}: shape {images.shape} ({images.dtype}) is not uint8 "
+                              f"(N, S, S, C){want}; rerun the '{stage}' stage")
+    return images
+
+
+def load_tensors(params: Params, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The memory-mapped tensors and the decoded mask, checked against the manifest
+    (every stage that trains reads the tensors through this)."""
+    path, index_path = params.path("tensors"), params.path("tensor_index")
+    n = len(manifest)
+    images = open_tensors(path, rows=n)
+    if not index_path.is_file():
+        raise StageInputError(f"{index_path}: not found; run the 'tensors' stage first")
+    index = pd.read_parquet(index_path)
+    if len(index) != n:
+        raise StageInputError(f"{index_path}: {len(index)} rows but the manifest has {n}; "
+                              "rerun the 'tensors' stage")
+    if not (index["id"].to_numpy() == manifest["id"].to_numpy()).all():
+        raise StageInputError(f"{index_path}: ids differ from the manifest's; rerun 'tensors'")
+    decoded = index["decoded"].to_numpy(dtype=bool)
+    if not (decoded == decodable(manifest).to_numpy()).all():
+        raise StageInputError(f"{index_path}: decoded rows differ from the manifest's; "
+                              "rerun 'tensors'")
+    return images, decoded

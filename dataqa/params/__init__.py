@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 import yaml
 
 from dataqa.errors import ParamsError
+from dataqa.params import rules
 from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to import params from)
     TuneCleaning,
     TuneDiagnose,
@@ -63,6 +64,7 @@ class Paths:
     augmented_manifest: str = "data/augmented/manifest.parquet"
     subsets_dir: str = "data/subsets"
     tune_dir: str = "data/tune"
+    tune_summary: str = "data/tune/summary.json"  # what the tuning report renders
     tune_metrics: str = "reports/metrics/tuning.json"
     tune_curves: str = "reports/plots/tuning_curves.csv"
     best_params: str = "models/best_params.yaml"
@@ -165,6 +167,9 @@ class TensorsParams:
     workers: int = 2  # decoding processes; 0 = decode in the main process
     chunk_size: int = 256  # images per task sent to a worker (bounds memory in flight)
 
+    def __post_init__(self) -> None:
+        rules.check_section("tensors", self)
+
 
 @dataclass(frozen=True)
 class AuditParams:
@@ -173,12 +178,15 @@ class AuditParams:
     min_per_class: int = 20  # classes under this count are reported as insufficient
     learning_curve: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     # passes over the whole training pool that every learning-curve point gets in images
-    # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/steps/learning_curve.py)
+    # seen; null: crossval's epochs on CUDA, 3 on CPU (dataqa/engine/learning_curve.py)
     learning_curve_epochs: int | None = None
     # is the out-of-fold model strong enough to judge labels? min_skill, confidence,
     # ece_bins, max_ece (dataqa/checks/model_strength.py); a weak model's label flags
     # become review-only
     model_strength: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        rules.check_section("audit", self)
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,9 @@ class FilterParams:
     # light + low_information + grayscale on a placeholder) is quarantined; null: never
     quarantine_min_flags: int | None = 3
 
+    def __post_init__(self) -> None:
+        rules.check_section("filter", self)
+
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -232,6 +243,9 @@ class AugmentParams:
     brightness_contrast: float = 0.2  # limit of both (albumentations RandomBrightnessContrast)
     output_format: Literal["png"] = "png"
 
+    def __post_init__(self) -> None:
+        rules.check_section("augment", self)
+
 
 @dataclass(frozen=True)
 class ClassSubset:
@@ -243,15 +257,29 @@ class ClassSubset:
 
 
 @dataclass(frozen=True)
-class SubsampleParams:
+class SplitParams:
+    """The one validation split (dataqa/dataset/splits.py) that the learning curve,
+    augment and subsample share."""
+
     seed: int = 0
-    val_fraction: float = 0.2  # per class, drawn once from the clean training rows
+    val_fraction: float = 0.2  # per class, drawn once from the training rows
     val_split: str | None = None  # use the manifest rows of this split as validation instead
     train_splits: list[str] = field(default_factory=lambda: ["train"])  # others held out
+
+    def __post_init__(self) -> None:
+        rules.check_section("split", self)
+
+
+@dataclass(frozen=True)
+class SubsampleParams:
+    seed: int = 0  # order of each class's pool (the nested subsets)
     fractions: dict[str, float] = field(default_factory=lambda: {"p10": 0.1, "p100": 1.0})
     min_per_class: int = 2  # per class in every fraction subset (capped at what exists)
     class_subsets: dict[str, ClassSubset] = field(default_factory=dict)
     use_augmented: bool = True  # training subsets draw from augmented copies too
+
+    def __post_init__(self) -> None:
+        rules.check_section("subsample", self)
 
 
 @dataclass(frozen=True)
@@ -260,6 +288,9 @@ class ReportParams:
     thumb_size: int = 96  # pixels, longest side
     max_thumbnails: int = 1000  # images decoded per report at most (keeps 100k fast)
     max_table_rows: int = 1000  # rows per file table (e.g. undecodable files)
+
+    def __post_init__(self) -> None:
+        rules.check_section("report", self)
 
 
 @dataclass(frozen=True)
@@ -274,6 +305,7 @@ class Params:
     gate: GateParams = field(default_factory=GateParams)
     filter: FilterParams = field(default_factory=FilterParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
+    split: SplitParams = field(default_factory=SplitParams)
     subsample: SubsampleParams = field(default_factory=SubsampleParams)
     tune: TuneParams = field(default_factory=TuneParams)
     report: ReportParams = field(default_factory=ReportParams)

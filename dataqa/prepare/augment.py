@@ -1,6 +1,6 @@
 """The ``augment`` stage: aspect-preserving copies that balance the small classes.
 
-Classes of the training pool (clean rows of ``subsample.train_splits`` outside the fixed
+Classes of the training pool (clean rows of ``split.train_splits`` outside the fixed
 validation split, so no copy is ever made of a validation image) whose count is below
 ``ceil(balance_target * largest)`` get copies until they reach it, at most
 ``max_copies_per_source`` per image. Sources are the class's images not marked for
@@ -24,11 +24,9 @@ distortion figures measured on the copies (aspect change, area cropped, padding)
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,12 +36,11 @@ import pandas as pd
 from PIL import Image
 
 from dataqa.augmentation import apply_transform, build_transform, get_policy, to_dict
+from dataqa.dataset.balance import class_counts, imbalance_ratio
 from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
-from dataqa.errors import ParamsError, StageInputError
-from dataqa.io import write_json, write_npy, write_parquet
-from dataqa.params import AugmentParams, Params
-from dataqa.prepare.common import atomic_dir, class_counts, imbalance_ratio, inside, read_table
-from dataqa.prepare.subsample import class_rng, find_training_rows, find_validation
+from dataqa.dataset.splits import class_rng
+from dataqa.errors import StageInputError
+from dataqa.params import AugmentParams
 
 IMAGES = "images"  # folder of the PNG copies inside augmented_dir
 _WHERE = "params.yaml: augment"
@@ -56,10 +53,6 @@ def plan_copies(train: pd.DataFrame, *, params: AugmentParams) -> pd.DataFrame:
 
     ``train``: the training pool's rows with ``id``, ``label`` and optionally ``review``.
     """
-    if not 0.0 < params.balance_target <= 1.0:
-        raise ParamsError(f"{_WHERE}.balance_target: {params.balance_target} is outside (0, 1]")
-    if params.max_copies_per_source < 0:
-        raise ParamsError(f"{_WHERE}.max_copies_per_source: must be >= 0")
     counts = class_counts(train["label"])
     target = balance_target_count(counts, params.balance_target)
     labels = train["label"].astype(str).to_numpy()
@@ -196,8 +189,8 @@ def summarize(plan: pd.DataFrame, train: pd.DataFrame, records: pd.DataFrame, *,
         "classes_below_target": below,
         "per_class": {c: {"before": before[c], "copies": copies[c], "after": after[c]}
                       for c in before},
-        "imbalance_ratio_before": imbalance_ratio(before),
-        "imbalance_ratio_after": imbalance_ratio(after),
+        "imbalance_ratio_before": imbalance_ratio(before, skip_empty=False),
+        "imbalance_ratio_after": imbalance_ratio(after, skip_empty=False),
         "distortion": {
             "aspect_change_max": stat("aspect_change", "max"),
             "aspect_change_mean": stat("aspect_change", "mean"),
@@ -210,118 +203,3 @@ def summarize(plan: pd.DataFrame, train: pd.DataFrame, records: pd.DataFrame, *,
                    "brightness_contrast": params.brightness_contrast, "seed": params.seed},
         "seconds": round(seconds, 3),
     }
-
-
-# --------------------------------------------------------------------------- stage
-def training_pool(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(clean table, its training-pool rows): training splits minus the fixed
-    validation split that the subsample stage will draw (same params, same rows)."""
-    clean = read_table(params.path("clean"), stage="filter",
-                       required=["id", "path", "label", "split"])
-    mask = find_training_rows(clean, params=params.subsample)
-    mask &= ~find_validation(clean, params=params.subsample)
-    return clean, clean[mask].reset_index(drop=True)
-
-
-def run_stage(params: Params) -> int:
-    start = time.perf_counter()
-    clean, train = training_pool(params)
-    if train.empty:
-        raise StageInputError("augment: the training pool is empty (no clean rows of "
-                              f"splits {params.subsample.train_splits} outside validation)")
-    aug = params.augment
-    size = aug.size or params.engine.image_size
-    tensors_path = params.path("tensors")
-    if not tensors_path.is_file():
-        raise StageInputError(f"{tensors_path}: not found; run the 'tensors' stage first")
-    shape = np.load(tensors_path, mmap_mode="r").shape
-    if len(shape) != 4 or shape[1] != shape[2]:
-        raise StageInputError(f"{tensors_path}: expected (N, S, S, C) tensors, got {shape}")
-    plan = plan_copies(train, params=aug)
-    from dataqa.dataset.sources import source_root
-
-    copies = make_copies(plan, train, root=source_root(params.resolve(params.data.source)),
-                         params=aug, size=size, tensor_size=int(shape[1]),
-                         channels=int(shape[3]), max_pixels=params.scan.max_pixels)
-    write_augmented(params, copies)
-    summary = summarize(plan, train, copies.records, params=aug, size=size,
-                        seconds=time.perf_counter() - start)
-    write_json(params.path("augment_metrics"), summary)
-    d = summary["distortion"]
-    print(f"augment: {summary['n_copies']} copies to reach {summary['target_count']} per "
-          f"class; imbalance {summary['imbalance_ratio_before']} -> "
-          f"{summary['imbalance_ratio_after']}")
-    if summary["n_copies"]:
-        print(f"  aspect change max {d['aspect_change_max']:.2e}, area cropped mean "
-              f"{d['area_cropped_mean']:.3f} (max {d['area_cropped_max']:.3f}), padding "
-              f"mean {d['padding_mean']:.3f}")
-    return 0
-
-
-def write_augmented(params: Params, copies: Copies) -> None:
-    """Build ``augmented_dir`` atomically; the manifest and tensors go inside it when
-    their paths lie there (the default), else next to it, atomically too."""
-    folder = params.path("augmented_dir")
-    outputs = {"augmented_manifest": lambda p: write_parquet(p, copies.records),
-               "augmented_tensors": lambda p: write_npy(p, copies.tensors)}
-    outside = []
-    with atomic_dir(folder) as tmp:
-        (tmp / IMAGES).mkdir()
-        for rel, data in zip(copies.records["path"], copies.png):
-            (tmp / rel).write_bytes(data)
-        for name, write in outputs.items():
-            rel_out = inside(params.path(name), folder)
-            if rel_out is None:
-                outside.append((name, write))
-            else:
-                write(tmp / rel_out)
-    for name, write in outside:
-        write(params.path(name))
-
-
-# --------------------------------------------------------------------------- report
-def get_augmentation_grid(params: Params, *, per_class: int = 3,
-                          thumb_size: int | None = None) -> list[dict[str, Any]]:
-    """Before/after thumbnails per class for the tuning report.
-
-    Returns one dict per class that got copies, sorted by class:
-    ``{"label": str, "copies": int, "items": [{"before": str, "after": str,
-    "caption": str}, ...]}`` with at most ``per_class`` items; ``before`` and ``after``
-    are base64-encoded PNGs (no ``data:`` prefix), at most ``thumb_size`` px on their
-    longer side (default ``report.thumb_size``); ``before`` is the raw source image
-    (aspect kept), ``after`` the copy as written. Empty when no copy was made.
-    """
-    thumb = thumb_size or params.report.thumb_size
-    records = read_table(params.path("augmented_manifest"), stage="augment",
-                         required=["id", "label", "source_id", "source_path", "path"])
-    if records.empty:
-        return []
-    from dataqa.dataset.sources import source_root
-
-    root = source_root(params.resolve(params.data.source))
-    folder = params.path("augmented_dir")
-    out = []
-    for label, group in records.sort_values("id").groupby("label", sort=True):
-        items = []
-        for rec in group.head(per_class).itertuples():
-            before = open_image(root / str(rec.source_path), params.scan.max_pixels)
-            after = Image.open(folder / str(rec.path))
-            caption = f"copy {rec.id} of image {rec.source_id}"
-            if "area_kept" in records:
-                caption += f": {rec.area_kept:.0%} kept, {rec.padding:.0%} padding"
-            items.append({"before": _thumb_b64(before, thumb),
-                          "after": _thumb_b64(after, thumb), "caption": caption})
-        out.append({"label": str(label), "copies": int(len(group)), "items": items})
-    return out
-
-
-def _thumb_b64(im: Image.Image, size: int) -> str:
-    im = im.copy()
-    if max(im.size) > size:
-        im.thumbnail((size, size), Image.Resampling.LANCZOS)
-    else:  # small training-size copies: enlarge with visible pixels, never blur
-        k = max(1, size // max(im.size))
-        im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")

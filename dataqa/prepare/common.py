@@ -26,24 +26,6 @@ def read_table(path: Path, *, stage: str, required: Iterable[str] = ()) -> pd.Da
     return frame
 
 
-def class_counts(labels: pd.Series | Iterable[str], classes: Iterable[str] = ()
-                 ) -> dict[str, int]:
-    """Images per class, sorted by class name; ``classes`` listed with 0 when absent."""
-    counts = pd.Series(list(labels), dtype="object").astype(str).value_counts()
-    out = {str(c): 0 for c in classes}
-    out.update({str(k): int(v) for k, v in counts.items()})
-    return dict(sorted(out.items()))
-
-
-def imbalance_ratio(counts: dict[str, int]) -> float | None:
-    """Largest over smallest class count; None when a class is empty or none exists
-    (JSON has no infinity; the gate reports a missing value as not evaluated)."""
-    values = list(counts.values())
-    if not values or min(values) <= 0:
-        return None
-    return max(values) / min(values)
-
-
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary directory next to ``target``; on success it replaces

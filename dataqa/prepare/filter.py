@@ -32,11 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.balance import class_counts, imbalance_ratio
 from dataqa.errors import DataQAError, ParamsError, StageInputError
-from dataqa.io import write_json, write_parquet
-from dataqa.params import FilterParams, Params
-from dataqa.prepare.common import class_counts, imbalance_ratio, read_table
+from dataqa.params import FilterParams
 
 LABEL_CHECK = "label"  # the check whose flags relabelling may fix
 DECODE = "decode"  # pseudo-check: the file did not decode (always dropped)
@@ -71,15 +69,10 @@ def validate_policy(params: FilterParams, checks: list[str], *,
             if check not in checks:
                 raise ParamsError(f"{_WHERE}.{key}.{check}: {_unknown(check)}; checks in the "
                                   f"audit's issues table: {', '.join(checks) or 'none'}")
-    for check, thr in params.min_score.items():
-        if not 0.0 <= thr <= 1.0:
-            raise ParamsError(f"{_WHERE}.min_score.{check}: {thr} is outside [0, 1]")
+    for check in params.min_score:  # the ranges: checked when params load
         if check in group_checks:
             raise ParamsError(f"{_WHERE}.min_score.{check}: '{check}' flags duplicate "
                               "groups, not scores; set its threshold in audit.settings")
-    if not 0.0 <= params.relabel_min_confidence <= 1.0:
-        raise ParamsError(f"{_WHERE}.relabel_min_confidence: "
-                          f"{params.relabel_min_confidence} is outside [0, 1]")
     return {c: params.policy.get(c, params.default_policy) for c in checks}
 
 
@@ -338,60 +331,6 @@ def _summary(manifest: pd.DataFrame, clean: pd.DataFrame, quarantine: pd.DataFra
         "min_clean_per_class": min(per_class.values()) if per_class else 0,
         "n_classes": len(per_class),
         "lost_classes": [k for k, v in per_class.items() if v == 0],
-        "imbalance_ratio": imbalance_ratio(per_class),
+        "imbalance_ratio": imbalance_ratio(per_class, skip_empty=False),
         "relabel": params.relabel,
     }
-
-
-# --------------------------------------------------------------------------- stage
-def run_stage(params: Params) -> int:
-    """Write ``clean``, ``quarantine`` and ``filter_metrics``; raw files are only read
-    by earlier stages, never touched here."""
-    manifest = read_manifest(params.path("manifest"))
-    issues = read_table(params.path("issues"), stage="audit")
-    pred_probs, classes = None, None
-    if params.filter.relabel:
-        pred_probs, classes = _load_predictions(params, manifest)
-    result = filter_rows(manifest, issues, params=params.filter, pred_probs=pred_probs,
-                         classes=classes, demoted=_demoted(params))
-    write_parquet(params.path("clean"), result.clean)
-    write_parquet(params.path("quarantine"), result.quarantine)
-    write_json(params.path("filter_metrics"), result.summary)
-    s = result.summary
-    print(f"filter: {s['n_clean']} clean ({s['n_review']} to review, {s['n_relabelled']} "
-          f"relabelled), {s['n_quarantined']} quarantined of {s['n_rows']}")
-    for c, why in s["demoted"].items():
-        print(f"  {c}: review-only, not quarantined ({why})")
-    for c, info in s["checks"].items():
-        print(f"  {c:<20} {info['action']:<7} failed {info['failed']:>6}  quarantined "
-              f"{info['quarantined']:>6}  review {info['review']:>6}")
-    return 0
-
-
-def _demoted(params: Params) -> dict[str, str]:
-    """Checks the audit marked review-only (a weak out-of-fold model), from
-    ``audit.json``; none when that file is absent."""
-    import json
-
-    from dataqa.checks.model_strength import review_only
-
-    path = params.path("audit_metrics")
-    if not path.is_file():
-        return {}
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise StageInputError(f"{path}: not valid JSON ({exc}); rerun the 'audit' stage"
-                              ) from None
-    return review_only(metrics) if isinstance(metrics, dict) else {}
-
-
-def _load_predictions(params: Params, manifest: pd.DataFrame
-                      ) -> tuple[np.ndarray, list[str]]:
-    from dataqa.steps.audit import load_classes
-
-    path = params.path("pred_probs")
-    if not path.is_file():
-        raise StageInputError(f"{path}: not found; {_WHERE}.relabel needs the 'crossval' "
-                              "stage's out-of-fold predictions")
-    return np.load(path, mmap_mode="r"), load_classes(params, manifest)

@@ -1,9 +1,8 @@
 """The ``subsample`` stage: one fixed validation split and the named training subsets.
 
-- **Validation** (``val.parquet``): per class, ``round(val_fraction * n)`` clean rows of
-  the training splits (at least one, and one left for training, when a class has two or
-  more), drawn once with ``seed``; or, with ``val_split``, the clean rows of that
-  manifest split as given. Shared by every subset; never holds augmented copies.
+- **Validation** (``val.parquet``): the clean rows that ``params.yaml: split`` holds out
+  (:mod:`dataqa.dataset.splits`, the rule the learning curve and augment use too).
+  Shared by every subset; never holds augmented copies.
 - **Training pool**: clean rows of ``train_splits`` not in validation, plus (with
   ``use_augmented``) the augmented copies whose source is in the pool; copies of a
   validation image are dropped (the augment stage draws no such sources, so none should
@@ -25,17 +24,15 @@ table of every subset plus the prepared-data gate figures.
 from __future__ import annotations
 
 import re
-import zlib
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
+from dataqa.dataset.balance import class_counts
+from dataqa.dataset.splits import _round, class_rng, find_training_rows, find_validation
 from dataqa.errors import ParamsError, StageInputError
-from dataqa.io import write_json, write_parquet
-from dataqa.params import ClassSubset, Params, SubsampleParams
-from dataqa.prepare.common import atomic_dir, class_counts, imbalance_ratio, read_table
+from dataqa.params import ClassSubset, SplitParams, SubsampleParams
 
 VAL = "val"
 COLUMNS = ["id", "augmented", "source_id", "label", "path"]
@@ -43,58 +40,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _WHERE = "params.yaml: subsample"
 
 
-# --------------------------------------------------------------------------- validation
-def class_rng(seed: int, label: str) -> np.random.Generator:
-    """A generator per (seed, class): adding or removing a class leaves the draws of the
-    others unchanged."""
-    return np.random.default_rng([seed, zlib.crc32(str(label).encode("utf-8"))])
-
-
-def find_training_rows(clean: pd.DataFrame, *, params: SubsampleParams) -> np.ndarray:
-    """Mask (N,) of clean rows whose split is one of ``train_splits``."""
-    split = clean["split"].astype("string")
-    return split.isin(params.train_splits).fillna(False).to_numpy(dtype=bool, copy=True)
-
-
-def find_validation(clean: pd.DataFrame, *, params: SubsampleParams) -> np.ndarray:
-    """Mask (N,) of the clean rows that form the validation split (see module doc)."""
-    if not 0.0 < params.val_fraction < 1.0:
-        raise ParamsError(f"{_WHERE}.val_fraction: {params.val_fraction} is outside (0, 1)")
-    split = clean["split"].astype("string")
-    if params.val_split is not None:
-        val = (split == params.val_split).fillna(False).to_numpy(dtype=bool, copy=True)
-        if not val.any():
-            raise ParamsError(f"{_WHERE}.val_split: no clean row has split "
-                              f"'{params.val_split}'; splits: "
-                              f"{sorted(split.dropna().unique().tolist())}")
-        return val
-    train = find_training_rows(clean, params=params)
-    val = np.zeros(len(clean), dtype=bool)
-    labels = clean["label"].astype(str).to_numpy()
-    ids = clean["id"].to_numpy(dtype=np.int64)
-    for label in sorted(set(labels[train])):
-        rows = np.flatnonzero(train & (labels == label))
-        rows = rows[np.argsort(ids[rows], kind="stable")]
-        k = _round(params.val_fraction * len(rows))
-        if len(rows) >= 2:
-            k = min(max(k, 1), len(rows) - 1)
-        else:
-            k = 0  # a lone image trains; the class gets no validation image
-        val[rows[class_rng(params.seed, label).permutation(len(rows))[:k]]] = True
-    return val
-
-
-def _round(x: float) -> int:
-    return int(np.floor(x + 0.5))  # half up, not to even: the same count for the same x
-
-
 # --------------------------------------------------------------------------- subsets
 def pool_frame(clean: pd.DataFrame, augmented: pd.DataFrame | None, *,
-               params: SubsampleParams) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+               params: SubsampleParams, split: SplitParams
+               ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(validation rows, training pool, copies dropped because their source is in
     validation or outside the pool), in the output columns."""
-    val_mask = find_validation(clean, params=params)
-    train_mask = find_training_rows(clean, params=params) & ~val_mask
+    val_mask = find_validation(clean, params=split)
+    train_mask = find_training_rows(clean, params=split) & ~val_mask
     originals = _as_rows(clean, augmented=False)
     val = originals[val_mask].reset_index(drop=True)
     pool = originals[train_mask]
@@ -144,8 +97,6 @@ def choose_classes(spec: ClassSubset, pool_counts: dict[str, int], *, name: str)
     """The classes of a class subset: listed (each must exist in the pool) or the
     ``largest`` k by pool count (ties by name)."""
     where = f"{_WHERE}.class_subsets.{name}"
-    if bool(spec.classes) == (spec.largest is not None):
-        raise ParamsError(f"{where}: give exactly one of 'classes' (a list) or 'largest' (k)")
     if spec.classes:
         unknown = [c for c in spec.classes if c not in pool_counts]
         if unknown:
@@ -160,37 +111,14 @@ def choose_classes(spec: ClassSubset, pool_counts: dict[str, int], *, name: str)
     return sorted(ranked[:k])
 
 
-def validate_names(params: SubsampleParams) -> None:
-    names = list(params.fractions) + list(params.class_subsets)
-    for name in names:
-        if name == VAL or not _NAME.match(name):
-            raise ParamsError(f"{_WHERE}: subset name '{name}' is not allowed (use letters, "
-                              f"digits, '_', '-', '.'; '{VAL}' is the validation split)")
-    both = set(params.fractions) & set(params.class_subsets)
-    if both:
-        raise ParamsError(f"{_WHERE}: {sorted(both)} named in both fractions and "
-                          "class_subsets")
-    for name, f in params.fractions.items():
-        if not 0.0 < f <= 1.0:
-            raise ParamsError(f"{_WHERE}.fractions.{name}: {f} is outside (0, 1]")
-    for name, spec in params.class_subsets.items():
-        if not 0.0 < spec.fraction <= 1.0:
-            raise ParamsError(f"{_WHERE}.class_subsets.{name}.fraction: {spec.fraction} "
-                              "is outside (0, 1]")
-    if params.min_per_class < 1:
-        raise ParamsError(f"{_WHERE}.min_per_class: must be >= 1, got {params.min_per_class}")
-    if not names:
-        raise ParamsError(f"{_WHERE}: no subsets (fractions and class_subsets are empty)")
-
-
 def make_subsets(clean: pd.DataFrame, augmented: pd.DataFrame | None, *,
-                 params: SubsampleParams) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+                 params: SubsampleParams, split: SplitParams
+                 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """All tables (``val`` and each named subset) and the class-count table."""
-    validate_names(params)
-    val, pool, dropped = pool_frame(clean, augmented, params=params)
+    val, pool, dropped = pool_frame(clean, augmented, params=params, split=split)
     if pool.empty:
         raise StageInputError("subsample: the training pool is empty (no clean rows of "
-                              f"splits {params.train_splits} outside validation)")
+                              f"splits {split.train_splits} outside validation)")
     order = order_pool(pool, seed=params.seed)
     pool_counts = {c: len(rows) for c, rows in order.items()}
     plans: dict[str, tuple[str, float, dict[str, int]]] = {}
@@ -222,47 +150,3 @@ def make_subsets(clean: pd.DataFrame, augmented: pd.DataFrame | None, *,
         "seed": params.seed,
     }
     return tables, summary
-
-
-# --------------------------------------------------------------------------- stage
-def run_stage(params: Params) -> int:
-    clean = read_table(params.path("clean"), stage="filter",
-                       required=["id", "path", "label", "split"])
-    augmented = _read_augmented(params) if params.subsample.use_augmented else None
-    tables, summary = make_subsets(clean, augmented, params=params.subsample)
-    summary["prepared"] = _prepared_figures(params, clean, summary)
-    with atomic_dir(params.path("subsets_dir")) as tmp:
-        for name, frame in tables.items():
-            write_parquet(tmp / f"{name}.parquet", frame[COLUMNS])
-    write_json(params.path("prepared_metrics"), summary)
-    print(f"subsample: val {summary['val']['n']}, pool {summary['pool']['n']} "
-          f"({summary['pool']['n_augmented']} augmented)")
-    for name, info in summary["subsets"].items():
-        print(f"  {name:<16} {info['kind']:<8} {info['n']:>7} images, "
-              f"{len(info['classes'])} classes ({info['n_augmented']} augmented)")
-    return 0
-
-
-def _read_augmented(params: Params) -> pd.DataFrame:
-    return read_table(params.path("augmented_manifest"), stage="augment",
-                      required=["id", "source_id", "label", "path"])
-
-
-def _prepared_figures(params: Params, clean: pd.DataFrame, summary: dict[str, Any]
-                      ) -> dict[str, Any]:
-    """What the prepared-data gate reads (one file): clean images per class, the share
-    quarantined, and the imbalance of the training pool after balancing."""
-    qpath = params.path("quarantine")
-    if not qpath.is_file():
-        raise StageInputError(f"{qpath}: not found; run the 'filter' stage first")
-    n_quarantined = pq.read_metadata(qpath).num_rows
-    total = len(clean) + n_quarantined
-    per_class = class_counts(clean["label"])
-    pool = summary["pool"]["counts"]
-    return {
-        "min_clean_per_class": min(per_class.values()) if per_class else 0,
-        "quarantined_share": n_quarantined / total if total else 0.0,
-        "balanced_imbalance_ratio": imbalance_ratio(pool),
-        "clean_per_class": per_class,
-        "train_per_class": pool,
-    }

@@ -12,8 +12,6 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dataqa.errors import ParamsError
-from dataqa.io import write_text
 from dataqa.params import Params
 
 
@@ -33,16 +31,4 @@ REPORTS: dict[str, ReportKind] = {
 }
 
 
-def run_stage(params: Params, kind: str = "audit") -> int:
-    """Render the ``kind`` report and write it atomically; prints where it went."""
-    if kind not in REPORTS:
-        raise ParamsError(f"unknown report kind '{kind}'; known: {', '.join(REPORTS)}")
-    spec = REPORTS[kind]
-    html = spec.load()(params)
-    target = params.path(spec.output)
-    write_text(target, html)
-    print(f"report {kind}: {target} ({len(html.encode('utf-8')) / 1e6:.2f} MB)")
-    return 0
-
-
-__all__ = ["REPORTS", "ReportKind", "run_stage"]
+__all__ = ["REPORTS", "ReportKind"]

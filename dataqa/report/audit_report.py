@@ -18,10 +18,11 @@ import pandas as pd
 
 from dataqa import gate
 from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.sources import source_root
 from dataqa.errors import StageInputError
 from dataqa.params import Params
 from dataqa.report.page import build_sections, render_page
-from dataqa.report.thumbs import Thumbnailer, source_root
+from dataqa.report.thumbs import Thumbnailer
 
 
 @dataclass
@@ -81,7 +82,7 @@ def load(params: Params) -> AuditData:
         raise StageInputError(f"{metrics_path}: not found; run the 'audit' stage first")
     metrics = _read_json(metrics_path)
     rules = gate.evaluate(params.gate, metrics)
-    thumbs = Thumbnailer(manifest, source_root(params), size=params.report.thumb_size,
+    thumbs = Thumbnailer(manifest, source_root(params.resolve(params.data.source)), size=params.report.thumb_size,
                          max_pixels=params.scan.max_pixels,
                          limit=params.report.max_thumbnails)
     return AuditData(params, manifest, issues, metrics, rules, thumbs)

@@ -15,12 +15,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from PIL import Image
 
 from dataqa.dataset.imageio import ImageDecodeError, open_image
-from dataqa.params import Params
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,6 @@ class Thumb:
     height: int = 0
 
 
-def source_root(params: Params) -> Path:
-    """Folder that manifest paths are relative to: the ImageFolder itself, or the
-    folder of the CSV source."""
-    src = params.resolve(params.data.source)
-    return src if src.is_dir() else src.parent
-
-
 def make_thumbnail(path: str | Path, *, size: int, max_pixels: int) -> Thumb:
     """Decode ``path`` (EXIF-oriented, 8-bit) and shrink its longest side to ``size``
     (never enlarged: the page scales tiny images up with crisp pixels). Encoded as PNG
@@ -50,16 +43,38 @@ def make_thumbnail(path: str | Path, *, size: int, max_pixels: int) -> Thumb:
         return Thumb(None, "file missing (moved since the scan?)")
     except (ImageDecodeError, OSError) as exc:
         return Thumb(None, str(exc))
-    im.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    best, mime, width, height = encode_thumbnail(im, size)
+    uri = f"data:image/{mime};base64,{base64.b64encode(best).decode('ascii')}"
+    return Thumb(uri, None, width, height)
+
+
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {"PNG": {"optimize": True}, "JPEG": {"quality": 82}}
+
+
+def encode_thumbnail(im: Image.Image, size: int, *, enlarge: bool = False,
+                     formats: tuple[str, ...] = ("PNG", "JPEG")
+                     ) -> tuple[bytes, str, int, int]:
+    """The one thumbnail encoder of the reports: ``(bytes, mime subtype, width, height)``.
+
+    The longest side is shrunk to ``size`` (LANCZOS); a smaller image stays as it is
+    (the page scales it up with crisp pixels), or with ``enlarge`` is scaled up by a
+    whole factor with visible pixels (NEAREST, never blurred: training-size copies).
+    Encoded in whichever of ``formats`` is smallest (PNG wins for digits and flat art,
+    JPEG for photos)."""
+    im = im.copy()
+    if max(im.size) > size:
+        im.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    elif enlarge:
+        k = max(1, size // max(im.size))
+        im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
     best = b""
     mime = ""
-    for fmt, kwargs in (("PNG", {"optimize": True}), ("JPEG", {"quality": 82})):
+    for fmt in formats:
         buf = io.BytesIO()
-        im.save(buf, fmt, **kwargs)
+        im.save(buf, fmt, **_SAVE_OPTIONS.get(fmt, {}))
         if not best or buf.tell() < len(best):
             best, mime = buf.getvalue(), fmt.lower()
-    uri = f"data:image/{mime};base64,{base64.b64encode(best).decode('ascii')}"
-    return Thumb(uri, None, im.width, im.height)
+    return best, mime, im.width, im.height
 
 
 class Thumbnailer:

@@ -1,6 +1,6 @@
 """The tuning report: ``reports/tuning.html`` from the tune stage's summary.
 
-:func:`load` reads ``<tune_dir>/summary.json`` (written by :mod:`dataqa.tune.results`);
+:func:`load` reads ``paths.tune_summary`` (written by :mod:`dataqa.tune.results`);
 the sections below (kind ``"tuning"``) only lay it out: the best configuration and the
 rounds, the diagnoses with their remedies, the best trials' curves together, each
 hyperparameter against the metric, subsample fidelity, the cleaning comparison, the
@@ -24,7 +24,6 @@ from dataqa.params import Params
 from dataqa.report import charts
 from dataqa.report.page import Section, build_sections, render_page, section
 
-SUMMARY_NAME = "summary.json"  # under paths.tune_dir (dataqa.tune.results.SUMMARY_NAME)
 TOP_TRIALS = 5  # best trials drawn together
 MAX_CLASSES = 200  # rows of the per-class table (and bars)
 LOG_PARAMS = ("lr", "weight_decay")
@@ -39,7 +38,7 @@ class TuningData:
 
 
 def load(params: Params) -> TuningData:
-    path = params.path("tune_dir") / SUMMARY_NAME
+    path = params.path("tune_summary")
     if not path.is_file():
         raise StageInputError(f"{path}: not found; run the 'tune' stage first")
     try:
@@ -54,7 +53,7 @@ def _prep_extras(params: Params) -> dict[str, Any]:
     the before/after augmentation grid (base64 PNG thumbnails per class)."""
     if not params.path("augmented_manifest").is_file():
         return {}
-    from dataqa.prepare.augment import get_augmentation_grid
+    from dataqa.report.augment_grid import get_augmentation_grid
 
     try:
         return {"augmentation_grid": get_augmentation_grid(params)}

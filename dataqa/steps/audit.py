@@ -1,17 +1,11 @@
-"""The ``audit`` stage: run the checks that ``params.yaml: audit.checks`` lists.
+"""DVC stage ``audit``: run the checks that ``params.yaml: audit.checks`` lists.
 
 Inputs (read only when a listed check ``requires`` them): the manifest, and from the
 ``tensors``/``crossval`` stages ``tensors.npy``, ``pred_probs.npy``,
 ``embeddings.npy`` (memory-mapped), plus the class list (``classes`` in the crossval
 metrics JSON; without it, the sorted labels of the decodable rows, which is the order
-the engine uses too). Outputs: ``issues.parquet`` (one row per manifest row: ``id``,
-``path``, ``label``, ``split``, then each check's columns in run order) and
-``audit.json`` (DVC metrics; layout in :func:`build_metrics`).
-
-A check raising :class:`~dataqa.errors.DataQAError` propagates unchanged; any other
-exception is a bug in that check and is re-raised as :class:`CheckFailed` naming the
-check, with the original traceback chained (never swallowed, never turned into a
-user-facing "bad input" message).
+the engine uses too). Outputs: ``issues.parquet`` and ``audit.json`` (layouts in
+:mod:`dataqa.checks.runner`, which runs the checks).
 """
 
 from __future__ import annotations
@@ -24,39 +18,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dataqa.checks import AuditContext, Check, CheckResult, get_check
+from dataqa.checks import AuditContext, Check, CheckResult
 from dataqa.checks.confidence import get_confidence_histogram
 from dataqa.checks.model_strength import ModelStrengthSettings, judge_model
-from dataqa.dataset import balance
-from dataqa.dataset.manifest import read_manifest
-from dataqa.errors import DataQAError, ParamsError, StageInputError
+from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
+    ID_COLUMNS,
+    CheckFailed,
+    build_checks,
+    build_issues,
+    build_metrics,
+    run_checks,
+    validate_result,
+)
+from dataqa.dataset.manifest import (
+    decodable,
+    has_label,
+    load_classes,
+    read_manifest,
+)
+from dataqa.dataset.tensors import open_tensors
+from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
-from dataqa.params import AuditParams, Params, check_settings
-
-ID_COLUMNS = ["id", "path", "label", "split"]
+from dataqa.params import Params, check_settings
 
 # input name -> the stage that writes it (for "run the ... stage first")
 INPUT_STAGES = {"pred_probs": "crossval", "embeddings": "crossval", "tensors": "tensors"}
-
-
-class CheckFailed(RuntimeError):
-    """A check crashed with an unexpected exception (a bug, not bad input)."""
-
-
-def build_checks(audit: AuditParams) -> list[Check]:
-    """Instantiate the listed checks with their settings, in order.
-
-    Unknown check names (in ``checks`` or as keys of ``settings``) and unknown or
-    ill-typed settings are :class:`ParamsError`. Settings of a known check that is not
-    listed are still validated, so a typo does not wait until the check is enabled.
-    """
-    if len(set(audit.checks)) != len(audit.checks):
-        dup = sorted({c for c in audit.checks if audit.checks.count(c) > 1})
-        raise ParamsError(f"params.yaml: audit.checks: listed twice: {', '.join(dup)}")
-    for name, settings in audit.settings.items():
-        if name not in audit.checks:
-            get_check(name)(settings)  # validates the name and its settings
-    return [get_check(name)(audit.settings.get(name)) for name in audit.checks]
 
 
 def load_inputs(params: Params, manifest: pd.DataFrame, checks: Sequence[Check]
@@ -80,6 +66,9 @@ def load_inputs(params: Params, manifest: pd.DataFrame, checks: Sequence[Check]
             raise StageInputError(
                 f"{path}: not found; check(s) {', '.join(users)} need {key}: "
                 f"run the '{INPUT_STAGES[key]}' stage first")
+        if key == "tensors":
+            setattr(ctx, key, open_tensors(path, rows=n))  # the one tensor-file reader
+            continue
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -104,9 +93,7 @@ def _check_predictions(path: Path, probs: np.ndarray, manifest: pd.DataFrame) ->
     """Crossval leaves NaN rows only where an image did not decode or has no label. A
     non-finite row for a decodable, labelled image (a corrupted or hand-edited file)
     would silently drop that image from the label check: an error naming the rows."""
-    label = manifest["label"].astype("string")
-    expected = (manifest["decode_error"].isna() & label.notna()
-                & (label.str.strip() != "")).fillna(False).to_numpy(dtype=bool)
+    expected = decodable(manifest).to_numpy(dtype=bool) & has_label(manifest)
     bad = np.flatnonzero(expected & ~np.isfinite(np.asarray(probs)).all(axis=1))
     if len(bad):
         shown = ", ".join(f"row {i} ({manifest['path'].iloc[i]})" for i in bad[:5])
@@ -114,98 +101,6 @@ def _check_predictions(path: Path, probs: np.ndarray, manifest: pd.DataFrame) ->
             f"{path}: {len(bad)} decodable, labelled image(s) have non-finite (NaN/inf) "
             f"predicted probabilities: {shown}{', ...' if len(bad) > 5 else ''}; "
             f"rerun the 'crossval' stage")
-
-
-def load_classes(params: Params, manifest: pd.DataFrame) -> list[str]:
-    """Class names, index = class id: ``classes`` of the crossval metrics when that file
-    exists, else the sorted labels of the decodable rows."""
-    path = params.path("crossval_metrics")
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StageInputError(f"{path}: not valid JSON ({exc}); "
-                                  f"rerun the 'crossval' stage") from None
-        classes = data.get("classes") if isinstance(data, dict) else None
-        if classes is not None:
-            if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-                raise StageInputError(f"{path}: key 'classes' must be a list of strings")
-            return list(classes)
-    ok = manifest["decode_error"].isna()
-    return sorted(str(c) for c in manifest.loc[ok, "label"].dropna().unique())
-
-
-def run_checks(checks: Sequence[Check], ctx: AuditContext) -> list[CheckResult]:
-    """Run ``checks`` in order; each sees the earlier results in ``ctx.previous``."""
-    results = []
-    for check in checks:
-        try:
-            result = check.find(ctx)
-        except DataQAError:
-            raise
-        except Exception as exc:
-            raise CheckFailed(f"check '{check.name}' failed: {type(exc).__name__}: {exc}"
-                              ) from exc
-        validate_result(check.name, result, ctx)
-        ctx.previous[check.name] = result
-        results.append(result)
-    return results
-
-
-def validate_result(name: str, result: CheckResult, ctx: AuditContext) -> None:
-    """The plugin contract, enforced at run time (a violation is a bug in the check)."""
-    frame = result.frame
-    issue, score = f"is_{name}_issue", f"{name}_score"
-    problems = []
-    if result.name != name:
-        problems.append(f"result named '{result.name}'")
-    if not frame.index.equals(ctx.manifest.index):
-        problems.append("frame index differs from the manifest's")
-    if issue not in frame or frame[issue].dtype != bool:
-        problems.append(f"'{issue}' missing or not bool")
-    if score not in frame:
-        problems.append(f"'{score}' missing")
-    else:
-        s = frame[score].to_numpy(dtype=float)
-        if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
-            problems.append(f"'{score}' outside [0, 1]")
-    stray = [c for c in frame.columns if c != issue and not str(c).startswith(f"{name}_")]
-    if stray:
-        problems.append(f"columns without the '{name}_' prefix: {stray}")
-    if problems:
-        raise CheckFailed(f"check '{name}' broke the check contract: {'; '.join(problems)}")
-
-
-def build_issues(manifest: pd.DataFrame, results: Sequence[CheckResult]) -> pd.DataFrame:
-    """``issues.parquet``: id columns, then each check's columns in run order."""
-    parts = [manifest[ID_COLUMNS]] + [r.frame for r in results]
-    return pd.concat(parts, axis=1).reset_index(drop=True)
-
-
-def build_metrics(manifest: pd.DataFrame, results: Sequence[CheckResult], *,
-                  min_per_class: int, classes: list[str] | None = None) -> dict[str, Any]:
-    """``audit.json``::
-
-        dataset:  n_files, n_decodable, n_undecodable, undecodable_rate, counts_per_split
-        balance:  n_classes, counts_per_class, counts_per_split{split: {class: n}},
-                  min_class_count, max_class_count, imbalance_ratio, normalized_entropy,
-                  min_per_class, classes_under_min, n_classes_under_min
-        checks:   {name: {count, rate, settings, ...the check's own summary}}
-        summary:  checks_run, n_flagged_any, rate_flagged_any
-    """
-    n = len(manifest)
-    any_flag = np.zeros(n, dtype=bool)
-    for r in results:
-        any_flag |= r.frame[r.issue_col].to_numpy(dtype=bool)
-    return {
-        "dataset": balance.dataset_summary(manifest),
-        "balance": balance.class_balance(manifest, min_per_class=min_per_class,
-                                         classes=_all_classes(manifest, classes)),
-        "checks": {r.name: r.summary for r in results},
-        "summary": {"checks_run": [r.name for r in results],
-                    "n_flagged_any": int(any_flag.sum()),
-                    "rate_flagged_any": float(any_flag.mean()) if n else 0.0},
-    }
 
 
 def dataset_evidence(params: Params, ctx: AuditContext) -> dict[str, Any]:
@@ -247,12 +142,6 @@ def judge_audit_model(params: Params, ctx: AuditContext) -> dict[str, Any] | Non
         print(f"audit: WARNING: {model['reason']}; label flags are review-only. "
               f"What to do: {model.get('advice', '')}")
     return model
-
-
-def _all_classes(manifest: pd.DataFrame, classes: list[str] | None) -> list[str]:
-    """Sorted union of the model's classes and every label of the manifest, so a class
-    whose every file is broken shows with count 0."""
-    return sorted(set(classes or []) | set(manifest["label"].dropna().astype(str)))
 
 
 def run_stage(params: Params) -> int:

@@ -1,5 +1,7 @@
 """The ``tune`` stage: coarse-to-fine search in rounds, then fidelity, the cleaning
-comparison, and the outputs (metrics, curves, best params, summary, HTML report).
+comparison, and the outputs (metrics, curves, best params, summary); the HTML report is
+the ``tuning_report`` stage's (:mod:`dataqa.steps.tuning_report`), so a template edit
+never reruns the search.
 
 ``dataqa tune`` runs trials itself and then writes everything; ``dataqa tune --worker``
 only joins the study in ``tune.storage`` and runs trials (any number of them, on any
@@ -64,10 +66,7 @@ def run_stage(params: Params, *, worker: bool = False, n_trials: int | None = No
     summary = search(td, params, plans=plans, device=device, worker=worker, n_trials=n_trials)
     if summary is None:
         return 0
-    results.write_outputs(params, summary)
-    from dataqa.report.tuning_report import write_report
-
-    write_report(params)
+    results.write_outputs(params, summary)  # the tuning report is its own stage
     best = summary.get("best")
     print_progress(f"tune: done in {summary['seconds']:.1f} s; best "
                    + ("none" if best is None else f"{best['key']} val_acc {best['value']:.4f}"))

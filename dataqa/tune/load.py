@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dataqa.dataset.manifest import decodable, read_manifest
+from dataqa.dataset.manifest import labelled_rows, read_manifest
+from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.params import Params
 from dataqa.tune.data import VAL_NAME, TuneData, assemble, available_subsets, read_subset
@@ -59,13 +60,8 @@ def load_tune_data(params: Params, names: Iterable[str], *, device: torch.device
 
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
-    if not path.is_file():
-        raise StageInputError(f"{path}: {what} not found; run the stage that writes it")
-    arr = np.load(path, mmap_mode="r")
-    if arr.dtype != np.uint8 or arr.ndim != 4:
-        raise StageInputError(f"{path}: expected uint8 (N, H, W, C) {what}, got "
-                              f"{arr.dtype} {arr.shape}")
-    return arr
+    stage = "augment" if what.startswith("augmented") else "tensors"
+    return open_tensors(path, what=what, stage=stage)  # the one tensor-file reader
 
 
 def _id_to_row(index_path: Path, n: int) -> dict[int, int] | None:
@@ -125,7 +121,7 @@ def _unfiltered(manifest: pd.DataFrame, frames: dict[str, pd.DataFrame],
     val = frames[VAL_NAME]
     val_ids = set(val.loc[~_aug_mask(val), "id"].astype(int))
     used_ids = {int(i) for f in frames.values() for i in f.loc[~_aug_mask(f), "id"]}
-    m = manifest[decodable(manifest) & manifest["label"].notna()]
+    m = manifest.iloc[labelled_rows(manifest)[0]]
     splits = set(manifest.loc[manifest["id"].isin(used_ids), "split"].dropna())
     if splits:
         m = m[m["split"].isin(splits)]

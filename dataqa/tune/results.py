@@ -1,6 +1,6 @@
 """Read the rounds' studies back into one JSON-able summary, and write the outputs.
 
-The summary (``<tune_dir>/summary.json``) is what the tuning report renders; the report
+The summary (``paths.tune_summary``) is what the tuning report renders; the report
 never recomputes anything. Outputs: DVC metrics (``paths.tune_metrics``), per-epoch
 curves as long CSV for ``dvc plots`` (``paths.tune_curves``), the best configuration
 (``paths.best_params``).
@@ -24,7 +24,6 @@ from dataqa.tune.diagnose import diagnose_trial, find_edges
 from dataqa.tune.fidelity import get_fidelity
 from dataqa.tune.space import RoundPlan, Space
 
-SUMMARY_NAME = "summary.json"
 STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
                "RUNNING": "running", "WAITING": "waiting"}
 CURVE_COLUMNS = ["trial", "round", "number", "state", "status", "epoch", "train_loss",
@@ -204,7 +203,7 @@ def write_outputs(params: Params, summary: Mapping[str, Any]) -> None:
     """Summary JSON, metrics JSON, curves CSV and best-params YAML, atomically."""
     from dataqa.io import atomic_path
 
-    write_json(params.path("tune_dir") / SUMMARY_NAME, summary)
+    write_json(params.path("tune_summary"), summary)
     write_json(params.path("tune_metrics"), metrics_of(summary))
     with atomic_path(params.path("tune_curves"), suffix=".csv") as tmp:
         curves_frame(summary["trials"]).to_csv(tmp, index=False, float_format="%.6g")

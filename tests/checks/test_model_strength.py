@@ -15,10 +15,10 @@ from dataqa.checks.model_strength import (
     review_only,
     wilson_interval,
 )
+from dataqa.engine.learning_curve import recommend
 from dataqa.errors import ParamsError
 from dataqa.params import FilterParams, GateParams
 from dataqa.prepare.filter import filter_rows
-from dataqa.steps.learning_curve import recommend
 
 
 def _probs(labels: np.ndarray, accuracy: float, k: int, seed: int = 0) -> np.ndarray:

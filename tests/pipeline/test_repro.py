@@ -1,6 +1,7 @@
 """`dvc repro` end to end on a tiny dataset: every stage runs; a second run does
-nothing; changing one params key reruns only the stages downstream of it; a failing
-gate stops the pipeline after the report is written."""
+nothing; editing a report template reruns only the report stages (never `tune`);
+changing one params key reruns only the stages downstream of it; a failing gate stops
+the pipeline after the report is written."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ def test_second_repro_is_a_no_op(workspace: Path) -> None:
     proc = run(["dvc", "repro"], workspace)
     assert stages_run(proc.stdout + proc.stderr) == []
     assert (workspace / "dvc.lock").read_text() == lock
+    assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {}
+
+
+def test_editing_a_template_reruns_only_the_reports(workspace: Path) -> None:
+    template = sorted((workspace / "dataqa" / "report" / "templates").glob("*"))[0]
+    template.write_text(template.read_text() + "\n")
+    status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
+    assert set(status) == {"report", "tuning_report"}  # never the search
+    assert "tune" not in status
+    proc = run(["dvc", "repro"], workspace)
+    assert set(stages_run(proc.stdout + proc.stderr)) <= {"report", "tuning_report", "gate"}
     assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {}
 
 

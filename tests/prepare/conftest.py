@@ -28,6 +28,7 @@ from dataqa.params import (
     EngineParams,
     FilterParams,
     Params,
+    SplitParams,
     SubsampleParams,
 )
 
@@ -66,6 +67,7 @@ def prep_project(tmp_path: Path) -> Callable[..., PrepProject]:
     def make(counts: dict[str, int] | None = None, *, broken: bool = True,
              image_size: int = 16, augment: dict[str, Any] | None = None,
              subsample: dict[str, Any] | None = None,
+             split: dict[str, Any] | None = None,
              filter: dict[str, Any] | None = None) -> PrepProject:
         counts = counts or {"cat": 8, "dog": 3, "owl": 2}
         source = tmp_path / "src"
@@ -95,6 +97,7 @@ def prep_project(tmp_path: Path) -> Callable[..., PrepProject]:
             Params(), root=tmp_path, data=DataParams(source="src"),
             engine=EngineParams(image_size=image_size),
             augment=dataclasses.replace(AugmentParams(), **(augment or {})),
+            split=dataclasses.replace(SplitParams(), **(split or {})),
             subsample=dataclasses.replace(SubsampleParams(), **(subsample or {})),
             filter=dataclasses.replace(FilterParams(), **(filter or {})))
         write_parquet(params.path("manifest"), manifest)

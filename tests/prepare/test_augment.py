@@ -16,8 +16,10 @@ from skimage import data as skdata
 from dataqa.augmentation import apply_transform, build_transform, from_dict
 from dataqa.params import AugmentParams
 from dataqa.prepare import augment as aug
-from dataqa.prepare import filter as flt
 from dataqa.prepare import subsample as sub
+from dataqa.report.augment_grid import get_augmentation_grid
+from dataqa.steps import augment as augment_step
+from dataqa.steps import filter as filter_step
 
 S = 64
 
@@ -155,11 +157,11 @@ def test_plan_copies(counts, review, kw, copies, n_sources):
 def test_stage_balances_reproduces_and_leaves_sources_alone(prep_project):
     proj = prep_project({"cat": 8, "dog": 3, "owl": 2}, image_size=16,
                         augment={"balance_target": 1.0, "size": 24, "hflip": True},
-                        subsample={"val_fraction": 0.25})
+                        split={"val_fraction": 0.25})
     p = proj.params
     before = proj.tree_digest()
-    flt.run_stage(p)
-    assert aug.run_stage(p) == 0
+    filter_step.run_stage(p)
+    assert augment_step.run_stage(p) == 0
     metrics = json.loads(p.path("augment_metrics").read_text())
     # training pool: cat 8 - 2 val = 6, dog 3 - 1 = 2, owl 2 - 1 = 1; target 6
     assert metrics["per_class"] == {"cat": {"before": 6, "copies": 0, "after": 6},
@@ -173,7 +175,7 @@ def test_stage_balances_reproduces_and_leaves_sources_alone(prep_project):
     tensors = np.load(p.path("augmented_tensors"))
     assert tensors.shape == (9, 16, 16, 3) and tensors.dtype == np.uint8
     clean = pd.read_parquet(p.path("clean"))
-    val_ids = clean.loc[sub.find_validation(clean, params=p.subsample), "id"]
+    val_ids = clean.loc[sub.find_validation(clean, params=p.split), "id"]
     assert not man["source_id"].isin(val_ids).any()  # no copy of a validation image
     folder = p.path("augmented_dir")
     files = {r: (folder / r).read_bytes() for r in man["path"]}
@@ -184,7 +186,7 @@ def test_stage_balances_reproduces_and_leaves_sources_alone(prep_project):
     again = apply_transform(from_dict(json.loads(rec["transform"])), src, seed=int(rec["seed"]))
     assert aug.encode_png(again.image) == files[rec["path"]]
     # rerunning gives the same bytes, and no leftovers of the temporary folders
-    aug.run_stage(p)
+    augment_step.run_stage(p)
     assert {r: (folder / r).read_bytes() for r in man["path"]} == files
     assert not [x for x in folder.parent.iterdir() if x.name.startswith(".augmented")]
     assert proj.tree_digest() == before  # raw files byte-identical
@@ -192,11 +194,11 @@ def test_stage_balances_reproduces_and_leaves_sources_alone(prep_project):
 
 def test_augmentation_grid_for_the_report(prep_project):
     proj = prep_project({"cat": 5, "dog": 2}, broken=False,
-                        augment={"balance_target": 1.0}, subsample={"val_fraction": 0.2})
+                        augment={"balance_target": 1.0}, split={"val_fraction": 0.2})
     p = proj.params
-    flt.run_stage(p)
-    aug.run_stage(p)
-    grid = aug.get_augmentation_grid(p, per_class=2, thumb_size=48)
+    filter_step.run_stage(p)
+    augment_step.run_stage(p)
+    grid = get_augmentation_grid(p, per_class=2, thumb_size=48)
     assert [g["label"] for g in grid] == ["dog"] and grid[0]["copies"] == 3
     assert len(grid[0]["items"]) == 2
     for item in grid[0]["items"]:

@@ -11,6 +11,7 @@ import pytest
 from dataqa.errors import DataQAError, ParamsError
 from dataqa.params import FilterParams
 from dataqa.prepare import filter as flt
+from dataqa.steps import filter as filter_step
 
 # one row per image; the comment says what each row plants
 ROWS = [
@@ -158,7 +159,7 @@ def test_stage_writes_tables_and_metrics(prep_project):
     issues.loc[issues["path"] == "cat/001.png", ["is_outlier_issue", "outlier_score"]] = [True, 0.1]
     proj.write_issues(issues)
     before = proj.tree_digest()
-    assert flt.run_stage(proj.params) == 0
+    assert filter_step.run_stage(proj.params) == 0
     p = proj.params
     clean, quar = pd.read_parquet(p.path("clean")), pd.read_parquet(p.path("quarantine"))
     assert sorted(clean["id"].tolist() + quar["id"].tolist()) == proj.manifest["id"].tolist()

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from dataqa.errors import ParamsError
-from dataqa.params import ClassSubset, SubsampleParams
-from dataqa.prepare import augment as aug
-from dataqa.prepare import filter as flt
+from dataqa.params import ClassSubset, SplitParams, SubsampleParams
 from dataqa.prepare import subsample as sub
+from dataqa.steps import augment as augment_step
+from dataqa.steps import filter as filter_step
+from dataqa.steps import subsample as subsample_step
 
 COUNTS = [
     # pool counts, fraction, min per class, expected counts
@@ -51,7 +52,7 @@ VAL = [
 @pytest.mark.parametrize("counts, f, expected", VAL)
 def test_validation_is_stratified_and_fixed(counts, f, expected):
     clean = clean_table(counts)
-    params = SubsampleParams(val_fraction=f, seed=3)
+    params = SplitParams(val_fraction=f, seed=3)
     val = sub.find_validation(clean, params=params)
     got = clean.loc[val, "label"].value_counts().to_dict()
     assert got == expected
@@ -68,12 +69,13 @@ def test_validation_from_a_named_split_and_held_out_splits():
                        clean_table({"a": 2, "b": 1}, split="val").assign(id=lambda t: t.id + 8),
                        clean_table({"a": 3}, split="test").assign(id=lambda t: t.id + 11)],
                       ignore_index=True)
-    params = SubsampleParams(val_split="val", fractions={"all": 1.0})
-    tables, summary = sub.make_subsets(clean, None, params=params)
+    params = SubsampleParams(fractions={"all": 1.0})
+    tables, summary = sub.make_subsets(clean, None, params=params,
+                                       split=SplitParams(val_split="val"))
     assert sorted(tables["val"]["id"]) == [8, 9, 10]
     assert sorted(tables["all"]["id"]) == list(range(8))  # test rows held out
     with pytest.raises(ParamsError, match="val_split"):
-        sub.find_validation(clean, params=SubsampleParams(val_split="dev"))
+        sub.find_validation(clean, params=SplitParams(val_split="dev"))
 
 
 def copies_of(clean: pd.DataFrame, sources: list[int]) -> pd.DataFrame:
@@ -85,12 +87,13 @@ def copies_of(clean: pd.DataFrame, sources: list[int]) -> pd.DataFrame:
 
 def test_copies_of_validation_images_never_train():
     clean = clean_table({"a": 20, "b": 5})
-    params = SubsampleParams(val_fraction=0.2, fractions={"p50": 0.5, "p100": 1.0},
+    params = SubsampleParams(fractions={"p50": 0.5, "p100": 1.0},
                              class_subsets={"b_only": ClassSubset(classes=["b"])})
-    val_ids = clean.loc[sub.find_validation(clean, params=params), "id"].tolist()
+    split = SplitParams(val_fraction=0.2)
+    val_ids = clean.loc[sub.find_validation(clean, params=split), "id"].tolist()
     train_b = [i for i in range(20, 25) if i not in val_ids]
     copies = copies_of(clean, [val_ids[0], val_ids[-1], *train_b, *train_b])
-    tables, summary = sub.make_subsets(clean, copies, params=params)
+    tables, summary = sub.make_subsets(clean, copies, params=params, split=split)
     assert summary["dropped_copies"] == 2  # the two copies of validation images
     for name in ("p50", "p100", "b_only"):
         t = tables[name]
@@ -135,20 +138,22 @@ BAD = [
 @pytest.mark.parametrize("kw, message", BAD)
 def test_bad_subset_params(kw, message):
     with pytest.raises(ParamsError, match=message):
-        sub.make_subsets(clean_table({"a": 10, "b": 4}), None, params=SubsampleParams(**kw))
+        sub.make_subsets(clean_table({"a": 10, "b": 4}), None, params=SubsampleParams(**kw),
+                         split=SplitParams())
 
 
 def test_stage_end_to_end(prep_project):
     proj = prep_project({"cat": 8, "dog": 3, "owl": 2},
                         augment={"balance_target": 1.0},
-                        subsample={"val_fraction": 0.25, "min_per_class": 1,
+                        split={"val_fraction": 0.25},
+                        subsample={"min_per_class": 1,
                                    "fractions": {"p50": 0.5, "p100": 1.0},
                                    "class_subsets": {"two": ClassSubset(largest=2)}})
     p = proj.params
     before = proj.tree_digest()
-    flt.run_stage(p)
-    aug.run_stage(p)
-    assert sub.run_stage(p) == 0
+    filter_step.run_stage(p)
+    augment_step.run_stage(p)
+    assert subsample_step.run_stage(p) == 0
     sdir = p.path("subsets_dir")
     assert sorted(x.name for x in sdir.iterdir()) == ["p100.parquet", "p50.parquet",
                                                        "two.parquet", "val.parquet"]

@@ -168,4 +168,4 @@ def test_two_workers_share_one_study_and_survive_a_kill(
     assert main.wait(timeout=60) == 0, (tmp_path / "main.log").read_text()[-3000:]
     metrics = json.loads(params.path("tune_metrics").read_text())
     assert metrics["trials"] == {"complete": sum(ROUNDS.values()), "failed": 1}
-    assert params.path("tuning_html").is_file() and params.path("best_params").is_file()
+    assert params.path("tune_summary").is_file() and params.path("best_params").is_file()

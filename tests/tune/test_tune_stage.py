@@ -17,6 +17,7 @@ from dataqa.cli import main
 from dataqa.errors import ParamsError, StageInputError
 from dataqa.params import Params
 from dataqa.steps.tune import run_stage
+from dataqa.steps.tuning_report import run_stage as tuning_report_step
 from dataqa.tune.results import CURVE_COLUMNS
 
 
@@ -51,13 +52,15 @@ def test_stage_writes_every_output(tune_files: Callable[..., Params],
     assert best["params"] == metrics["best_params"]
     assert best["trial"] == metrics["best_trial"] and best["subset"] == "large"
 
-    summary = json.loads((params.path("tune_dir") / "summary.json").read_text())
+    assert not params.path("tuning_html").exists()  # the tuning_report stage writes it
+    summary = json.loads(params.path("tune_summary").read_text())
     assert summary["data"]["subsets"]["large"]["augmented"] == 10
     assert summary["cleaning"]["n_clean"] == 168  # 178 minus the 10 augmented copies
     assert summary["cleaning"]["n_raw"] == 180  # 240 minus 60 val, quarantined included
     fine = [t for t in summary["trials"] if t["round"] == "fine"]
     assert sorted(t["fidelity_of"] for t in fine) == [0, 1]  # round 2's top 2 re-run
 
+    assert tuning_report_step(params) == 0
     html = params.path("tuning_html").read_text()
     assert not re.search(r"(src|href)=\"(https?:)?//", html)  # self-contained
     for title in ("Best configuration", "Diagnoses", "Each hyperparameter", "Subsample "
@@ -118,7 +121,8 @@ def test_bad_storage_url_is_a_params_error(tune_files: Callable[..., Params]) ->
 def test_report_command_rerenders_from_the_summary(tune_files: Callable[..., Params]) -> None:
     params = tune_files(tune={"cleaning": {"enabled": False}})
     run_stage(params)
-    params.path("tuning_html").unlink()
-    assert main(["report", "--kind", "tuning", "--params",
-                 str(params.root / "params.yaml")]) == 0
-    assert "dataqa tuning report" in params.path("tuning_html").read_text()
+    assert not params.path("tuning_html").exists()
+    for argv in (["report", "--kind", "tuning"], ["tuning_report"]):
+        assert main([*argv, "--params", str(params.root / "params.yaml")]) == 0
+        assert "dataqa tuning report" in params.path("tuning_html").read_text()
+        params.path("tuning_html").unlink()

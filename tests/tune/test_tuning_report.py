@@ -41,7 +41,7 @@ def test_report_is_self_contained_and_escaped(tuned: Params) -> None:
     assert not re.search(r"(src|href)\s*=\s*\"(https?:)?//", html)
     assert "<link" not in html and "@import" not in html
     assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    summary = json.loads((tuned.path("tune_dir") / "summary.json").read_text())
+    summary = json.loads(tuned.path("tune_summary").read_text())
     for t in summary["trials"]:
         assert f'id="trial-{t["key"]}"' in html  # one chart pair per trial
 

@@ -3,7 +3,7 @@
 From ``audit.json``: ``balance`` (counts per class and split, imbalance ratio,
 normalised entropy, classes under ``audit.min_per_class``) and ``learning_curve``
 (validation accuracy at growing fractions of the data, its slope per doubling and the
-recommendation in words, :mod:`dataqa.steps.learning_curve`). The per-split imbalance ratio
+recommendation in words, :mod:`dataqa.engine.learning_curve`). The per-split imbalance ratio
 and entropy are the same :mod:`dataqa.dataset.balance` functions applied to the stored
 per-split counts (a display of audit.json, not a new check).
 """

@@ -11,7 +11,7 @@ import yaml
 from dataqa.errors import ParamsError
 from dataqa.params import Params, load_params
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:

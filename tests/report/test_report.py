@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dataqa import report
 from dataqa.errors import ParamsError, StageInputError
 from dataqa.io import write_parquet
 from dataqa.report import charts, page, thumbs
-from dataqa.steps import audit
+from dataqa.steps import audit, report
 
 VOID = {"meta", "img", "input", "br", "hr", "link", "source", "col", "area", "base", "wbr"}
 

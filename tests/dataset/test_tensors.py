@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 
 from dataqa.dataset.imageio import letterbox, open_image
-from dataqa.dataset.tensors import choose_channels, run_stage
+from dataqa.dataset.tensors import choose_channels
 from dataqa.errors import StageInputError
 from dataqa.io import write_parquet
 from dataqa.params import Params
+from dataqa.steps.tensors import run_stage
 
 
 @dataclasses.dataclass

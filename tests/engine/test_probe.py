@@ -13,8 +13,8 @@ import torch
 
 from dataqa.engine import probe
 from dataqa.errors import EngineError
+from tests.engine.test_backbones import seed_torch_home
 from tests.pipeline.workspace import make_workspace, read_params, run, stages_run
-from tests.test_backbones import seed_torch_home
 
 
 def test_probe_predict_is_out_of_fold_and_accurate_on_separable_features() -> None:

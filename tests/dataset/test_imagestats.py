@@ -16,7 +16,7 @@ from PIL import Image
 from dataqa.dataset import imagestats as S
 from dataqa.dataset.manifest import STAT_SIZE
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist-test"
+MNIST = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist-test"
 
 
 def mnist_digits(n: int) -> np.ndarray:

@@ -19,10 +19,11 @@ import pytest
 from PIL import Image
 
 from dataqa.dataset.manifest import COLUMNS, read_manifest
-from dataqa.dataset.scan import run_stage, scan_source
+from dataqa.dataset.scan import scan_source
 from dataqa.dataset.scan_worker import ROW_FIELDS, scan_file
 from dataqa.errors import ParamsError, SourceError
 from dataqa.params import DataParams, Params, ScanParams
+from dataqa.steps.scan import run_stage
 
 MAX_PIXELS = 200_000  # small, so a 600x400 image is over the limit
 

@@ -24,6 +24,7 @@ from dataqa.io import write_parquet
 from dataqa.params import Params
 
 crossval_module = importlib.import_module("dataqa.engine.crossval")
+crossval_step = importlib.import_module("dataqa.steps.crossval")
 CFG = TrainConfig(epochs=8, batch_size=8, lr=0.1, width=8, depth=1, stall_epochs=99)
 
 
@@ -148,7 +149,7 @@ def _write_source(root: Path) -> None:
 
 def test_run_stage_writes_aligned_outputs(tmp_path: Path, params_for: Any,
                                           manifest_for: Any) -> None:
-    from dataqa.dataset.tensors import run_stage as tensors_stage
+    from dataqa.steps.tensors import run_stage as tensors_stage
 
     src = tmp_path / "images"
     _write_source(src)
@@ -169,7 +170,7 @@ def test_run_stage_writes_aligned_outputs(tmp_path: Path, params_for: Any,
                                   "width": 8, "depth": 1, "crop_padding": 0})
     write_parquet(params.path("manifest"), manifest)
     tensors_stage(params)
-    assert crossval_module.run_stage(params) == 0
+    assert crossval_step.run_stage(params) == 0
     probs = np.load(params.path("pred_probs"))
     emb = np.load(params.path("embeddings"))
     metrics = json.loads(params.path("crossval_metrics").read_text())
@@ -192,9 +193,9 @@ def test_run_stage_detects_stale_tensors(tmp_path: Path, params_for: Any) -> Non
     params: Params = params_for()
     write_parquet(params.path("manifest"), manifest)
     with pytest.raises(StageInputError, match="run the 'tensors' stage first"):
-        crossval_module.run_stage(params)
+        crossval_step.run_stage(params)
     np.save(params.path("tensors"), np.zeros((3, 8, 8, 1), np.uint8))
     write_parquet(params.path("tensor_index"), pd.DataFrame({"id": [0, 1, 2],
                                                              "decoded": [True] * 3}))
-    with pytest.raises(StageInputError, match="does not match the manifest's 2 rows"):
-        crossval_module.run_stage(params)
+    with pytest.raises(StageInputError, match="with the manifest's 2 rows"):
+        crossval_step.run_stage(params)

@@ -12,18 +12,18 @@ import torch
 
 from dataqa.dataset.manifest import COLUMNS
 from dataqa.engine.fit import TrainConfig
-from dataqa.errors import ParamsError
-from dataqa.io import write_npy, write_parquet
-from dataqa.steps.learning_curve import (
+from dataqa.engine.learning_curve import (
     check_fractions,
     get_learning_curve,
     get_slope,
     learning_curve_config,
     nested_subsets,
     recommend,
-    run_stage,
     stratified_holdout,
 )
+from dataqa.errors import ParamsError
+from dataqa.io import write_npy, write_parquet
+from dataqa.steps.learning_curve import run_stage
 
 
 @pytest.fixture(autouse=True)

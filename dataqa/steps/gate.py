@@ -1,0 +1,42 @@
+"""DVC stages ``gate`` and ``gate_prepared``: evaluate one gate of :data:`dataqa.gate.GATES`
+on its metrics file; write the JSON and JUnit results; exit code 1 when a rule fails."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dataqa.errors import ParamsError, StageInputError
+from dataqa.gate import GATES, GateSpec, evaluate, format_table, to_json, to_junit
+from dataqa.io import write_bytes, write_json
+from dataqa.params import Params
+
+
+def load_metrics(params: Params, spec: GateSpec) -> dict[str, Any]:
+    path = params.path(spec.metrics)
+    if not path.is_file():
+        raise StageInputError(f"{path}: not found; run the '{spec.stage}' stage first")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise StageInputError(f"{path}: not valid JSON ({exc}); "
+                              f"rerun the '{spec.stage}' stage") from None
+    if not isinstance(data, dict):
+        raise StageInputError(f"{path}: expected a JSON object; rerun the '{spec.stage}' stage")
+    return data
+
+
+def run_stage(params: Params, on: str = "audit") -> int:
+    """Evaluate the gate ``on`` (a :data:`GATES` key); exit code 1 when a rule fails."""
+    if on not in GATES:
+        raise ParamsError(f"unknown gate '{on}'; known: {', '.join(GATES)}")
+    spec = GATES[on]
+    rules = evaluate(params.gate, load_metrics(params, spec), rules=spec.rules)
+    doc = to_json(rules, on=on)
+    write_json(params.path(spec.json), doc)
+    write_bytes(params.path(spec.junit), to_junit(rules, on=on))
+    print(format_table(rules))
+    print(f"gate {on}: {'PASSED' if doc['passed'] else 'FAILED'} "
+          f"({doc['n_failed']} failed, {doc['n_not_evaluated']} not evaluated, "
+          f"{doc['n_rules']} rules)")
+    return 0 if doc["passed"] else 1

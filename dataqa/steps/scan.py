@@ -1,0 +1,23 @@
+"""DVC stage ``scan``: ``data.source`` -> ``paths.manifest``; the work is
+:func:`dataqa.dataset.scan.scan_source`."""
+
+from __future__ import annotations
+
+import sys
+
+from dataqa.dataset.scan import scan_source
+from dataqa.io import write_parquet
+from dataqa.params import Params
+
+
+def run_stage(params: Params) -> int:
+    """DVC stage ``scan``: ``data.source`` -> ``paths.manifest`` (written atomically)."""
+    source = params.resolve(params.data.source)
+    frame = scan_source(source, params=params.scan, default_split=params.data.default_split)
+    target = params.path("manifest")
+    write_parquet(target, frame)
+    bad = int(frame["decode_error"].notna().sum())
+    classes = int(frame["label"].nunique())
+    print(f"scan: {len(frame)} files in {classes} classes, {bad} undecodable -> {target}",
+          file=sys.stderr)
+    return 0
