@@ -1,6 +1,9 @@
 """The ``dataqa`` command line: a thin layer over the library.
 
-One subcommand per DVC stage plus ``gate`` and ``report``. The stage scripts in
+One subcommand per DVC stage plus ``gate`` and ``report``, and ``init``
+(:mod:`dataqa.project.init`: set up a project). Run where no params file exists, a stage
+command says to run ``dataqa init``; run under another dataqa release than the project's
+``dataqa.version``, it says to run ``dataqa init --upgrade``. The stage scripts in
 ``stages/`` call :func:`main` with their stage name, so argument parsing exists once.
 Only :class:`dataqa.errors.DataQAError` is caught: its message is printed and the exit
 code is 2. ``dataqa gate`` exits 1 when a rule fails. Exit code 0 means success.
@@ -14,8 +17,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from dataqa.errors import DataQAError
+from dataqa.errors import DataQAError, ParamsError
 from dataqa.params import Params, load_params
 from dataqa.steps.preflight import check_params
 
@@ -83,12 +88,30 @@ COMMANDS: list[Command] = [
 ]
 
 
+def _init_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "init", help="set up a dataqa project here: params.yaml, dvc.yaml, stages/",
+        description="Inspect an image source and write params.yaml, dvc.yaml, thin "
+                    "stages/<stage>.py scripts and .gitignore entries in this folder.")
+    p.add_argument("--source", help="image folder (<class>/<file> or <split>/<class>/"
+                                    "<file>) or CSV (path,label[,split])")
+    p.add_argument("--preset", default="digits",
+                   help="starting params (dataqa/presets/): digits (default), photos")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--upgrade", action="store_true",
+                   help="after upgrading dataqa: set dataqa.version in params.yaml (the "
+                        "rest stays) so `dvc repro` reruns the stages")
+    p.add_argument("--dvc-init", action="store_true",
+                   help="run `dvc init` when this folder is not a DVC project yet")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dataqa",
         description="Settle the quality of an image-classification dataset, then tune.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _init_parser(sub)
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         p.add_argument("--params", default="params.yaml",
@@ -102,11 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "init":
+        return _run_init(args)
     cmd = next(c for c in COMMANDS if c.name == args.command)
     extra = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
     start = time.perf_counter()
     try:
+        if not Path(args.params).is_file():
+            raise ParamsError(f"no {args.params} here ({Path.cwd()}): run `dataqa init "
+                              f"--source PATH` to set up a dataqa project in this folder, "
+                              f"or pass --params FILE")
         params: Params = load_params(args.params)
+        check_version(params)
         check_params(params)  # registry-level rules: before the stage does any work
         code = cmd.load()(params, **extra)
     except DataQAError as exc:
@@ -117,6 +147,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(f"dataqa {cmd.name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return int(code or 0)
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from dataqa.project.init import run_init
+
+    try:
+        return run_init(args.source, args.preset, force=args.force, upgrade=args.upgrade,
+                        dvc_init=args.dvc_init)
+    except DataQAError as exc:
+        print(f"dataqa init: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def check_version(params: Params) -> None:
+    """A project made by another dataqa release must be upgraded first, so DVC knows the
+    outputs are stale (``dataqa.version`` is a param of every stage)."""
+    from dataqa.project.init import installed_version
+
+    wanted, have = params.dataqa.version, installed_version()
+    if wanted is None or have is None or wanted == have:
+        return
+    raise ParamsError(f"params.yaml: dataqa.version is {wanted} but the installed dataqa is "
+                      f"{have}: run `dataqa init --upgrade`, then `dvc repro` reruns the "
+                      f"stages")
 
 
 def stage_main(name: str) -> None:

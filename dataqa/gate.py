@@ -221,9 +221,13 @@ def to_json(rules: Sequence[Rule], *, on: str) -> dict[str, Any]:
     }
 
 
-def to_junit(rules: Sequence[Rule], *, on: str) -> bytes:
+def to_junit(rules: Sequence[Rule], *, on: str,
+             details: dict[str, str] | None = None) -> bytes:
     """JUnit XML: one ``testcase`` per rule; ``failure`` / ``skipped`` with the message.
-    ElementTree escapes every attribute and text."""
+    ``details`` (rule name -> text: the report and the first files behind a failed rule,
+    :mod:`dataqa.evidence`) is appended to the failure message. ElementTree escapes every
+    attribute and text."""
+    details = details or {}
     suite_name = f"dataqa.gate.{on}"
     root = ET.Element("testsuites", name="dataqa gate")
     suite = ET.SubElement(root, "testsuite", name=suite_name, tests=str(len(rules)),
@@ -232,7 +236,8 @@ def to_junit(rules: Sequence[Rule], *, on: str) -> bytes:
     for r in rules:
         case = ET.SubElement(suite, "testcase", classname=suite_name, name=r.name, time="0")
         if r.passed is False:
-            fail = ET.SubElement(case, "failure", message=r.message, type="threshold")
+            message = f"{r.message} ({details[r.name]})" if r.name in details else r.message
+            fail = ET.SubElement(case, "failure", message=message, type="threshold")
             fail.text = (f"value={_fmt(r.value)} threshold={_fmt(r.threshold)} "
                          f"(passes when value {r.comparison} threshold)")
         elif r.passed is None:

@@ -55,4 +55,4 @@ def test_stage_script_runs_the_cli(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(repo / "stages" / "scan.py"), "--params",
                            str(tmp_path / "missing.yaml")], capture_output=True, text=True)
     assert proc.returncode == EXIT_ERROR
-    assert "params file not found" in proc.stderr
+    assert "dataqa init --source" in proc.stderr  # the hint outside a project

@@ -191,3 +191,13 @@ def letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int, i
     top, left = (size - nh) // 2, (size - nw) // 2
     out[top:top + nh, left:left + nw] = resized
     return out, (top, left, nh, nw)
+
+
+def header_size(path: str | Path) -> tuple[str | None, int, int] | None:
+    """``(format, width, height)`` from the file's header only (no pixel is decoded; for
+    ``dataqa init``'s overview); None when PIL cannot read the header."""
+    try:
+        with Image.open(path) as im:
+            return im.format, int(im.width), int(im.height)
+    except Exception:  # noqa: BLE001 - any unreadable header is simply "unknown"
+        return None

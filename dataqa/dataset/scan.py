@@ -49,15 +49,17 @@ _PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dty
 
 
 def scan_source(source: Path, *, params: ScanParams, default_split: str,
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, layout: str = "auto") -> pd.DataFrame:
     """List ``source`` and scan every file: the manifest, N rows x :data:`COLUMNS`,
     sorted by ``path`` with ``id`` = row position. Raises SourceError for an unusable
     source (see :func:`dataqa.dataset.sources.list_source`); a bad file is a row, not an error."""
     root, files = list_source(source, default_split=default_split,
-                              extensions=params.extensions)
+                              extensions=params.extensions, layout=layout)
     rows = scan_files(root, files["path"].tolist(), params=params, progress=progress)
     frame = build_manifest(files, rows)
     frame.attrs["warnings"] = files.attrs.get("warnings", [])
+    frame.attrs["layout"] = files.attrs.get("layout")
+    frame.attrs["layout_reason"] = files.attrs.get("layout_reason")
     return frame
 
 

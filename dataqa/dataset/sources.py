@@ -17,8 +17,11 @@ ImageFolder (``root/<class>/<file>``) decisions:
   not regular files (sockets, FIFOs: reading one could block forever);
 - image files directly in the root have no class: skipped, with a warning;
 - a class folder holding no image file: a warning (the class will not exist);
-- top-level folders that all look like split names (``train``, ``val``, ``test``): a
-  warning, because they become labels (use a CSV with a ``split`` column instead);
+- ``data.layout`` (:mod:`dataqa.dataset.layout`) decides whether the top level holds
+  classes or splits (``root/<split>/<class>/<file>``: the split is the folder name,
+  lower-cased when it is a known split name); ``auto`` tells them apart and refuses a
+  mix. Top-level folders that all look like split names but hold no class folder: a
+  warning, because they become labels;
 - a symlink (file or folder) whose resolved target lies outside the root, or that points
   nowhere: SourceError naming it. Links inside the root are followed (loops are cut);
 - no image file at all: SourceError.
@@ -31,7 +34,9 @@ which is the source root) decisions:
 - rows are numbered as a spreadsheet shows them: the header is row 1. Blank rows are
   skipped (they still count). Cells are trimmed of surrounding spaces; ``\\`` in a path is
   read as ``/``;
-- an empty ``split`` cell takes ``default_split``; a listed file is kept whatever its
+- an empty ``split`` cell takes ``default_split``; known split names are matched
+  case-insensitively and stored lower-cased (``Train`` and ``train`` are one split,
+  :func:`dataqa.dataset.layout.canonical_split`); a listed file is kept whatever its
   extension (the CSV is explicit);
 - errors, all collected and raised as one SourceError naming each row and value: missing
   columns, empty path, empty label, absolute path, a path whose ``..`` leaves the root,
@@ -54,28 +59,35 @@ from pathlib import Path
 
 import pandas as pd
 
+from dataqa.dataset.layout import SPLIT_NAMES, canonical_split, resolve_layout
 from dataqa.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-_SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing", "dev"}
+_SPLIT_NAMES = SPLIT_NAMES
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]|^[\\/]")
 _MAX_LISTED = 20  # problems shown in one error message; the count says how many more
 
 
-def list_source(source: Path, *, default_split: str,
-                extensions: list[str]) -> tuple[Path, pd.DataFrame]:
+def list_source(source: Path, *, default_split: str, extensions: list[str],
+                layout: str = "auto") -> tuple[Path, pd.DataFrame]:
     """List the files of ``source`` (ImageFolder directory or ``.csv`` file).
 
     Returns ``(root, frame)``: the resolved folder that paths are relative to, and a
     frame of N rows with string columns ``path`` (posix, relative to ``root``), ``label``,
     ``split``, sorted by ``path``. ``extensions`` (e.g. ``[".png", ".jpg"]``) selects
-    ImageFolder files; a CSV lists its files explicitly.
+    ImageFolder files; a CSV lists its files explicitly. ``layout`` is ``data.layout``;
+    ``frame.attrs["layout"]`` and ``frame.attrs["layout_reason"]`` say what was used.
     """
     source = Path(source)
     if source.is_dir():
-        root, rows, warnings = _list_image_folder(source, default_split, extensions)
+        chosen, reason = resolve_layout(source.resolve(), layout)
+        if chosen == "split/class":
+            root, rows, warnings = _list_split_folder(source, extensions)
+        else:
+            root, rows, warnings = _list_image_folder(source, default_split, extensions)
     elif source.is_file() and source.suffix.lower() == ".csv":
+        chosen, reason = "csv", "a CSV lists path,label[,split]"
         root, rows, warnings = _list_csv(source, default_split)
     elif source.exists():
         raise SourceError(f"{source}: a source is an ImageFolder directory or a .csv file")
@@ -86,6 +98,8 @@ def list_source(source: Path, *, default_split: str,
     rows.sort()
     frame = pd.DataFrame(rows, columns=["path", "label", "split"], dtype="string")
     frame.attrs["warnings"] = warnings
+    frame.attrs["layout"] = chosen
+    frame.attrs["layout_reason"] = reason
     return root, frame
 
 
@@ -131,11 +145,54 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
     return root, rows, warnings
 
 
-def _walk_class(folder: Path, label: str, root: Path, exts: set[str]) -> list[str]:
-    """Relative posix paths of the image files under one class folder (recursive)."""
+def _list_split_folder(source: Path, extensions: list[str],
+                       ) -> tuple[Path, list[tuple[str, str, str]], list[str]]:
+    """``root/<split>/<class>/<file>``: split from the first level, label from the second."""
+    root = source.resolve()
+    exts = {e.lower() for e in extensions}
+    rows: list[tuple[str, str, str]] = []
+    warnings: list[str] = []
+    for split_entry in _scandir(root):
+        if split_entry.name.startswith("."):
+            continue
+        if not split_entry.is_dir():
+            if Path(split_entry.name).suffix.lower() in exts:
+                warnings.append(f"image file '{split_entry.name}' directly in the root has "
+                                f"no split or class folder and is skipped")
+            continue
+        _check_link(split_entry, root)
+        split = canonical_split(split_entry.name)
+        loose = []
+        for entry in _scandir(Path(split_entry.path)):
+            if entry.name.startswith("."):
+                continue
+            rel = f"{split_entry.name}/{entry.name}"
+            if entry.is_dir():
+                _check_link(entry, root)
+                files = _walk_class(Path(entry.path), rel, root, exts)
+                if not files:
+                    warnings.append(f"class folder '{rel}' holds no image file "
+                                    f"(extensions {sorted(exts)})")
+                rows.extend((f, entry.name, split) for f in files)
+            elif Path(entry.name).suffix.lower() in exts:
+                loose.append(rel)
+        if loose:
+            shown = ", ".join(sorted(loose)[:_MAX_LISTED])
+            warnings.append(f"{len(loose)} image file(s) directly in split folder "
+                            f"'{split_entry.name}' have no class folder and are skipped: "
+                            f"{shown}")
+    if not rows:
+        raise SourceError(f"{source}: no image files found (data.layout split/class expects "
+                          f"<split>/<class>/<file> with extensions {sorted(exts)})")
+    return root, rows, warnings
+
+
+def _walk_class(folder: Path, rel_dir: str, root: Path, exts: set[str]) -> list[str]:
+    """Relative posix paths of the image files under one class folder (recursive);
+    ``rel_dir`` is the folder's path relative to the root."""
     found: list[str] = []
     seen: set[str] = set()
-    stack = [(folder, label)]
+    stack = [(folder, rel_dir)]
     while stack:
         current, rel_dir = stack.pop()
         real = os.path.realpath(current)
@@ -229,7 +286,7 @@ def _list_csv(csv_path: Path, default_split: str,
             return cells[i].strip() if i is not None and i < len(cells) else ""
 
         raw, label = cell(i_path), cell(i_label)
-        split = cell(i_split) or default_split
+        split = canonical_split(cell(i_split) or default_split)
         where = f"row {row_no}"
         if not raw:
             errors.append(f"{where}: empty path (label '{label}')")

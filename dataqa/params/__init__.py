@@ -45,42 +45,58 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class Paths:
-    """Every file a stage reads or writes, relative to the params file's folder."""
+    """Every file a stage reads or writes, relative to the params file's folder. Outputs
+    live under ``out`` (rebuilt by ``dvc repro``, git-ignored) and ``reports/`` (small
+    files meant for git: HTML reports, gate results, metrics)."""
 
-    manifest: str = "data/interim/manifest.parquet"
-    tensors: str = "data/interim/tensors.npy"
-    tensor_index: str = "data/interim/tensor_index.parquet"
-    pred_probs: str = "data/interim/pred_probs.npy"
-    embeddings: str = "data/interim/embeddings.npy"
-    crossval_metrics: str = "reports/metrics/crossval.json"
-    issues: str = "data/audit/issues.parquet"
-    audit_metrics: str = "reports/metrics/audit.json"
-    learning_curve: str = "data/audit/learning_curve.json"
+    out: str = "dataqa-out"  # the folder every pipeline output (but reports/) lies in
+    manifest: str = "dataqa-out/interim/manifest.parquet"
+    tensors: str = "dataqa-out/interim/tensors.npy"
+    tensor_index: str = "dataqa-out/interim/tensor_index.parquet"
+    pred_probs: str = "dataqa-out/interim/pred_probs.npy"
+    embeddings: str = "dataqa-out/interim/embeddings.npy"
+    crossval_metrics: str = "dataqa-out/metrics/crossval.json"
+    issues: str = "dataqa-out/audit/issues.parquet"
+    audit_metrics: str = "dataqa-out/metrics/audit.json"
+    learning_curve: str = "dataqa-out/audit/learning_curve.json"
     gate_json: str = "reports/gate.json"
     gate_junit: str = "reports/gate.junit.xml"
-    clean: str = "data/clean/clean.parquet"
-    quarantine: str = "data/clean/quarantine.parquet"
-    augmented_dir: str = "data/augmented"
-    augmented_manifest: str = "data/augmented/manifest.parquet"
-    subsets_dir: str = "data/subsets"
-    tune_dir: str = "data/tune"
-    tune_summary: str = "data/tune/summary.json"  # what the tuning report renders
-    tune_metrics: str = "reports/metrics/tuning.json"
+    clean: str = "dataqa-out/clean/clean.parquet"
+    quarantine: str = "dataqa-out/clean/quarantine.parquet"
+    augmented_dir: str = "dataqa-out/augmented"
+    augmented_manifest: str = "dataqa-out/augmented/manifest.parquet"
+    subsets_dir: str = "dataqa-out/subsets"
+    tune_dir: str = "dataqa-out/tune"
+    tune_summary: str = "dataqa-out/tune/summary.json"  # what the tuning report renders
+    tune_metrics: str = "dataqa-out/metrics/tuning.json"
     tune_curves: str = "reports/plots/tuning_curves.csv"
-    best_params: str = "models/best_params.yaml"
+    best_params: str = "dataqa-out/models/best_params.yaml"
     audit_html: str = "reports/audit.html"
     tuning_html: str = "reports/tuning.html"
     prepare_gate_json: str = "reports/prepare_gate.json"
     prepare_gate_junit: str = "reports/prepare_gate.junit.xml"
-    filter_metrics: str = "reports/metrics/filter.json"
-    augment_metrics: str = "reports/metrics/augment.json"
-    augmented_tensors: str = "data/augmented/tensors.npy"  # copies letterboxed like tensors
-    prepared_metrics: str = "reports/metrics/prepared.json"  # subsets table + prepared gate
+    filter_metrics: str = "dataqa-out/metrics/filter.json"
+    augment_metrics: str = "dataqa-out/metrics/augment.json"
+    augmented_tensors: str = "dataqa-out/augmented/tensors.npy"  # copies letterboxed like tensors
+    prepared_metrics: str = "dataqa-out/metrics/prepared.json"  # subsets table + prepared gate
+    # the headline numbers `dvc metrics show` displays (<= ~30 keys; dataqa/headline.py)
+    headline: str = "reports/metrics.json"
+    tune_headline: str = "reports/tuning_metrics.json"
+
+
+@dataclass(frozen=True)
+class DataqaParams:
+    """The dataqa release a project's outputs come from (``dataqa init`` writes it; every
+    stage lists it in dvc.yaml). A stage refuses to run under another release: run
+    ``dataqa init --upgrade``, and ``dvc repro`` reruns the stages."""
+
+    version: str | None = None  # null: not checked
 
 
 @dataclass(frozen=True)
 class DataParams:
     source: str = "data/sample"  # ImageFolder directory or CSV (path,label[,split])
+    layout: Literal["auto", "class", "split/class"] = "auto"  # of a directory source
     default_split: str = "train"  # split of rows that name none (ImageFolder, CSV without split)
 
 
@@ -295,6 +311,7 @@ class ReportParams:
 
 @dataclass(frozen=True)
 class Params:
+    dataqa: DataqaParams = field(default_factory=DataqaParams)
     paths: Paths = field(default_factory=Paths)
     data: DataParams = field(default_factory=DataParams)
     scan: ScanParams = field(default_factory=ScanParams)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from dataqa.errors import ParamsError, StageInputError
+from dataqa.evidence import failure_lines
 from dataqa.gate import GATES, GateSpec, evaluate, format_table, to_json, to_junit
 from dataqa.io import write_bytes, write_json
 from dataqa.params import Params
@@ -31,11 +32,15 @@ def run_stage(params: Params, on: str = "audit") -> int:
     if on not in GATES:
         raise ParamsError(f"unknown gate '{on}'; known: {', '.join(GATES)}")
     spec = GATES[on]
-    rules = evaluate(params.gate, load_metrics(params, spec), rules=spec.rules)
+    metrics = load_metrics(params, spec)
+    rules = evaluate(params.gate, metrics, rules=spec.rules)
     doc = to_json(rules, on=on)
+    details = failure_lines(params, on, [r.name for r in rules if r.passed is False], metrics)
     write_json(params.path(spec.json), doc)
-    write_bytes(params.path(spec.junit), to_junit(rules, on=on))
+    write_bytes(params.path(spec.junit), to_junit(rules, on=on, details=details))
     print(format_table(rules))
+    for name, text in details.items():
+        print(f"FAILED {name}: {text}")
     print(f"gate {on}: {'PASSED' if doc['passed'] else 'FAILED'} "
           f"({doc['n_failed']} failed, {doc['n_not_evaluated']} not evaluated, "
           f"{doc['n_rules']} rules)")

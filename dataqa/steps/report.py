@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataqa.errors import ParamsError
+from dataqa.headline import write_audit_headline
 from dataqa.io import write_text
 from dataqa.params import Params
 from dataqa.report import REPORTS
@@ -16,5 +17,7 @@ def run_stage(params: Params, kind: str = "audit") -> int:
     html = spec.load()(params)
     target = params.path(spec.output)
     write_text(target, html)
+    if kind == "audit":  # the DVC headline metrics: before the gate, like the report
+        write_audit_headline(params)
     print(f"report {kind}: {target} ({len(html.encode('utf-8')) / 1e6:.2f} MB)")
     return 0

@@ -13,7 +13,10 @@ from dataqa.params import Params
 def run_stage(params: Params) -> int:
     """DVC stage ``scan``: ``data.source`` -> ``paths.manifest`` (written atomically)."""
     source = params.resolve(params.data.source)
-    frame = scan_source(source, params=params.scan, default_split=params.data.default_split)
+    frame = scan_source(source, params=params.scan, default_split=params.data.default_split,
+                        layout=params.data.layout)
+    print(f"scan: layout {frame.attrs['layout']} (data.layout: {params.data.layout}; "
+          f"{frame.attrs['layout_reason']})", file=sys.stderr)
     target = params.path("manifest")
     write_parquet(target, frame)
     bad = int(frame["decode_error"].notna().sum())

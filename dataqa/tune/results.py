@@ -204,7 +204,11 @@ def write_outputs(params: Params, summary: Mapping[str, Any]) -> None:
     from dataqa.io import atomic_path
 
     write_json(params.path("tune_summary"), summary)
-    write_json(params.path("tune_metrics"), metrics_of(summary))
+    from dataqa.headline import write_tune_headline
+
+    metrics = metrics_of(summary)
+    write_json(params.path("tune_metrics"), metrics)
+    write_tune_headline(params, metrics)
     with atomic_path(params.path("tune_curves"), suffix=".csv") as tmp:
         curves_frame(summary["trials"]).to_csv(tmp, index=False, float_format="%.6g")
     write_text(params.path("best_params"), best_params_yaml(summary))

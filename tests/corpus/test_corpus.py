@@ -177,9 +177,9 @@ def odd(tmp_path_factory: pytest.TempPathFactory) -> OddRun:
     for name in STAGES:
         codes[name], logs[name] = stage(name, params)
     return OddRun(ws, codes, logs, before, snapshot(src),
-                  pd.read_parquet(ws / "data/interim/manifest.parquet"),
-                  pd.read_parquet(ws / "data/audit/issues.parquet"),
-                  pd.read_parquet(ws / "data/interim/tensor_index.parquet"))
+                  pd.read_parquet(ws / "dataqa-out/interim/manifest.parquet"),
+                  pd.read_parquet(ws / "dataqa-out/audit/issues.parquet"),
+                  pd.read_parquet(ws / "dataqa-out/interim/tensor_index.parquet"))
 
 
 def test_odd_files_run_every_stage(odd: OddRun) -> None:
@@ -246,7 +246,7 @@ def test_odd_source_tree_untouched(odd: OddRun) -> None:
 def test_nan_predictions_are_an_error_naming_the_rows(odd: OddRun) -> None:
     # NaN rows are how crossval marks undecodable rows; a NaN row for a decodable image
     # (a corrupted or edited file) must not silently drop it from the label check
-    path = odd.ws / "data/interim/pred_probs.npy"
+    path = odd.ws / "dataqa-out/interim/pred_probs.npy"
     good = path.read_bytes()
     probs = np.load(path)
     digit = int(np.flatnonzero(odd.manifest["path"] == "2/d003.png")[0])
@@ -359,7 +359,7 @@ def test_error_kind(tmp_path: Path, kind: str) -> None:
     assert "Traceback" not in log
     assert snapshot(tmp_path / "src") == before
     if spec.stage == "scan":
-        assert not (tmp_path / "data/interim/manifest.parquet").exists()
+        assert not (tmp_path / "dataqa-out/interim/manifest.parquet").exists()
 
 
 @pytest.mark.parametrize("kind", [k for k, s in ERROR_KINDS.items() if s.stage == "scan"])
@@ -391,11 +391,11 @@ def test_bom_crlf_csv_with_a_class_smaller_than_folds(tmp_path: Path) -> None:
     for name in STAGES:
         codes[name], logs[name] = stage(name, params)
     # the BOM does not hide the 'path' header; CRLF leaves no '\r' in labels or splits
-    manifest = pd.read_parquet(tmp_path / "data/interim/manifest.parquet")
+    manifest = pd.read_parquet(tmp_path / "dataqa-out/interim/manifest.parquet")
     assert manifest["label"].value_counts().to_dict() == {"a": 8, "b": 8, "c": 2}
     assert set(manifest["split"]) == {"train"}  # empty split cells take data.default_split
     # crossval drops to 2 folds, loudly, and records both numbers
-    metrics = json.loads((tmp_path / "reports/metrics/crossval.json").read_text())
+    metrics = json.loads((tmp_path / "dataqa-out/metrics/crossval.json").read_text())
     assert (metrics["folds_requested"], metrics["folds"]) == (3, 2)
     assert "class 'c' has only 2 images, fewer than crossval.folds=3" in logs["crossval"]
     # the small class is the gate's one failed rule (min_images_per_class: 2 < 5)

@@ -16,8 +16,10 @@ from dataqa.cli import main
 
 # section -> (one bad value, the key the error must name)
 BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("dataqa", {"dataqa": {"version": 3}}, "dataqa.version"),
     ("paths", {"paths": {"manifest": 3}}, "paths.manifest"),
     ("data", {"data": {"source": ["a", "b"]}}, "data.source"),
+    ("data", {"data": {"layout": "nested"}}, "data.layout"),
     ("scan", {"scan": {"workers": -1}}, "scan.workers"),
     ("tensors", {"tensors": {"chunk_size": 0}}, "tensors.chunk_size"),
     ("engine", {"engine": {"image_size": 4}}, "engine.image_size"),
@@ -72,11 +74,11 @@ def test_bad_value_fails_before_the_first_stage(project: Path, section: str,
     err = capsys.readouterr().err
     assert code == 2, err
     assert key in err, err
-    assert not (project / "data" / "interim" / "manifest.parquet").exists()
+    assert not (project / "dataqa-out" / "interim" / "manifest.parquet").exists()
 
 
 def test_good_params_run_the_stage(project: Path) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump({"data": {"source": "src"},
                                                          "scan": {"workers": 0}}))
     assert main(["scan", "--params", str(project / "params.yaml")]) == 0
-    assert (project / "data" / "interim" / "manifest.parquet").is_file()
+    assert (project / "dataqa-out" / "interim" / "manifest.parquet").is_file()

@@ -56,7 +56,7 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     params = load_params(write(tmp_path, ""))
     assert params == Params()
     assert params.root == tmp_path.resolve()
-    assert params.path("manifest") == tmp_path.resolve() / "data/interim/manifest.parquet"
+    assert params.path("manifest") == tmp_path.resolve() / "dataqa-out/interim/manifest.parquet"
 
 
 def test_int_accepted_where_float_expected(tmp_path: Path) -> None:

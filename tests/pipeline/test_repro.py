@@ -46,14 +46,29 @@ def test_second_repro_is_a_no_op(workspace: Path) -> None:
     assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {}
 
 
-def test_editing_a_template_reruns_only_the_reports(workspace: Path) -> None:
-    template = sorted((workspace / "dataqa" / "report" / "templates").glob("*"))[0]
-    template.write_text(template.read_text() + "\n")
+def test_tuning_report_inputs_never_rerun_the_search(workspace: Path) -> None:
+    # stages depend on dataqa.version, not on dataqa's source files (issue 11), so the
+    # tuning report's own stage shows through its params: they never rerun the search
+    params = read_params(workspace)
+    params["report"]["thumb_size"] = params["report"]["thumb_size"] + 8
+    write_params(workspace, params)
     status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
-    assert set(status) == {"report", "tuning_report"}  # never the search
-    assert "tune" not in status
+    assert set(status) == {"report", "tuning_report"}
     proc = run(["dvc", "repro"], workspace)
     assert set(stages_run(proc.stdout + proc.stderr)) <= {"report", "tuning_report", "gate"}
+    assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {}
+
+
+def test_another_dataqa_version_makes_every_stage_stale(workspace: Path) -> None:
+    # what `dataqa init --upgrade` does after an upgrade: every stage lists dataqa.version
+    params = read_params(workspace)
+    before = params["dataqa"]["version"]
+    params["dataqa"]["version"] = "99.0"
+    write_params(workspace, params)
+    status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
+    assert set(status) == set(DVC_STAGES)
+    params["dataqa"]["version"] = before
+    write_params(workspace, params)
     assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {}
 
 

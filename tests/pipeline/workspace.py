@@ -1,6 +1,6 @@
 """A throw-away dataqa workspace for end-to-end tests: a git + DVC repo in a temp folder
-with the project's dvc.yaml, stage scripts and package sources (DVC tracks them as code
-deps), a tiny ImageFolder of drawn digits, and params.yaml = the project's params with
+with the project's dvc.yaml and stage scripts (what `dataqa init` writes; the stages run
+the installed dataqa), a tiny ImageFolder of drawn digits, and params.yaml = the project's params with
 tiny budgets, so `dvc repro` runs every stage in about a minute on 2 cores."""
 
 from __future__ import annotations
@@ -84,8 +84,6 @@ def make_workspace(root: Path, *, overrides: dict[str, Any] | None = None) -> Pa
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(REPO / "stages", root / "stages",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "dataqa", root / "dataqa",
                     ignore=shutil.ignore_patterns("__pycache__"))
     draw_digit_folder(root / "data" / "sample")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
