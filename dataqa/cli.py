@@ -5,16 +5,22 @@ One subcommand per DVC stage plus ``gate`` and ``report``, and ``init``
 command says to run ``dataqa init``; run under another dataqa release than the project's
 ``dataqa.version``, it says to run ``dataqa init --upgrade``. The stage scripts in
 ``stages/`` call :func:`main` with their stage name, so argument parsing exists once.
-Only :class:`dataqa.errors.DataQAError` is caught: its message is printed and the exit
-code is 2. ``dataqa gate`` exits 1 when a rule fails. Exit code 0 means success.
+Exit codes: 0 success; 1 a gate rule failed (``dataqa gate``); 2 a
+:class:`dataqa.errors.DataQAError` (its message is printed, no traceback) or a full disk;
+3 an unexpected exception, i.e. a bug in dataqa: its traceback is printed, then a line
+saying so. (A full disk, or a permission error on a named file, is the environment: 2.) Everything printed goes through :func:`dataqa.text.printable`, so an escape
+sequence in a file name or CSV cell reaches the terminal as visible text.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +29,13 @@ from typing import Any
 from dataqa.errors import DataQAError, ParamsError
 from dataqa.params import Params, load_params
 from dataqa.steps.preflight import check_params
+from dataqa.text import EscapingFormatter, printable
 
 EXIT_GATE_FAILED = 1
 EXIT_ERROR = 2
+EXIT_BUG = 3
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)  # the environment, not a bug
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,9 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: list[Command] = [
+    Command("fingerprint", "dataqa.steps.fingerprint:run_stage",
+            "list data.source (size and mtime of each file, no file opened): the small "
+            "file DVC depends on instead of hashing the raw tree"),
     Command("scan", "dataqa.steps.scan:run_stage",
             "decode every file of data.source once; write the manifest"),
     Command("tensors", "dataqa.steps.tensors:run_stage",
@@ -130,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = next(c for c in COMMANDS if c.name == args.command)
     extra = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
     start = time.perf_counter()
+    _log_warnings()
     try:
         if not Path(args.params).is_file():
             raise ParamsError(f"no {args.params} here ({Path.cwd()}): run `dataqa init "
@@ -140,11 +154,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_params(params)  # registry-level rules: before the stage does any work
         code = cmd.load()(params, **extra)
     except DataQAError as exc:
-        print(f"dataqa {cmd.name}: error: {exc}", file=sys.stderr)
+        print(f"dataqa {cmd.name}: error: {printable(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"dataqa {cmd.name}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        name = f" ({printable(exc.filename)})" if exc.filename else ""
+        if exc.errno in _DISK_FULL:
+            print(f"dataqa {cmd.name}: error: disk full{name}: {exc.strerror}; free space "
+                  f"and rerun", file=sys.stderr)
+            return EXIT_ERROR
+        if exc.errno in _NOT_ALLOWED and exc.filename:
+            print(f"dataqa {cmd.name}: error: {exc.strerror}{name}: check the permissions "
+                  f"of the output folders", file=sys.stderr)
+            return EXIT_ERROR
+        return _bug(cmd.name)
+    except Exception:
+        return _bug(cmd.name)
     print(f"dataqa {cmd.name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return int(code or 0)
 
@@ -156,8 +183,10 @@ def _run_init(args: argparse.Namespace) -> int:
         return run_init(args.source, args.preset, force=args.force, upgrade=args.upgrade,
                         dvc_init=args.dvc_init)
     except DataQAError as exc:
-        print(f"dataqa init: error: {exc}", file=sys.stderr)
+        print(f"dataqa init: error: {printable(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception:
+        return _bug("init")
 
 
 def check_version(params: Params) -> None:
@@ -171,6 +200,28 @@ def check_version(params: Params) -> None:
     raise ParamsError(f"params.yaml: dataqa.version is {wanted} but the installed dataqa is "
                       f"{have}: run `dataqa init --upgrade`, then `dvc repro` reruns the "
                       f"stages")
+
+
+def _bug(name: str) -> int:
+    """Print the traceback of the exception being handled and say it is a bug."""
+    print(printable(traceback.format_exc()).rstrip(), file=sys.stderr)
+    print(f"dataqa {name}: this is a bug in dataqa, not a problem with your data or "
+          f"params: please report it with the traceback above (exit code {EXIT_BUG})",
+          file=sys.stderr)
+    return EXIT_BUG
+
+
+def _log_warnings() -> None:
+    """dataqa's warnings (logged, e.g. a class folder without images) go to stderr with
+    control characters escaped, unless the application configured logging itself."""
+    root, pkg = logging.getLogger(), logging.getLogger("dataqa")
+    if root.handlers or pkg.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("%(name)s: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    handler.dataqa_default = True  # type: ignore[attr-defined]  # show_progress may lower it
+    pkg.addHandler(handler)
 
 
 def stage_main(name: str) -> None:

@@ -140,7 +140,10 @@ def evaluate(gate: GateParams, metrics: dict[str, Any], *,
                 continue
             value = _lookup(metrics, path) if check or not rd.per_check else None
             if value is None:
-                if rd.per_check and check not in metrics.get("checks", {}):
+                skipped = (metrics.get("not_evaluated") or {}).get(check or "")
+                if skipped:
+                    why = f"check '{check}' not evaluated: {skipped}"
+                elif rd.per_check and check not in metrics.get("checks", {}):
                     why = f"check '{check}' did not run" if check else f"no check reports '{path}'"
                 else:
                     why = f"no value at '{path}'"

@@ -1,10 +1,17 @@
 """Atomic output writing: every output is written to a temporary file in the same
 directory, flushed and fsynced, then renamed over the target. An interrupted run
-leaves the previous good file or none, never a half-written one."""
+leaves the previous good file or none, never a half-written one.
+
+A full disk or quota (``ENOSPC``, ``EDQUOT``) while writing is an
+:class:`~dataqa.errors.OutputError` naming the output; the temporary file is removed
+and the previous output is kept. Files written through a memory map (the tensors) are
+first given their blocks with :func:`preallocate`: writing a page of a sparse file on a
+full disk is a SIGBUS, which no ``except`` can catch."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -14,6 +21,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from dataqa.errors import OutputError
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @contextlib.contextmanager
@@ -30,15 +41,42 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        try:
+            yield tmp
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise OutputError(f"{target}: disk full while writing it ({exc}); the "
+                                  f"previous file, if any, is kept and no temporary file "
+                                  f"is left: free space and rerun") from None
+            raise
         # mkstemp creates 0600; an output should have the usual mode (0644 under umask 022)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """ENOSPC/EDQUOT, also from libraries (pyarrow) that keep the errno only in the text."""
+    return exc.errno in _DISK_FULL or any(
+        f"[Errno {code}]" in str(exc) or os.strerror(code) in str(exc) for code in _DISK_FULL)
+
+
+def preallocate(path: Path, size: int) -> None:
+    """Reserve ``size`` bytes of disk for ``path`` (an existing file) now, so that a full
+    disk is an OSError here instead of a SIGBUS when a memory map writes the page later.
+    A filesystem without ``fallocate`` support keeps the sparse file (no worse than before)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

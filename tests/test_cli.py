@@ -11,7 +11,7 @@ import pytest
 
 from dataqa.cli import COMMANDS, EXIT_ERROR, main
 
-STAGES = ["scan", "tensors", "crossval", "learning_curve", "audit", "gate", "filter", "augment", "subsample",
+STAGES = ["fingerprint", "scan", "tensors", "crossval", "learning_curve", "audit", "gate", "filter", "augment", "subsample",
           "tune", "report", "tuning_report"]
 
 

@@ -8,8 +8,12 @@ kind                score  from
 zero_byte           0      ``bytes == 0`` or the decoder's "zero-byte file"
 not_an_image        0      the decoder recognised no image format
 over_pixel_limit    0      width x height above ``scan.max_pixels`` (never decoded)
-truncated           0      the decoder ran out of data
-corrupt             0      any other decode failure
+truncated           0      the decoder ran out of data, or the header claims more pixels
+                           than the data can code (JPEG)
+over_time_budget    0      decoding took longer than ``scan.decode_timeout`` (e.g. a JPEG
+                           with thousands of scans)
+over_size_limit     0      the file is larger than ``scan.max_bytes`` (never read)
+corrupt             0      any other decode failure (NaN/inf float pixels included)
 wrong_extension     0.5    the real format (``format``) differs from what the extension
                            claims (``ext_format``); JPG/JPEG/JFIF/MPO, TIF/TIFF are equal
 multi_frame         0.5    animated or multi-page (``n_frames > 1``): only frame 0 is used
@@ -38,6 +42,8 @@ _FORMAT_ALIASES = {"JPG": "JPEG", "JPE": "JPEG", "JFIF": "JPEG", "MPO": "JPEG",
 _DECODE_KINDS: list[tuple[str, str]] = [
     ("zero_byte", r"zero-byte"),
     ("over_pixel_limit", r"over the pixel limit"),
+    ("over_time_budget", r"over the time budget"),
+    ("over_size_limit", r"over the size limit"),
     ("not_an_image", r"not an image|unidentified"),
     ("truncated", r"truncat|end of file|EOF"),
 ]

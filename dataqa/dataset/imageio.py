@@ -10,11 +10,33 @@ pixels. Raw files are only read.
 
 Decode-failure reasons start with one of :data:`DECODE_ERROR_KINDS` followed by
 ``": detail"`` (or nothing), so checks can group them without parsing prose.
+
+Hostile files that decode "successfully" into wrong pixels are failures here too:
+
+- a float image (TIFF mode ``F``) with NaN or infinite pixels ("cannot decode");
+- a JPEG whose header claims more pixels than its data can code ("truncated"): every
+  8x8 block of a Huffman-coded JPEG costs at least one bit (its DC symbol), so a file of
+  fewer than ``width * height / 512`` bytes cannot hold its picture; libjpeg would fill
+  the rest with grey and only warn;
+- a decode over the time budget (``budget`` seconds, ``scan.decode_timeout``): a JPEG
+  with more than :data:`MAX_JPEG_SCANS` scans is refused from its markers before
+  decoding (each scan is a pass over the whole image: 2,000 repeated scans cost
+  minutes); any other decode is interrupted by a timer where the caller runs in the
+  main thread (scan workers, tensors) and, where it cannot be (threads), flagged once
+  it took longer than the budget.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
+import os
+import signal
+import stat
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +45,9 @@ from PIL import Image
 
 # The first words of every decode_error the scan writes.
 DECODE_ERROR_KINDS = ("zero-byte file", "not an image", "over the pixel limit", "truncated",
-                      "cannot decode", "unsupported mode", "cannot read")
+                      "cannot decode", "unsupported mode", "cannot read",
+                      "over the time budget", "over the size limit")
+MAX_JPEG_SCANS = 100  # libjpeg's progressive scripts use ~10; thousands are an attack
 
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {  # EXIF orientation -> the transpose that shows the picture upright
@@ -37,6 +61,47 @@ _TRANSPOSE = {  # EXIF orientation -> the transpose that shows the picture uprig
 }
 # info keys that may carry an orientation; without any of them there is nothing to parse
 _EXIF_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+class TooLarge(Exception):
+    """A file over the byte limit; ``size`` is its size."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size
+
+
+def read_regular(path: str | Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``max_bytes``.
+
+    Opened with ``O_NONBLOCK`` so that a FIFO cannot block the open, then checked with
+    ``fstat`` on the open descriptor (no race with a swap after the check): a FIFO, a
+    device (``/dev/zero`` through a symlink), a socket or a folder is an OSError. At
+    most ``max_bytes + 1`` bytes are read, so a file that grows while read is caught too.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(st.st_mode)})")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise TooLarge(st.st_size)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise TooLarge(len(data))
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a plain file"
 
 
 class ImageDecodeError(Exception):
@@ -64,7 +129,55 @@ class DecodedImage:
     scale: int = 1  # 1, or the JPEG DCT reduction (2, 4, 8) ``image`` was decoded at
 
 
-def decode_image(data: bytes, max_pixels: int, *, draft_side: int | None = None) -> DecodedImage:
+class _OverBudget(BaseException):
+    """Raised by the timer inside a decode that ran past its budget. A BaseException (as
+    KeyboardInterrupt is), so the decoder's own ``except Exception`` handlers, which turn
+    a bad file into a row, cannot swallow it wherever the signal lands."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`_OverBudget` in this thread after ``seconds`` (main thread only:
+    elsewhere, and when a timer is already set, nothing is armed)."""
+    if (not seconds or threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "setitimer") or signal.getitimer(signal.ITIMER_REAL)[0]):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise _OverBudget
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def decode_image(data: bytes, max_pixels: int, *, draft_side: int | None = None,
+                 budget: float | None = None) -> DecodedImage:
+    """:func:`_decode` under a time budget of ``budget`` seconds (None: no limit): a
+    decode that runs out of it is a failure "over the time budget"."""
+    if budget is None:
+        return _decode(data, max_pixels, draft_side)
+    start = time.perf_counter()
+    try:
+        with _time_limit(budget):
+            out = _decode(data, max_pixels, draft_side)
+    except _OverBudget:
+        return DecodedImage(None, f"over the time budget: decoding stopped after {budget:g} s "
+                                  f"(scan.decode_timeout)")
+    took = time.perf_counter() - start
+    if out.error is None and took > budget:
+        out.image = None
+        out.error = (f"over the time budget: decoding took {took:.1f} s > {budget:g} s "
+                     f"(scan.decode_timeout)")
+    return out
+
+
+def _decode(data: bytes, max_pixels: int, draft_side: int | None = None) -> DecodedImage:
     """Decode one file's bytes; never raises for a bad file (see ``DecodedImage.error``).
 
     ``draft_side``: when given, a JPEG whose longer side is at least twice this is decoded
@@ -92,6 +205,10 @@ def decode_image(data: bytes, max_pixels: int, *, draft_side: int | None = None)
         out.error = (f"over the pixel limit: {im.width}x{im.height} = "
                      f"{im.width * im.height} pixels > {max_pixels}")
         return out
+    if im.format in ("JPEG", "MPO"):
+        out.error = _jpeg_structure_problem(data, im.width, im.height)
+        if out.error:
+            return out
     try:
         out.n_frames = int(getattr(im, "n_frames", 1))  # before load: counting seeks
         if draft_side and im.format in ("JPEG", "MPO") and max(im.size) >= 2 * draft_side:
@@ -104,6 +221,12 @@ def decode_image(data: bytes, max_pixels: int, *, draft_side: int | None = None)
     except Exception as exc:  # decoders raise OSError, SyntaxError, struct.error...
         out.error = _reason(exc)
         return out
+    if im.mode == "F":
+        bad = int(np.count_nonzero(~np.isfinite(np.asarray(im, dtype=np.float32))))
+        if bad:
+            out.error = (f"cannot decode: {bad} of {im.width * im.height} float pixels are "
+                         f"NaN or infinite")
+            return out
     try:
         im8 = to_8bit(im)
     except (ValueError, OSError) as exc:  # e.g. LAB has no conversion to RGB
@@ -119,6 +242,24 @@ def decode_image(data: bytes, max_pixels: int, *, draft_side: int | None = None)
             out.width, out.height = out.height, out.width
     out.image = im8
     return out
+
+
+def _jpeg_structure_problem(data: bytes, width: int, height: int) -> str | None:
+    """Why a JPEG's markers alone rule out decoding it, or None (see the module doc).
+
+    ``FF DA`` (start of scan) cannot occur inside entropy-coded data (an ``FF`` there is
+    followed by ``00`` or a restart marker), so counting it bounds the scans from above
+    (an embedded EXIF thumbnail adds its own few)."""
+    scans = data.count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        return (f"over the time budget: {scans} JPEG scans (> {MAX_JPEG_SCANS}); each is "
+                f"a pass over the whole image")
+    arithmetic = any(m in data for m in (b"\xff\xc9", b"\xff\xca", b"\xff\xcb"))
+    least = width * height // 512  # one bit per 8x8 luma block, in bytes
+    if not arithmetic and len(data) < least:
+        return (f"truncated: the header claims {width}x{height} pixels, which need at "
+                f"least {least} bytes of coded data; the file has {len(data)}")
+    return None
 
 
 def open_image(path: str | Path, max_pixels: int, *, data: bytes | None = None,

@@ -78,8 +78,17 @@ def validation_split(splits: list[str]) -> str | None:
 
 
 def _visible_folders(folder: Path) -> list[str]:
+    """Names of the folders in ``folder``, hidden ones left out. An entry that cannot be
+    examined (a symlink loop) is left out here: the lister names it in its own error."""
     try:
         with os.scandir(folder) as it:
-            return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+            return sorted(e.name for e in it if not e.name.startswith(".") and _is_dir(e))
     except OSError as exc:
         raise SourceError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

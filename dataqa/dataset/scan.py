@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -49,17 +49,22 @@ _PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dty
 
 
 def scan_source(source: Path, *, params: ScanParams, default_split: str,
-                progress: bool = True, layout: str = "auto") -> pd.DataFrame:
+                progress: bool = True, layout: str = "auto",
+                check_paths: Callable[[Path, list[str]], None] | None = None) -> pd.DataFrame:
     """List ``source`` and scan every file: the manifest, N rows x :data:`COLUMNS`,
     sorted by ``path`` with ``id`` = row position. Raises SourceError for an unusable
     source (see :func:`dataqa.dataset.sources.list_source`); a bad file is a row, not an error."""
     root, files = list_source(source, default_split=default_split,
                               extensions=params.extensions, layout=layout)
+    if check_paths is not None:
+        check_paths(root, files["path"].tolist())
     rows = scan_files(root, files["path"].tolist(), params=params, progress=progress)
     frame = build_manifest(files, rows)
+    # kept in the Parquet file (pandas stores attrs): the report shows them
     frame.attrs["warnings"] = files.attrs.get("warnings", [])
     frame.attrs["layout"] = files.attrs.get("layout")
     frame.attrs["layout_reason"] = files.attrs.get("layout_reason")
+    frame.attrs["skipped_extensions"] = files.attrs.get("skipped_extensions", {})
     return frame
 
 
@@ -98,7 +103,8 @@ def _run_chunks(root: str, chunks: list[list[str]],
     if params.workers == 0:
         with worker_settings():
             for i, chunk in enumerate(chunks):
-                yield i, scan_chunk(root, chunk, params.max_pixels)
+                yield i, scan_chunk(root, chunk, params.max_pixels, max_bytes=params.max_bytes,
+                                    decode_timeout=params.decode_timeout)
         return
     workers = min(params.workers, max(1, len(chunks)))
     todo = iter(enumerate(chunks))
@@ -109,7 +115,9 @@ def _run_chunks(root: str, chunks: list[list[str]],
         def submit_next() -> None:
             item = next(todo, None)
             if item is not None:
-                pending[pool.submit(scan_chunk, root, item[1], params.max_pixels)] = item[0]
+                pending[pool.submit(scan_chunk, root, item[1], params.max_pixels,
+                                    max_bytes=params.max_bytes,
+                                    decode_timeout=params.decode_timeout)] = item[0]
 
         for _ in range(workers * IN_FLIGHT_PER_WORKER):
             submit_next()

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
-from dataqa.dataset.imageio import decode_image
+from dataqa.dataset.imageio import TooLarge, decode_image, read_regular
 from dataqa.dataset.imagestats import (
     ANALYSIS_SIZE,
     FIELDS,
@@ -32,7 +32,8 @@ ROW_FIELDS = ("sha256", "bytes", "format", "ext_format", "mode", "width", "heigh
               "n_frames", "exif_rotated", "decode_error", *FIELDS)
 
 
-def scan_chunk(root: str, paths: list[str], max_pixels: int) -> list[tuple[Any, ...]]:
+def scan_chunk(root: str, paths: list[str], max_pixels: int, *, max_bytes: int | None = None,
+               decode_timeout: float | None = None) -> list[tuple[Any, ...]]:
     """One worker task: a :data:`ROW_FIELDS` tuple for ``root/<path>`` of each path, in
     order. Each file is read once (``rb``), hashed, decoded and reduced to a few KB before
     the next one is read; the statistics of the whole chunk are then computed at once.
@@ -40,7 +41,8 @@ def scan_chunk(root: str, paths: list[str], max_pixels: int) -> list[tuple[Any, 
     heads: list[tuple[Any, ...]] = []
     reduced: list[Reduced | None] = []
     for p in paths:
-        head, red = scan_file(os.path.join(root, p), max_pixels=max_pixels)
+        head, red = scan_file(os.path.join(root, p), max_pixels=max_pixels,
+                              max_bytes=max_bytes, decode_timeout=decode_timeout)
         heads.append(head)
         reduced.append(red)
     columns = get_stats_columns([r for r in reduced if r is not None])
@@ -75,21 +77,26 @@ def init_worker() -> None:
     _process_settings.append(settings)  # kept referenced: collecting it would undo it
 
 
-def scan_file(path: str, *, max_pixels: int) -> tuple[tuple[Any, ...], Reduced | None]:
+def scan_file(path: str, *, max_pixels: int, max_bytes: int | None = None,
+              decode_timeout: float | None = None) -> tuple[tuple[Any, ...], Reduced | None]:
     """Read, hash and decode one file: the ``ROW_FIELDS`` up to ``decode_error``, and the
     image's :class:`~dataqa.dataset.imagestats.Reduced` copies (None when it did not decode).
-    Never raises for a bad file."""
+    Never raises for a bad file. The file is opened non-blocking and must be a regular
+    file (a FIFO swapped in after the listing cannot block); at most ``max_bytes`` are
+    read (larger: a row "over the size limit", nothing read)."""
     ext_format = _extension_formats().get(os.path.splitext(path)[1].lower())
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = read_regular(path, max_bytes)
     except OSError as exc:
         return (None, _size(path), None, ext_format, None, None, None, None, None,
                 f"cannot read: {exc.strerror or exc}"), None
+    except TooLarge as exc:
+        return (None, exc.size, None, ext_format, None, None, None, None, None,
+                f"over the size limit: {exc.size} bytes > scan.max_bytes {max_bytes}"), None
     # JPEGs of 128 px and more decode at 1/2..1/8 scale: the statistics only look at a
     # copy under 2 * ANALYSIS_SIZE px, and libjpeg's DCT scaling skips the inverse DCT
     # work (about 30 % of the decode). Their pixel hash is then the coded-stream hash.
-    decoded = decode_image(data, max_pixels, draft_side=ANALYSIS_SIZE)
+    decoded = decode_image(data, max_pixels, draft_side=ANALYSIS_SIZE, budget=decode_timeout)
     red = None
     if decoded.image is not None:
         stream = (get_jpeg_stream_sha256(data, decoded.orientation) if decoded.scale > 1

@@ -13,8 +13,10 @@ ImageFolder (``root/<class>/<file>``) decisions:
 - a file is listed when its extension (case-insensitive) is in ``extensions``; other files
   are ignored. A file with an image extension and bad content (text named ``.png``) is
   listed: the scan flags it;
-- hidden files and folders (name starting with ``.``) are skipped, as are files that are
-  not regular files (sockets, FIFOs: reading one could block forever);
+- hidden files and folders (name starting with ``.``) are skipped. A special file (FIFO,
+  socket, device) with an image extension is listed: the scan never opens it blocking
+  and flags its row ("cannot read: not a regular file (a FIFO)"), so it is counted and
+  shown instead of vanishing;
 - image files directly in the root have no class: skipped, with a warning;
 - a class folder holding no image file: a warning (the class will not exist);
 - ``data.layout`` (:mod:`dataqa.dataset.layout`) decides whether the top level holds
@@ -22,8 +24,17 @@ ImageFolder (``root/<class>/<file>``) decisions:
   lower-cased when it is a known split name); ``auto`` tells them apart and refuses a
   mix. Top-level folders that all look like split names but hold no class folder: a
   warning, because they become labels;
-- a symlink (file or folder) whose resolved target lies outside the root, or that points
-  nowhere: SourceError naming it. Links inside the root are followed (loops are cut);
+- a symlink (file or folder) whose resolved target lies outside the root, that points
+  nowhere, or that is a loop: SourceError naming it. Links inside the root are followed
+  (loops are cut); a file is listed once however many folder links reach it (a class
+  folder linked to the root): under its path without links, the aliases named in a
+  warning. A symlink to a file is listed as a file of its own (the audit flags it as an
+  exact duplicate of its target);
+- a file or folder name that is not valid UTF-8: SourceError naming every such name
+  (with the raw bytes escaped) so it can be renamed; a manifest path must be text;
+- files with an image-like extension not in ``extensions`` (``.jfif``, ``.heic``,
+  ``.JPE``...) are skipped and counted per extension: a warning and
+  ``frame.attrs["skipped_extensions"]`` (shown in the report);
 - no image file at all: SourceError.
 
 CSV (columns ``path,label`` and optional ``split``, paths relative to the CSV's folder,
@@ -39,7 +50,7 @@ which is the source root) decisions:
   :func:`dataqa.dataset.layout.canonical_split`); a listed file is kept whatever its
   extension (the CSV is explicit);
 - errors, all collected and raised as one SourceError naming each row and value: missing
-  columns, empty path, empty label, absolute path, a path whose ``..`` leaves the root,
+  columns, a NUL byte or a cell over :data:`MAX_CELL` characters, empty path, empty label, absolute path, a path whose ``..`` leaves the root,
   a path that leaves the root through a symlink (resolved and checked), a missing file or
   a directory, the same file listed twice (both rows named).
 
@@ -54,7 +65,9 @@ import logging
 import os
 import posixpath
 import re
-import stat
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -67,70 +80,141 @@ log = logging.getLogger(__name__)
 _SPLIT_NAMES = SPLIT_NAMES
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]|^[\\/]")
 _MAX_LISTED = 20  # problems shown in one error message; the count says how many more
+MAX_CELL = 4096  # characters in one CSV cell (a path or label); longer is a bad row
+# extensions of image formats that a user may expect to be read; a skipped file with one
+# of them is counted (extensions compare lower-case, so '.JPE' counts as '.jpe')
+IMAGE_LIKE = {".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".pjpeg", ".pjp", ".png", ".apng",
+              ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".heic", ".heif", ".avif",
+              ".jxl", ".jp2", ".j2k", ".jpx", ".ico", ".ppm", ".pgm", ".pbm", ".pnm",
+              ".tga", ".psd", ".dng", ".cr2", ".nef", ".arw", ".raw", ".svg", ".exr",
+              ".hdr", ".pcx", ".qoi"}
 
 
 def list_source(source: Path, *, default_split: str, extensions: list[str],
-                layout: str = "auto") -> tuple[Path, pd.DataFrame]:
+                layout: str = "auto", quiet: bool = False) -> tuple[Path, pd.DataFrame]:
     """List the files of ``source`` (ImageFolder directory or ``.csv`` file).
 
     Returns ``(root, frame)``: the resolved folder that paths are relative to, and a
     frame of N rows with string columns ``path`` (posix, relative to ``root``), ``label``,
     ``split``, sorted by ``path``. ``extensions`` (e.g. ``[".png", ".jpg"]``) selects
     ImageFolder files; a CSV lists its files explicitly. ``layout`` is ``data.layout``;
-    ``frame.attrs["layout"]`` and ``frame.attrs["layout_reason"]`` say what was used.
+    ``frame.attrs["layout"]`` and ``frame.attrs["layout_reason"]`` say what was used. ``quiet``: warnings are only
+    kept in ``frame.attrs`` (the fingerprint lists before the scan, which logs them).
     """
     source = Path(source)
     if source.is_dir():
         chosen, reason = resolve_layout(source.resolve(), layout)
         if chosen == "split/class":
-            root, rows, warnings = _list_split_folder(source, extensions)
+            root, rows, warnings, skipped = _list_split_folder(source, extensions)
         else:
-            root, rows, warnings = _list_image_folder(source, default_split, extensions)
+            root, rows, warnings, skipped = _list_image_folder(source, default_split,
+                                                               extensions)
     elif source.is_file() and source.suffix.lower() == ".csv":
         chosen, reason = "csv", "a CSV lists path,label[,split]"
-        root, rows, warnings = _list_csv(source, default_split)
+        (root, rows, warnings), skipped = _list_csv(source, default_split), {}
     elif source.exists():
         raise SourceError(f"{source}: a source is an ImageFolder directory or a .csv file")
     else:
         raise SourceError(f"{source}: source not found")
-    for message in warnings:
+    for message in [] if quiet else warnings:
         log.warning("%s: %s", source, message)
     rows.sort()
     frame = pd.DataFrame(rows, columns=["path", "label", "split"], dtype="string")
+    look = lookalike_labels(sorted({r[1] for r in rows}))
+    if look:
+        message = ("look-alike class names are kept apart as different classes: "
+                   + "; ".join(" vs ".join(_shown(n) for n in group) for group in look)
+                   + " (merge them in the source if they mean the same class)")
+        if not quiet:
+            log.warning("%s: %s", source, message)
+        warnings.append(message)
     frame.attrs["warnings"] = warnings
+    frame.attrs["skipped_extensions"] = skipped
     frame.attrs["layout"] = chosen
     frame.attrs["layout_reason"] = reason
     return root, frame
 
 
+def _shown(name: str) -> str:
+    """A label quoted, non-ASCII characters as escapes (NFC 'caf\\xe9' and NFD
+    'cafe\\u0301' look the same on screen)."""
+    return ascii(name)
+
+
+def lookalike_labels(labels: list[str]) -> list[list[str]]:
+    """Groups of distinct labels that a person reads as one: equal after Unicode NFKC,
+    case folding and, for numbers, leading zeros (``Cat``/``cat``, NFC/NFD ``é``,
+    ``01``/``1``)."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        key = unicodedata.normalize("NFKC", label).casefold().strip()
+        if key.isdigit():
+            key = str(int(key))
+        groups.setdefault(key, []).append(label)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+
 def source_root(source: Path) -> Path:
-    """The folder manifest paths are relative to: the ImageFolder, or the CSV's folder."""
-    source = Path(source)
-    return (source if source.is_dir() else source.parent).resolve()
+    """The folder manifest paths are relative to: the ImageFolder, or the folder of the
+    CSV's *target* (a ``data.source`` that is a symlink to a CSV elsewhere lists paths
+    relative to where the CSV really is), every link resolved. The one root every stage
+    uses, the same as :func:`list_source` returns."""
+    real = Path(source).resolve()
+    return real if real.is_dir() else real.parent
 
 
 # --------------------------------------------------------------------------- ImageFolder
 def _list_image_folder(source: Path, default_split: str, extensions: list[str],
-                       ) -> tuple[Path, list[tuple[str, str, str]], list[str]]:
+                       ) -> tuple[Path, list[tuple[str, str, str]], list[str], dict[str, int]]:
     root = source.resolve()
     exts = {e.lower() for e in extensions}
     rows: list[tuple[str, str, str]] = []
     warnings: list[str] = []
     loose: list[str] = []
     classes: list[str] = []
+    skipped: dict[str, str] = {}  # real path -> extension (a file counted once)
+    undecodable_names: list[str] = []
+    found: dict[str, list[tuple[str, str]]] = {}  # real path -> [(rel, label)]
     for entry in _scandir(root):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        if not _utf8(entry.name):
+            undecodable_names.append(entry.path)
+            continue
+        if _is_dir(entry, root):
             _check_link(entry, root)
             classes.append(entry.name)
-            files = _walk_class(Path(entry.path), entry.name, root, exts)
-            if not files:
-                warnings.append(f"class folder '{entry.name}' holds no image file "
-                                f"(extensions {sorted(exts)}): the class will not exist")
-            rows.extend((rel, entry.name, default_split) for rel in files)
+            for rel, real in _walk_class(Path(entry.path), entry.name, root, exts, skipped,
+                                         undecodable_names):
+                found.setdefault(real, []).append((rel, entry.name))
         elif Path(entry.name).suffix.lower() in exts:
             loose.append(entry.name)
+    if undecodable_names:
+        shown = ", ".join(repr(os.fsencode(os.path.relpath(n, root)))[1:]
+                          for n in sorted(undecodable_names)[:_MAX_LISTED])
+        raise SourceError(f"{root}: {len(undecodable_names)} file or folder name(s) are not "
+                          f"valid UTF-8 (a manifest path must be text): {shown}; rename them")
+    aliases: list[str] = []
+    for real, places in found.items():
+        places.sort(key=lambda p: (os.path.join(root, p[0]) != real, p[0]))  # link-free first
+        rows.append((places[0][0], places[0][1], default_split))
+        aliases.extend(f"'{rel}' (= '{places[0][0]}')" for rel, _ in places[1:])
+    if aliases:
+        warnings.append(f"{len(aliases)} file(s) reached a second time through a symlink are "
+                        f"listed once, under their own path: {', '.join(aliases[:_MAX_LISTED])}")
+    labelled = {label for _, label, _ in rows}
+    for name in classes:
+        if name not in labelled:
+            warnings.append(f"class folder '{name}' holds no image file of its own "
+                            f"(extensions {sorted(exts)}): the class will not exist")
+    by_ext = Counter(skipped.values())
+    if by_ext:
+        counts = ", ".join(f"{n} {ext}" for ext, n in sorted(by_ext.items()))
+        warnings.append(f"{len(skipped)} file(s) with an image extension not in "
+                        f"scan.extensions were skipped ({counts}); add the extension to "
+                        f"scan.extensions to scan them")
+
     if loose:
         shown = ", ".join(sorted(loose)[:_MAX_LISTED])
         warnings.append(f"{len(loose)} image file(s) directly in the root have no class "
@@ -142,20 +226,27 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
     if not rows:
         raise SourceError(f"{source}: no image files found (ImageFolder expects "
                           f"<class>/<file> with extensions {sorted(exts)})")
-    return root, rows, warnings
+    return root, rows, warnings, dict(by_ext)
 
 
 def _list_split_folder(source: Path, extensions: list[str],
-                       ) -> tuple[Path, list[tuple[str, str, str]], list[str]]:
-    """``root/<split>/<class>/<file>``: split from the first level, label from the second."""
+                       ) -> tuple[Path, list[tuple[str, str, str]], list[str], dict[str, int]]:
+    """``root/<split>/<class>/<file>``: split from the first level, label from the second;
+    the same link, name and extension rules as :func:`_list_image_folder`."""
     root = source.resolve()
     exts = {e.lower() for e in extensions}
     rows: list[tuple[str, str, str]] = []
     warnings: list[str] = []
+    skipped: dict[str, str] = {}
+    undecodable_names: list[str] = []
+    found: dict[str, list[tuple[str, str, str]]] = {}  # real path -> [(rel, label, split)]
     for split_entry in _scandir(root):
         if split_entry.name.startswith("."):
             continue
-        if not split_entry.is_dir():
+        if not _utf8(split_entry.name):
+            undecodable_names.append(split_entry.path)
+            continue
+        if not _is_dir(split_entry, root):
             if Path(split_entry.name).suffix.lower() in exts:
                 warnings.append(f"image file '{split_entry.name}' directly in the root has "
                                 f"no split or class folder and is skipped")
@@ -166,14 +257,19 @@ def _list_split_folder(source: Path, extensions: list[str],
         for entry in _scandir(Path(split_entry.path)):
             if entry.name.startswith("."):
                 continue
+            if not _utf8(entry.name):
+                undecodable_names.append(entry.path)
+                continue
             rel = f"{split_entry.name}/{entry.name}"
-            if entry.is_dir():
+            if _is_dir(entry, root):
                 _check_link(entry, root)
-                files = _walk_class(Path(entry.path), rel, root, exts)
+                files = _walk_class(Path(entry.path), rel, root, exts, skipped,
+                                    undecodable_names)
                 if not files:
                     warnings.append(f"class folder '{rel}' holds no image file "
                                     f"(extensions {sorted(exts)})")
-                rows.extend((f, entry.name, split) for f in files)
+                for f, real in files:
+                    found.setdefault(real, []).append((f, entry.name, split))
             elif Path(entry.name).suffix.lower() in exts:
                 loose.append(rel)
         if loose:
@@ -181,18 +277,38 @@ def _list_split_folder(source: Path, extensions: list[str],
             warnings.append(f"{len(loose)} image file(s) directly in split folder "
                             f"'{split_entry.name}' have no class folder and are skipped: "
                             f"{shown}")
+    if undecodable_names:
+        shown = ", ".join(repr(os.fsencode(os.path.relpath(n, root)))[1:]
+                          for n in sorted(undecodable_names)[:_MAX_LISTED])
+        raise SourceError(f"{root}: {len(undecodable_names)} file or folder name(s) are not "
+                          f"valid UTF-8 (a manifest path must be text): {shown}; rename them")
+    aliases: list[str] = []
+    for real, places in found.items():
+        places.sort(key=lambda p: (os.path.join(root, p[0]) != real, p[0]))  # link-free first
+        rows.append(places[0])
+        aliases.extend(f"'{rel}' (= '{places[0][0]}')" for rel, _, _ in places[1:])
+    if aliases:
+        warnings.append(f"{len(aliases)} file(s) reached a second time through a symlink are "
+                        f"listed once, under their own path: {', '.join(aliases[:_MAX_LISTED])}")
+    by_ext = Counter(skipped.values())
+    if by_ext:
+        counts = ", ".join(f"{n} {ext}" for ext, n in sorted(by_ext.items()))
+        warnings.append(f"{len(skipped)} file(s) with an image extension not in "
+                        f"scan.extensions were skipped ({counts}); add the extension to "
+                        f"scan.extensions to scan them")
     if not rows:
         raise SourceError(f"{source}: no image files found (data.layout split/class expects "
                           f"<split>/<class>/<file> with extensions {sorted(exts)})")
-    return root, rows, warnings
+    return root, rows, warnings, dict(by_ext)
 
 
-def _walk_class(folder: Path, rel_dir: str, root: Path, exts: set[str]) -> list[str]:
-    """Relative posix paths of the image files under one class folder (recursive);
-    ``rel_dir`` is the folder's path relative to the root."""
-    found: list[str] = []
+def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: dict[str, str],
+                undecodable_names: list[str]) -> list[tuple[str, str]]:
+    """``(relative posix path, real path)`` of the image files under one class folder
+    (recursive); image-like files of other extensions are counted into ``skipped``."""
+    found: list[tuple[str, str]] = []
     seen: set[str] = set()
-    stack = [(folder, rel_dir)]
+    stack = [(folder, label)]
     while stack:
         current, rel_dir = stack.pop()
         real = os.path.realpath(current)
@@ -203,14 +319,42 @@ def _walk_class(folder: Path, rel_dir: str, root: Path, exts: set[str]) -> list[
             if entry.name.startswith("."):
                 continue
             rel = f"{rel_dir}/{entry.name}"
-            if entry.is_dir():
+            if not _utf8(entry.name):
+                undecodable_names.append(entry.path)
+                continue
+            ext = Path(entry.name).suffix.lower()
+            if _is_dir(entry, root):
                 _check_link(entry, root)
                 stack.append((Path(entry.path), rel))
-            elif Path(entry.name).suffix.lower() in exts:
+            elif ext in exts:
                 _check_link(entry, root)
-                if _is_regular_file(entry):
-                    found.append(rel)
+                # regular or special (the scan flags a special file's row). The folder
+                # resolved, the name kept: one key per file reached through folder
+                # links; a link to a file is a file of its own (an exact duplicate)
+                found.append((rel, os.path.join(os.path.realpath(current), entry.name)))
+            elif ext in IMAGE_LIKE:
+                skipped[os.path.join(os.path.realpath(current), entry.name)] = ext
     return found
+
+
+def _utf8(name: str) -> bool:
+    """Whether a name from the OS is valid UTF-8 (Python decodes others with surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_dir(entry: os.DirEntry[str], root: Path) -> bool:
+    """``entry.is_dir()``, with a symlink loop (ELOOP) a SourceError naming the link."""
+    try:
+        return entry.is_dir()
+    except OSError as exc:
+        rel = os.path.relpath(entry.path, root)
+        if entry.is_symlink():
+            raise SourceError(f"{root}: '{rel}' is a symlink loop ({exc.strerror})") from None
+        raise SourceError(f"{root}: '{rel}': cannot read ({exc.strerror or exc})") from None
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
@@ -244,13 +388,6 @@ def _resolve(path: Path) -> Path | None:
         return None
 
 
-def _is_regular_file(entry: os.DirEntry[str]) -> bool:
-    try:
-        return stat.S_ISREG(entry.stat().st_mode)
-    except OSError:
-        return False
-
-
 # --------------------------------------------------------------------------- CSV
 def _list_csv(csv_path: Path, default_split: str,
               ) -> tuple[Path, list[tuple[str, str, str]], list[str]]:
@@ -260,7 +397,10 @@ def _list_csv(csv_path: Path, default_split: str,
     except UnicodeDecodeError as exc:
         raise SourceError(f"{csv_path}: not UTF-8 text ({exc})") from None
     records = csv.reader(io.StringIO(text, newline=""))
-    header = next(records, None)
+    try:
+        header = next(records, None)
+    except csv.Error as exc:
+        raise SourceError(f"{csv_path}: row 1 (header): cannot be read as CSV ({exc})") from None
     if header is None:
         raise SourceError(f"{csv_path}: empty file; expected a header row 'path,label[,split]'")
     names = [h.strip().lower() for h in header]
@@ -278,8 +418,12 @@ def _list_csv(csv_path: Path, default_split: str,
     rows: list[tuple[str, str, str]] = []
     errors: list[str] = []
     first_row: dict[str, int] = {}
-    for row_no, cells in enumerate(records, start=2):
+    for row_no, cells in _csv_rows(records, csv_path):
         if not any(c.strip() for c in cells):
+            continue
+        bad_cell = _bad_cell(cells)
+        if bad_cell:
+            errors.append(f"row {row_no}: {bad_cell}")
             continue
 
         def cell(i: int | None, cells: list[str] = cells) -> str:
@@ -310,6 +454,33 @@ def _list_csv(csv_path: Path, default_split: str,
     if not rows:
         raise SourceError(f"{csv_path}: no rows after the header")
     return root, rows, []
+
+
+def _csv_rows(records: Iterator[list[str]], csv_path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(spreadsheet row number, cells)`` after the header; a malformed row (a cell over
+    the csv module's limit, a stray quote at the end of the file) is a SourceError naming
+    the row."""
+    row_no = 1
+    while True:
+        row_no += 1
+        try:
+            cells = next(records)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise SourceError(f"{csv_path}: row {row_no}: cannot be read as CSV ({exc}); "
+                              f"cells hold at most {MAX_CELL} characters") from None
+        yield row_no, cells
+
+
+def _bad_cell(cells: list[str]) -> str | None:
+    """Why a row's cells cannot be a path or label (NUL byte, too long), or None."""
+    for i, cell in enumerate(cells, start=1):
+        if "\x00" in cell:
+            return f"cell {i} holds a NUL byte"
+        if len(cell) > MAX_CELL:
+            return f"cell {i} holds {len(cell)} characters (more than {MAX_CELL})"
+    return None
 
 
 def _check_csv_path(raw: str, root: Path) -> tuple[str, str | None]:

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
+from dataqa.dataset.imageio import letterbox
 from dataqa.dataset.manifest import decodable
+from dataqa.dataset.reopen import Limits, reopen
 from dataqa.errors import StageInputError
 from dataqa.params import Params
 
@@ -45,10 +46,12 @@ class _Job:
 
     positions: tuple[int, ...]
     paths: tuple[str, ...]
+    sizes: tuple[int | None, ...]  # manifest bytes and sha256: the reopen checks them
+    hashes: tuple[str | None, ...]
     root: str
     size: int
     rgb: bool
-    max_pixels: int
+    limits: Limits
 
 
 def choose_channels(manifest: pd.DataFrame, setting: str) -> int:
@@ -96,14 +99,11 @@ def _decode_chunk(job: _Job) -> tuple[np.ndarray, np.ndarray]:
     boxes = np.zeros((len(job.paths), 4), dtype=np.int64)
     root = Path(job.root)
     for k, rel in enumerate(job.paths):
-        path = root / rel
-        try:
-            # draft_side: a large JPEG is decoded at a reduced DCT scale, still >= S
-            img = open_image(path, job.max_pixels, draft_side=job.size)
-        except (ImageDecodeError, OSError) as exc:
-            raise StageInputError(
-                f"{path}: decoded during 'scan' but not now ({exc}); the source changed "
-                "since the scan: rerun 'scan'") from None
+        # checked against the manifest (regular file, inside the root, same size and
+        # hash), decoded under the scan's limits; draft_side: a large JPEG is decoded at
+        # a reduced DCT scale, still >= S
+        img = reopen(root, rel, size=job.sizes[k], sha256=job.hashes[k], limits=job.limits,
+                     draft_side=job.size)
         pixels = np.asarray(img.convert("RGB" if job.rgb else "L"))
         boxed, box = letterbox(pixels, job.size)
         arrays[k] = boxed.reshape(job.size, job.size, c)

@@ -5,12 +5,23 @@ cleanlab needs *out-of-sample* probabilities: each image is predicted by a model
 never saw it. K models are trained with the engine's one fit loop; each predicts its
 held-out fold. Budgets (epochs, batch size, learning rate, net size) left null in
 ``params.yaml: crossval`` come from :data:`DEVICE_BUDGETS`.
+
+Data no model can be trained on (no decodable labelled image, one class, a class of one
+image) is :class:`NotTrainable`. The stage then writes its outputs anyway, marked *not
+evaluated*: ``pred_probs``/``embeddings`` of NaN rows and ``crossval.json`` with
+``evaluated: false`` and the reason, so the audit still runs every check that needs no
+model, the report is written and the gate decides (the worst data is when a report is
+needed most). A diverged fold is different: the data may be fine and the learning rate
+wrong, so it stays an error (exit 2). A fold diverged when its training loss, or its
+held-out loss, is non-finite or over ``diverge_factor`` times the loss of a chance
+model (ln K): saturated predictions are never "completed".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from typing import Any
 
@@ -25,6 +36,11 @@ from dataqa.errors import EngineError
 from dataqa.params import Params
 
 log = logging.getLogger("dataqa.engine")
+
+
+class NotTrainable(EngineError):
+    """The data cannot train a model at all (no labelled image, one class, a class of
+    one image); the message says why. The crossval stage reports it as not evaluated."""
 
 # Budgets when params leave them null, measured on MNIST-test 10k with 5 % label noise,
 # 5 folds (benchmarks/README.md, "label issues"):
@@ -98,22 +114,25 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
     k = len(class_names) if class_names is not None else int(labels.max()) + 1 if n else 0
     names = class_names or [str(i) for i in range(k)]
     if n == 0:
-        raise EngineError("cross-validation needs labelled images; there are none")
+        raise NotTrainable("cross-validation needs labelled images; there are none")
     if labels.min() < 0 or labels.max() >= k:
         raise EngineError(f"labels must lie in [0, {k}), got [{labels.min()}, {labels.max()}]")
     counts = np.bincount(labels, minlength=k)
     present = np.flatnonzero(counts)
     if len(present) < 2:
-        raise EngineError(f"cross-validation needs at least 2 classes; every labelled image "
-                          f"is '{names[int(present[0])]}'")
+        raise NotTrainable(f"cross-validation needs at least 2 classes; every labelled image "
+                           f"is '{names[int(present[0])]}'")
     warnings: list[str] = []
     smallest = int(present[np.argmin(counts[present])])
     folds_used = folds
     if counts[smallest] < folds:
         if counts[smallest] < 2:
-            raise EngineError(f"class '{names[smallest]}' has {counts[smallest]} image; "
-                              "out-of-fold prediction needs at least 2 per class (add images "
-                              "or drop the class)")
+            ones = [names[int(c)] for c in present if counts[c] < 2]
+            more = f" ({len(ones)} classes have 1 image: {', '.join(ones[:10])})" \
+                if len(ones) > 1 else ""
+            raise NotTrainable(f"class '{names[smallest]}' has {counts[smallest]} image; "
+                               "out-of-fold prediction needs at least 2 per class (add "
+                               f"images or drop the class){more}")
         folds_used = int(counts[smallest])
         msg = (f"class '{names[smallest]}' has only {counts[smallest]} images, fewer than "
                f"crossval.folds={folds}: using {folds_used} folds")
@@ -139,6 +158,12 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
             raise EngineError(f"cross-validation fold {fold + 1}: non-finite predictions "
                               f"(NaN/inf) for {int((~np.isfinite(probs)).any(1).sum())} "
                               "held-out images; lower crossval.lr or check the tensors")
+        hold_loss = held_out_loss(probs, labels[hold_idx])
+        if not hold_loss <= config.diverge_factor * math.log(max(k, 2)):
+            raise EngineError(
+                f"cross-validation fold {fold + 1}: training diverged (held-out loss "
+                f"{hold_loss:.4g}, over {config.diverge_factor:g}x the {math.log(max(k, 2)):.3g} "
+                f"of a chance model: saturated predictions); lower crossval.lr")
         if embeddings is None:
             embeddings = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
         pred_probs[hold_idx] = probs
@@ -150,6 +175,7 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
                           len(hold_idx), "accuracy": acc, "status": result.status,
                           "epochs": len(result.history), "batch_size": result.batch_size,
                           "final_train_loss": result.history[-1].train_loss,
+                          "held_out_loss": hold_loss,
                           "train_images_per_s": result.train_images_per_s,
                           "seconds": time.perf_counter() - t0})
         log.info("%sheld-out accuracy %.4f (%d images) in %.1f s", prefix, acc,
@@ -163,6 +189,14 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
     return pred_probs, embeddings, info
 
 
+def held_out_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of held-out predictions; inf when a true class got probability
+    0 (a saturated model), NaN for non-finite input."""
+    p = np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    with np.errstate(divide="ignore"):
+        return float(-np.log(p).mean()) if len(p) else 0.0
+
+
 def oof_metrics(pred_probs: np.ndarray, labels: np.ndarray, classes: list[str]
                 ) -> dict[str, Any]:
     """Out-of-fold accuracy overall and per class (rows with a prediction)."""
@@ -172,3 +206,27 @@ def oof_metrics(pred_probs: np.ndarray, labels: np.ndarray, classes: list[str]
                  for i, c in enumerate(classes)}
     return {"oof_accuracy": float(right.mean()) if len(right) else None,
             "per_class_accuracy": per_class}
+
+
+def untrainable_reason(labels: np.ndarray, names: list[str]) -> str | None:
+    """Why no model can be trained on ``labels`` (ids into ``names``), or None: no
+    labelled image, a single class, or a class with one image (the conditions under
+    which :func:`cross_val_predict` raises :class:`NotTrainable`)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(names))
+    present = np.flatnonzero(counts)
+    if len(present) == 0:
+        return "no decodable image has a label"
+    if len(present) < 2:
+        return f"at least 2 classes are needed; every labelled image is '{names[present[0]]}'"
+    ones = [names[int(c)] for c in present if counts[c] < 2]
+    if ones:
+        return (f"{len(ones)} class(es) have a single image ({', '.join(ones[:10])}); "
+                f"at least 2 per class are needed")
+    return None
+
+
+def not_evaluated_reason(metrics: dict[str, Any]) -> str | None:
+    """Why crossval did not train (its metrics say ``evaluated: false``), or None."""
+    if metrics.get("evaluated", True) is False:
+        return str(metrics.get("not_evaluated_reason") or "crossval did not train a model")
+    return None

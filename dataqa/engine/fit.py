@@ -319,8 +319,10 @@ def _fit_once(data: DeviceData, train_t: torch.Tensor, val_t: torch.Tensor | Non
             if epoch == 1:
                 initial = float(step_losses[:3].mean())
             val_loss = val_acc = math.nan
-            if val_t is not None and (epoch % config.eval_every == 0
-                                      or epoch == config.epochs):
+            validated = val_t is not None and (epoch % config.eval_every == 0
+                                               or epoch == config.epochs)
+            if validated:
+                assert val_t is not None
                 val_loss, val_acc = evaluate(model, data, val_t, config)
             sched.after_epoch(val_loss if val_t is not None else train_loss)
             entry = EpochLog(epoch, train_loss, train_acc, val_loss, val_acc, sched.lr,
@@ -335,6 +337,11 @@ def _fit_once(data: DeviceData, train_t: torch.Tensor, val_t: torch.Tensor | Non
                     f"train loss {train_loss:.4g} at epoch {epoch} (initial {initial:.4g}): "
                     f"non-finite or over {config.diverge_factor:g}x the initial loss; the "
                     "learning rate is too high")
+                break
+            if validated and not math.isfinite(val_loss):
+                status, message = "diverged", (
+                    f"validation loss {val_loss} at epoch {epoch}: non-finite (saturated or "
+                    "NaN predictions); the learning rate is too high")
                 break
             if math.isfinite(val_loss):
                 if val_loss < best_val:

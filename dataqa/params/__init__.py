@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-import yaml
-
 from dataqa.errors import ParamsError
 from dataqa.params import rules
+from dataqa.params.bounds import check_bounds
 from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to import params from)
     TuneCleaning,
     TuneDiagnose,
@@ -38,6 +37,7 @@ from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to impor
     TuneSpace,
     TuneStopping,
 )
+from dataqa.params.yamlread import read_yaml
 
 T = TypeVar("T")
 
@@ -79,6 +79,7 @@ class Paths:
     augment_metrics: str = "dataqa-out/metrics/augment.json"
     augmented_tensors: str = "dataqa-out/augmented/tensors.npy"  # copies letterboxed like tensors
     prepared_metrics: str = "dataqa-out/metrics/prepared.json"  # subsets table + prepared gate
+    fingerprint: str = "dataqa-out/interim/source_fingerprint.json"  # what DVC depends on
     # the headline numbers `dvc metrics show` displays (<= ~30 keys; dataqa/headline.py)
     headline: str = "reports/metrics.json"
     tune_headline: str = "reports/tuning_metrics.json"
@@ -105,6 +106,8 @@ class ScanParams:
     workers: int = 2  # decoding processes; 0 = decode in the main process
     chunk_size: int = 64  # files per task sent to a worker (bounds memory in flight)
     max_pixels: int = 40_000_000  # larger images are flagged, never decoded (bomb guard)
+    max_bytes: int = 1 << 30  # larger files are flagged, never read (1 GiB)
+    decode_timeout: float | None = 10.0  # seconds per file decode; slower: a flagged row
     extensions: list[str] = field(default_factory=lambda: [
         ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"])  # ImageFolder only
 
@@ -343,15 +346,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     raw = {k: v for k, v in raw.items()}
     params = build(Params, {k: v for k, v in raw.items() if k != "root"}, where=str(path))
+    check_bounds(params, where=str(path))
     return dataclasses.replace(params, root=path.resolve().parent)
 
 

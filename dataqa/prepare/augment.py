@@ -8,7 +8,7 @@ review (all of them when every one is), taken round-robin in a seeded order so e
 is used as evenly as possible.
 
 Each copy is made by :func:`dataqa.augmentation.build_transform` from the **raw file**
-(decoded once per source with :func:`dataqa.dataset.imageio.open_image`), not from the
+(decoded once per source with :func:`dataqa.dataset.reopen.reopen`), not from the
 tensors: the tensors are already letterboxed and downscaled, so zooming or rotating them
 would resample twice and rotate their padding; the raw file gives the full resolution
 and a true content box. Each copy records its source id, the serialized transform
@@ -37,7 +37,8 @@ from PIL import Image
 
 from dataqa.augmentation import apply_transform, build_transform, get_policy, to_dict
 from dataqa.dataset.balance import class_counts, imbalance_ratio
-from dataqa.dataset.imageio import ImageDecodeError, letterbox, open_image
+from dataqa.dataset.imageio import letterbox
+from dataqa.dataset.reopen import Limits, optional, optional_int, reopen
 from dataqa.dataset.splits import class_rng
 from dataqa.errors import StageInputError
 from dataqa.params import AugmentParams
@@ -102,17 +103,27 @@ class Copies:
 
 def make_copies(plan: pd.DataFrame, sources: pd.DataFrame, *, root: Path,
                 params: AugmentParams, size: int, tensor_size: int, channels: int,
-                max_pixels: int) -> Copies:
+                max_pixels: int, limits: Limits | None = None) -> Copies:
     """Decode each source once from ``root / path`` and make its copies.
 
-    ``sources``: clean rows with ``id`` and ``path``; ``size``: side of the PNG copies;
-    ``tensor_size``/``channels``: the geometry of ``tensors`` the copies must match.
+    ``sources``: clean rows with ``id`` and ``path`` (and the manifest's ``bytes`` and
+    ``sha256``: each file is reopened through :func:`dataqa.dataset.reopen.reopen`, so a
+    file changed since the scan is an error naming it); ``size``: side of the PNG
+    copies; ``tensor_size``/``channels``: the geometry of ``tensors`` the copies must
+    match. ``limits`` default to ``max_pixels`` alone.
     """
+    limits = limits or Limits(max_pixels)
+    root = root.resolve()
     get_policy(params, size=size)  # a bad key fails before any decoding
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
         raise StageInputError(f"tensors have {channels} channels; expected 1 or 3")
     path_of = dict(zip(sources["id"].astype(int), sources["path"].astype(str)))
+    ids = sources["id"].astype(int)
+    size_of = dict(zip(ids, (optional_int(v) for v in sources["bytes"]))) \
+        if "bytes" in sources else {}
+    sha_of = dict(zip(ids, (optional(v) for v in sources["sha256"]))) \
+        if "sha256" in sources else {}
     n = len(plan)
     tensors = np.zeros((n, tensor_size, tensor_size, channels), dtype=np.uint8)
     png: list[bytes] = [b""] * n
@@ -121,7 +132,8 @@ def make_copies(plan: pd.DataFrame, sources: pd.DataFrame, *, root: Path,
     cache: dict[tuple[int, int], tuple[Any, str]] = {}
     for source_id, group in plan.groupby("source_id", sort=True):
         rel = path_of[int(source_id)]
-        image = _decode(root / rel, mode=mode, max_pixels=max_pixels)
+        image = _decode(root, rel, mode=mode, limits=limits,
+                        size=size_of.get(int(source_id)), sha256=sha_of.get(int(source_id)))
         shape = image.shape[:2]
         key = shape if params.geometry == "shortest" else (0, 0)
         if key not in cache:  # "longest" needs one Compose for all sources
@@ -148,12 +160,9 @@ def make_copies(plan: pd.DataFrame, sources: pd.DataFrame, *, root: Path,
     return Copies(records, png, tensors)
 
 
-def _decode(path: Path, *, mode: str, max_pixels: int) -> np.ndarray:
-    try:
-        im = open_image(path, max_pixels)
-    except (ImageDecodeError, OSError) as exc:
-        raise StageInputError(f"{path}: a clean image no longer decodes ({exc}); the "
-                              "source changed since 'scan': rerun the pipeline") from None
+def _decode(root: Path, rel: str, *, mode: str, limits: Limits, size: int | None,
+            sha256: str | None) -> np.ndarray:
+    im = reopen(root, rel, size=size, sha256=sha256, limits=limits)
     return np.asarray(im.convert(mode) if im.mode != mode else im)
 
 

@@ -84,7 +84,8 @@ def load(params: Params) -> AuditData:
     rules = gate.evaluate(params.gate, metrics)
     thumbs = Thumbnailer(manifest, source_root(params.resolve(params.data.source)), size=params.report.thumb_size,
                          max_pixels=params.scan.max_pixels,
-                         limit=params.report.max_thumbnails)
+                         limit=params.report.max_thumbnails,
+                         max_bytes=params.scan.max_bytes, budget=params.scan.decode_timeout)
     return AuditData(params, manifest, issues, metrics, rules, thumbs)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from dataqa.dataset.imageio import open_image
+from dataqa.dataset.reopen import Limits, optional, optional_int, reopen
 from dataqa.dataset.sources import source_root
 from dataqa.params import Params
 from dataqa.prepare.common import read_table
@@ -33,12 +33,19 @@ def get_augmentation_grid(params: Params, *, per_class: int = 3,
     if records.empty:
         return []
     root = source_root(params.resolve(params.data.source))
+    # the raw image is read through the checked reopen (manifest size and hash)
+    manifest = read_table(params.path("manifest"), stage="scan", required=["id", "path"])
+    by_id = manifest.set_index("id")
+    limits = Limits.of(params.scan)
     folder = params.path("augmented_dir")
     out = []
     for label, group in records.sort_values("id").groupby("label", sort=True):
         items = []
         for rec in group.head(per_class).itertuples():
-            before = open_image(root / str(rec.source_path), params.scan.max_pixels)
+            row = by_id.loc[int(rec.source_id)]  # type: ignore[arg-type]
+            before = reopen(root, str(rec.source_path), limits=limits,
+                            size=optional_int(row["bytes"]) if "bytes" in row else None,
+                            sha256=optional(row["sha256"]) if "sha256" in row else None)
             after = Image.open(folder / str(rec.path))
             caption = f"copy {rec.id} of image {rec.source_id}"
             if "area_kept" in records:

@@ -5,12 +5,17 @@ then decodes all of them at once in a few threads (Pillow releases the GIL while
 decodes) and templates read them with :meth:`Thumbnailer.get`. Each image is decoded
 at most once per report even when several galleries show it, and never more than
 ``limit`` images per report: a 100,000-image dataset costs the same as a small one.
+
+Files are read through :func:`dataqa.dataset.reopen.reopen_bytes` (a regular file
+inside the source root, with the manifest's size and hash): a file that changed since
+the scan gets no thumbnail but a note saying so, and the report is still written.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +25,8 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from dataqa.dataset.imageio import ImageDecodeError, open_image
+from dataqa.dataset.imageio import decode_image, read_regular
+from dataqa.dataset.reopen import ChangedSinceScan, optional, optional_int, reopen_bytes
 
 
 @dataclass(frozen=True)
@@ -33,16 +39,23 @@ class Thumb:
     height: int = 0
 
 
-def make_thumbnail(path: str | Path, *, size: int, max_pixels: int) -> Thumb:
-    """Decode ``path`` (EXIF-oriented, 8-bit) and shrink its longest side to ``size``
-    (never enlarged: the page scales tiny images up with crisp pixels). Encoded as PNG
-    or JPEG, whichever is smaller (PNG wins for digits and flat art, JPEG for photos)."""
+def make_thumbnail(path: str | Path, *, size: int, max_pixels: int,
+                   data: bytes | None = None, budget: float | None = None) -> Thumb:
+    """Decode ``path`` (or ``data``, its bytes; EXIF-oriented, 8-bit) and shrink its
+    longest side to ``size`` (never enlarged: the page scales tiny images up with crisp
+    pixels). Encoded as PNG or JPEG, whichever is smaller (PNG wins for digits and flat
+    art, JPEG for photos)."""
     try:
-        im = open_image(path, max_pixels)
+        if data is None:
+            data = read_regular(path)
+        decoded = decode_image(data, max_pixels, budget=budget)
     except FileNotFoundError:
         return Thumb(None, "file missing (moved since the scan?)")
-    except (ImageDecodeError, OSError) as exc:
+    except OSError as exc:
         return Thumb(None, str(exc))
+    if decoded.image is None:
+        return Thumb(None, str(decoded.error))
+    im = decoded.image
     best, mime, width, height = encode_thumbnail(im, size)
     uri = f"data:image/{mime};base64,{base64.b64encode(best).decode('ascii')}"
     return Thumb(uri, None, width, height)
@@ -84,9 +97,12 @@ class Thumbnailer:
     """
 
     def __init__(self, manifest: pd.DataFrame, root: Path, *, size: int, max_pixels: int,
-                 limit: int, workers: int = 2) -> None:
+                 limit: int, workers: int = 2, max_bytes: int | None = None,
+                 budget: float | None = None) -> None:
         self.manifest = manifest
-        self.root = root
+        self.root = root.resolve()
+        self.max_bytes = max_bytes
+        self.budget = budget
         self.size = size
         self.max_pixels = max_pixels
         self.limit = limit
@@ -100,7 +116,7 @@ class Thumbnailer:
 
     def load(self) -> None:
         """Decode every wanted, not yet loaded image (the first ``limit`` of them)."""
-        todo: list[tuple[int, Path]] = []
+        todo: list[int] = []
         for i in self._wanted:
             if i in self._thumbs:
                 continue
@@ -110,12 +126,25 @@ class Thumbnailer:
             elif len(todo) + self.n_decoded >= self.limit:
                 self._thumbs[i] = Thumb(None, "not shown: report.max_thumbnails reached")
             else:
-                todo.append((i, self.root / str(self.manifest.at[i, "path"])))
+                todo.append(i)
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            made = pool.map(lambda t: make_thumbnail(t[1], size=self.size,
-                                                     max_pixels=self.max_pixels), todo)
-            for (i, _), thumb in zip(todo, made):
+            for i, thumb in zip(todo, pool.map(self._make, todo)):
                 self._thumbs[i] = thumb
+
+    def _make(self, i: int) -> Thumb:
+        m = self.manifest
+        rel = str(m.at[i, "path"])
+        try:
+            data = reopen_bytes(
+                self.root, rel, max_bytes=self.max_bytes,
+                size=optional_int(m.at[i, "bytes"]) if "bytes" in m else None,
+                sha256=optional(m.at[i, "sha256"]) if "sha256" in m else None)
+        except ChangedSinceScan as exc:
+            if not os.path.lexists(self.root / rel):
+                return Thumb(None, "file missing (moved since the scan?)")
+            return Thumb(None, str(exc).split(": ", 1)[-1].split("; rerun")[0])
+        return make_thumbnail(self.root / rel, size=self.size, max_pixels=self.max_pixels,
+                              data=data, budget=self.budget)
 
     @property
     def n_decoded(self) -> int:

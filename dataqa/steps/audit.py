@@ -6,6 +6,11 @@ Inputs (read only when a listed check ``requires`` them): the manifest, and from
 metrics JSON; without it, the sorted labels of the decodable rows, which is the order
 the engine uses too). Outputs: ``issues.parquet`` and ``audit.json`` (layouts in
 :mod:`dataqa.checks.runner`, which runs the checks).
+
+When crossval could train no model (its metrics say ``evaluated: false``: nothing
+decodable, one class, classes of one image), the checks that need its predictions or
+embeddings are not run; ``audit.json`` lists them under ``not_evaluated`` with the
+reason, every other check runs, and the gate reports their rules as not evaluated.
 """
 
 from __future__ import annotations
@@ -103,13 +108,14 @@ def _check_predictions(path: Path, probs: np.ndarray, manifest: pd.DataFrame) ->
             f"rerun the 'crossval' stage")
 
 
-def dataset_evidence(params: Params, ctx: AuditContext) -> dict[str, Any]:
+def dataset_evidence(params: Params, ctx: AuditContext, *, model: bool = True
+                     ) -> dict[str, Any]:
     """Dataset-level evidence beside the per-image checks, when its inputs exist:
     ``confidence`` (histogram of the out-of-fold max softmax probability, overall and
     per class) and ``learning_curve`` (would more data help? with a recommendation)."""
     out: dict[str, Any] = {}
     pred_probs = ctx.pred_probs
-    if pred_probs is None and params.path("pred_probs").is_file():
+    if pred_probs is None and model and params.path("pred_probs").is_file():
         pred_probs = np.load(params.path("pred_probs"), mmap_mode="r", allow_pickle=False)
     if pred_probs is not None and pred_probs.shape[0] == len(ctx.manifest):
         probs = np.asarray(pred_probs, dtype=np.float64)
@@ -144,16 +150,41 @@ def judge_audit_model(params: Params, ctx: AuditContext) -> dict[str, Any] | Non
     return model
 
 
+MODEL_INPUTS = frozenset({"pred_probs", "embeddings"})
+
+
+def model_not_evaluated(params: Params) -> str | None:
+    """Why crossval trained no model (``evaluated: false`` in its metrics), or None."""
+    from dataqa.engine.crossval import not_evaluated_reason
+
+    path = params.path("crossval_metrics")
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # load_classes names the broken file
+    return not_evaluated_reason(data) if isinstance(data, dict) else None
+
+
 def run_stage(params: Params) -> int:
     manifest = read_manifest(params.path("manifest"))
     checks = build_checks(params.audit)
+    reason = model_not_evaluated(params)
+    skipped = [c.name for c in checks if reason and c.requires & MODEL_INPUTS]
+    checks = [c for c in checks if c.name not in skipped]
     ctx = load_inputs(params, manifest, checks)
-    ctx.model = judge_audit_model(params, ctx)
+    ctx.model = None if reason else judge_audit_model(params, ctx)
     results = run_checks(checks, ctx)
     issues = build_issues(manifest, results)
     metrics = build_metrics(manifest, results, min_per_class=params.audit.min_per_class,
                             classes=ctx.classes)
-    metrics.update(dataset_evidence(params, ctx))
+    metrics.update(dataset_evidence(params, ctx, model=reason is None))
+    if skipped:
+        metrics["not_evaluated"] = {name: f"no model could be trained: {reason}"
+                                    for name in skipped}
+        print(f"audit: not evaluated (no model could be trained: {reason}): "
+              f"{', '.join(skipped)}")
     if ctx.model is not None:
         metrics["model"] = ctx.model
     write_parquet(params.path("issues"), issues)

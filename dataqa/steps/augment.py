@@ -7,6 +7,7 @@ import time
 
 import pandas as pd
 
+from dataqa.dataset.reopen import Limits
 from dataqa.dataset.splits import find_training_rows, find_validation
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
@@ -40,7 +41,8 @@ def run_stage(params: Params) -> int:
 
     copies = make_copies(plan, train, root=source_root(params.resolve(params.data.source)),
                          params=aug, size=size, tensor_size=int(shape[1]),
-                         channels=int(shape[3]), max_pixels=params.scan.max_pixels)
+                         channels=int(shape[3]), max_pixels=params.scan.max_pixels,
+                         limits=Limits.of(params.scan))
     write_augmented(params, copies)
     summary = summarize(plan, train, copies.records, params=aug, size=size,
                         seconds=time.perf_counter() - start)

@@ -4,14 +4,20 @@ labelled, decodable image (the K-fold pass is :func:`dataqa.engine.crossval.cros
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from dataqa.dataset.manifest import has_label, labelled_rows, read_manifest
 from dataqa.dataset.tensors import load_tensors
 from dataqa.engine import device as dev
 from dataqa.engine import probe
-from dataqa.engine.crossval import cross_val_predict, crossval_config, log, oof_metrics
+from dataqa.engine.crossval import (
+    NotTrainable,
+    cross_val_predict,
+    crossval_config,
+    log,
+    oof_metrics,
+)
 from dataqa.engine.progress import show_progress
-from dataqa.errors import EngineError
 from dataqa.io import write_json, write_npy
 from dataqa.params import Params
 
@@ -25,9 +31,6 @@ def run_stage(params: Params) -> int:
     images, decoded = load_tensors(params, manifest)
     rows, classes, ids = labelled_rows(manifest, decoded)
     known = has_label(manifest)
-    if len(rows) == 0:
-        raise EngineError(f"{params.path('manifest')}: no decodable image has a label; "
-                          "nothing to cross-validate")
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     n_train = len(rows) * (params.crossval.folds - 1) // max(params.crossval.folds, 1)
     config = crossval_config(params, device, n_train=n_train)
@@ -36,21 +39,26 @@ def run_stage(params: Params) -> int:
              len(classes), params.crossval.folds, dev.describe(device),
              {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "arch", "width",
                                               "depth", "weights")})
-    if mode == "linear_probe":  # frozen backbone, logistic regression (dataqa/engine/probe.py)
-        probs, emb, info = probe.linear_probe(
-            images, rows, ids, folds=params.crossval.folds, arch=config.arch,
-            weights=config.weights or "", device=device, seed=params.engine.seed,
-            c=params.crossval.probe_c, batch_size=params.crossval.embed_batch_size,
-            class_names=classes)
-    else:
-        if mode == "finetune":
+    try:
+        if len(rows) == 0:
+            raise NotTrainable(f"{params.path('manifest')}: no decodable image has a label; "
+                               "nothing to cross-validate")
+        if mode == "linear_probe":  # frozen backbone, logistic regression (engine/probe.py)
+            probs, emb, info = probe.linear_probe(
+                images, rows, ids, folds=params.crossval.folds, arch=config.arch,
+                weights=config.weights or "", device=device, seed=params.engine.seed,
+                c=params.crossval.probe_c, batch_size=params.crossval.embed_batch_size,
+                class_names=classes)
+        elif mode == "finetune":
             probe.require_backbone(config.arch, config.weights, mode,
                                    params.engine.image_size)
             config = probe.finetune_config(config, params.crossval, device)
-        probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
-                                             folds=params.crossval.folds, config=config,
-                                             seed=params.engine.seed, device=device,
-                                             class_names=classes)
+        if mode != "linear_probe":
+            probs, emb, info = cross_val_predict(
+                np.asarray(images[rows]), ids, folds=params.crossval.folds, config=config,
+                seed=params.engine.seed, device=device, class_names=classes)
+    except NotTrainable as exc:  # the worst data: not evaluated, the audit still runs
+        return _write_not_evaluated(params, manifest, classes, decoded, known, str(exc))
     n = len(manifest)
     full_probs = np.full((n, len(classes)), np.nan, dtype=np.float32)
     full_emb = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
@@ -69,4 +77,23 @@ def run_stage(params: Params) -> int:
         log.warning("WARNING: %s", w)
     log.info("crossval: out-of-fold accuracy %.4f over %d images in %.1f s on %s",
              metrics["oof_accuracy"], len(rows), info["seconds"], info["device"])
+    return 0
+
+
+def _write_not_evaluated(params: Params, manifest: pd.DataFrame, classes: list[str],
+                         decoded: np.ndarray, known: np.ndarray, reason: str) -> int:
+    """The stage's outputs when no model can be trained: NaN predictions and
+    embeddings (one column), and metrics with ``evaluated: false`` and the reason."""
+    n = len(manifest)
+    known = np.asarray(known, dtype=bool)
+    write_npy(params.path("pred_probs"), np.full((n, len(classes)), np.nan, dtype=np.float32))
+    write_npy(params.path("embeddings"), np.full((n, 1), np.nan, dtype=np.float32))
+    write_json(params.path("crossval_metrics"), {
+        "evaluated": False, "not_evaluated_reason": reason, "classes": classes,
+        "oof_accuracy": None, "per_class_accuracy": {}, "n_rows": n, "n_used": 0,
+        "n_undecodable": int((~decoded).sum()), "n_unlabelled": int((decoded & ~known).sum()),
+        "folds": 0, "folds_requested": params.crossval.folds, "warnings": [reason]})
+    log.warning("WARNING: crossval: no model can be trained on this data (%s): the checks "
+                "that need out-of-fold predictions are not evaluated; the audit and the "
+                "report still run", reason)
     return 0

@@ -15,6 +15,7 @@ from dataqa.dataset.balance import imbalance_ratio
 from dataqa.dataset.manifest import labelled_rows, read_manifest
 from dataqa.dataset.tensors import load_tensors
 from dataqa.engine import device as dev
+from dataqa.engine.crossval import untrainable_reason
 from dataqa.engine.learning_curve import (
     check_fractions,
     get_learning_curve,
@@ -50,6 +51,16 @@ def run_stage(params: Params) -> int:
     ratio = imbalance_ratio(counts)
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     fractions = check_fractions(params.audit.learning_curve)
+    reason = untrainable_reason(ids, classes)
+    if reason is not None:  # the worst data: say so, and let the audit and report run
+        write_json(params.path("learning_curve"), {
+            "evaluated": False, "not_evaluated_reason": reason, "fractions": fractions,
+            "points": [], "balance": {"counts": counts, "imbalance_ratio": ratio,
+                                      "classes_under_min": under,
+                                      "min_per_class": min_per_class},
+            "seconds": time.perf_counter() - start})
+        log.warning("WARNING: learning curve not evaluated: %s", reason)
+        return 0
     split = params.split  # the one validation rule (dataqa/dataset/splits.py)
     n_pool = len(stratified_holdout(ids, val_fraction=split.val_fraction, seed=split.seed,
                                     classes=classes)[0])

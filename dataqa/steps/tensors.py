@@ -10,10 +10,11 @@ import pandas as pd
 from numpy.lib.format import open_memmap
 
 from dataqa.dataset.manifest import decodable, read_manifest
+from dataqa.dataset.reopen import Limits, optional, optional_int
 from dataqa.dataset.sources import source_root
 from dataqa.dataset.tensors import _Job, _run_jobs, choose_channels, log
 from dataqa.engine.progress import show_progress
-from dataqa.io import atomic_path, write_parquet
+from dataqa.io import atomic_path, preallocate, write_parquet
 from dataqa.params import Params
 
 
@@ -32,14 +33,21 @@ def run_stage(params: Params) -> int:
     n = len(manifest)
     boxes = np.full((n, 4), -1, dtype=np.int64)
     paths = manifest["path"].astype(str).to_numpy()
+    # the manifest's size and hash of each file: the reopen refuses a changed file
+    sizes = [optional_int(v) for v in manifest["bytes"]] if "bytes" in manifest else [None] * n
+    hashes = [optional(v) for v in manifest["sha256"]] if "sha256" in manifest else [None] * n
+    limits = Limits.of(params.scan)
     jobs = [_Job(tuple(int(i) for i in positions[s:s + chunk]),
-                 tuple(paths[positions[s:s + chunk]]), str(root), size, channels == 3,
-                 params.scan.max_pixels)
+                 tuple(paths[positions[s:s + chunk]]),
+                 tuple(sizes[i] for i in positions[s:s + chunk]),
+                 tuple(hashes[i] for i in positions[s:s + chunk]),
+                 str(root), size, channels == 3, limits)
             for s in range(0, len(positions), chunk)]
     target = params.path("tensors")
     with atomic_path(target, suffix=".npy") as tmp:
         # open_memmap creates a sparse file of zeros: undecodable rows stay zero for free
         out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, channels))
+        preallocate(tmp, out.offset + out.nbytes)  # full disk: an error now, not a SIGBUS
         done = 0
         for job, arrays, job_boxes in _run_jobs(jobs, workers):
             out[list(job.positions)] = arrays

@@ -160,3 +160,29 @@ def write_csv(path: Path, rows: list[str], *, bom: bool = False, crlf: bool = Fa
     text = ("\r\n" if crlf else "\n").join(rows) + ("\r\n" if crlf else "\n")
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
     return path
+
+
+# ----------------------------------------------------------------- issue 15: decoders
+def repeated_scan_jpeg(repeats: int = 2000, size: int = 256) -> bytes:
+    """A progressive JPEG whose last scan is repeated ``repeats`` times: each repeat is
+    a pass over the whole image in libjpeg (the slow-decode attack), in a small file."""
+    data = encoded(photo(size, size), "JPEG", progressive=True, quality=90)
+    last = data.rindex(b"\xff\xda")
+    assert data.endswith(b"\xff\xd9")
+    return data[:-2] + data[last:-2] * repeats + b"\xff\xd9"
+
+
+def oversized_header_jpeg(width: int = 6000, height: int = 6000) -> bytes:
+    """A 16x16 JPEG whose SOF header is patched to claim ``width`` x ``height``: libjpeg
+    fills the missing blocks with grey and only warns."""
+    data = bytearray(encoded(photo(16, 16), "JPEG", quality=90))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def float_tiff_with(value: float) -> bytes:
+    """A 16x16 float (mode F) TIFF with one ``value`` (NaN, inf) pixel."""
+    arr = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    arr[3, 5] = value
+    return encoded(Image.fromarray(arr, "F"), "TIFF")

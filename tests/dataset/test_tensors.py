@@ -146,7 +146,7 @@ def test_choose_channels(colourful: float, setting: str, channels: int) -> None:
 def test_source_changed_since_scan_is_an_error(tmp_path: Path, make_tensors: Callable[..., tuple[Params, pd.DataFrame]]) -> None:
     params, manifest = make_tensors({"a/0.png": (8, 8), "a/1.png": (9, 9)})
     (tmp_path / "images/a/1.png").write_bytes(b"garbage")
-    with pytest.raises(StageInputError, match=r"a/1\.png: decoded during 'scan' but not now"):
+    with pytest.raises(StageInputError, match=r"a/1\.png: changed since the scan \(7 bytes"):
         run_stage(params)
 
 

@@ -44,7 +44,7 @@ def test_rejects_bad_params(tmp_path: Path, text: str, message: str) -> None:
 def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
     with pytest.raises(ParamsError) as info:
         load_params(write(tmp_path, "scan:\n  nope: 1\n"))
-    assert "Allowed keys here: chunk_size, extensions, max_pixels, workers" in str(info.value)
+    assert "Allowed keys here: chunk_size, decode_timeout, extensions, max_bytes, max_pixels, workers" in str(info.value)
 
 
 def test_missing_file_is_clear(tmp_path: Path) -> None:

@@ -39,11 +39,14 @@ def test_every_output_written(workspace: Path) -> None:
 
 
 def test_second_repro_is_a_no_op(workspace: Path) -> None:
+    # only the cheap source listing runs (always_changed); its output is unchanged, so
+    # nothing after it reruns
     lock = (workspace / "dvc.lock").read_text()
     proc = run(["dvc", "repro"], workspace)
-    assert stages_run(proc.stdout + proc.stderr) == []
+    assert stages_run(proc.stdout + proc.stderr) == ["fingerprint"]
     assert (workspace / "dvc.lock").read_text() == lock
-    assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {}
+    status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
+    assert status == {"fingerprint": ["always changed"]}
 
 
 def test_tuning_report_inputs_never_rerun_the_search(workspace: Path) -> None:
@@ -53,10 +56,14 @@ def test_tuning_report_inputs_never_rerun_the_search(workspace: Path) -> None:
     params["report"]["thumb_size"] = params["report"]["thumb_size"] + 8
     write_params(workspace, params)
     status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
-    assert set(status) == {"report", "tuning_report"}
+    # never the search (fingerprint: the always-run source listing)
+    assert set(status) == {"fingerprint", "report", "tuning_report"}
+    assert "tune" not in status
     proc = run(["dvc", "repro"], workspace)
-    assert set(stages_run(proc.stdout + proc.stderr)) <= {"report", "tuning_report", "gate"}
-    assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {}
+    assert set(stages_run(proc.stdout + proc.stderr)) <= {"fingerprint", "report",
+                                                          "tuning_report", "gate"}
+    assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {
+        "fingerprint": ["always changed"]}
 
 
 def test_another_dataqa_version_makes_every_stage_stale(workspace: Path) -> None:
@@ -69,7 +76,8 @@ def test_another_dataqa_version_makes_every_stage_stale(workspace: Path) -> None
     assert set(status) == set(DVC_STAGES)
     params["dataqa"]["version"] = before
     write_params(workspace, params)
-    assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {}
+    assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {
+        "fingerprint": ["always changed"]}
 
 
 def test_changing_one_key_reruns_only_what_reads_it(workspace: Path) -> None:
@@ -77,10 +85,10 @@ def test_changing_one_key_reruns_only_what_reads_it(workspace: Path) -> None:
     params["report"]["gallery_size"] = params["report"]["gallery_size"] + 8
     write_params(workspace, params)
     status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
-    assert set(status) == {"report"}  # the only stage that reads report.*
+    assert set(status) == {"fingerprint", "report"}  # report: the only one reading report.*
     proc = run(["dvc", "repro"], workspace)
     ran = stages_run(proc.stdout + proc.stderr)
-    assert ran[0] == "report"
+    assert ran[:2] == ["fingerprint", "report"]
     # nothing upstream of the report reran
     assert not set(ran) & {"scan", "tensors", "crossval", "learning_curve", "audit"}
 

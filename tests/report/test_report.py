@@ -241,9 +241,9 @@ def test_thumbnailer_decodes_once_and_respects_limit(tmp_path, monkeypatch):
                       "decode_error": [None] * 6 + ["zero-byte file"]},
                      index=range(7))
     calls = []
-    real = thumbs.open_image
-    monkeypatch.setattr(thumbs, "open_image",
-                        lambda p, mp: calls.append(p) or real(p, mp))
+    real = thumbs.reopen_bytes
+    monkeypatch.setattr(thumbs, "reopen_bytes",  # every read goes through the checked reopen
+                        lambda root, rel, **kw: calls.append(root / rel) or real(root, rel, **kw))
     t = thumbs.Thumbnailer(m, tmp_path, size=16, max_pixels=10**6, limit=3)
     t.want([0, 1, 0, 6, 5])
     t.load()

@@ -57,7 +57,8 @@ def test_integrity_summary_counts_per_kind(planted_manifest):
     res = IntegrityCheck().find(AuditContext(manifest=m))
     assert res.summary["by_kind"] == {"zero_byte": 1, "over_pixel_limit": 1,
                                       "not_an_image": 1, "truncated": 1, "corrupt": 0,
-                                      "wrong_extension": 1, "multi_frame": 1}
+                                      "wrong_extension": 1, "multi_frame": 1,
+                                      "over_time_budget": 0, "over_size_limit": 0}
     assert (res.summary["count"], res.summary["undecodable"]) == (6, 4)
 
 

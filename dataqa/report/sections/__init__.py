@@ -7,7 +7,8 @@ Order slots of the audit report (pick a free number inside the slot):
 5     model too weak to judge labels (only then; audit_verdict.py)
 10    gate summary (rules, value, threshold, pass/fail)
 20    summary card per check (count, rate, threshold, pass/fail)
-30    overview (counts per class and split, sizes, aspect ratios, formats)
+30    overview (counts per class and split, sizes, aspect ratios, formats), 32 source
+      listing (warnings, skipped image-like extensions)
 35    class balance and sufficiency (learning curve, recommendation)
 40    integrity: unreadable and mislabelled files with reasons
 50    label issues (given -> suggested pairs), 52 per-class accuracy and

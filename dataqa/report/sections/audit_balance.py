@@ -86,8 +86,11 @@ def balance(data: AuditData) -> Section:
     ctx: dict[str, Any] = {
         "not_run": "", "heatmap": heat, "heat_note": heat_note, "facts": facts,
         "splits": split_rows(per_split), "under_min": bal.get("classes_under_min") or [],
-        "min_per_class": bal.get("min_per_class"), "lc": None,
+        "min_per_class": bal.get("min_per_class"), "lc": None, "lc_not_evaluated": "",
     }
+    if lc and lc.get("evaluated") is False:
+        ctx["lc_not_evaluated"] = str(lc.get("not_evaluated_reason") or "")
+        lc = None
     summary = "" if bal.get("imbalance_ratio") is None else \
         f"imbalance {bal['imbalance_ratio']:.1f}x"
     if lc:

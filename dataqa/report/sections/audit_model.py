@@ -61,6 +61,11 @@ def check_summary(data: AuditData, name: str) -> dict[str, Any] | None:
 @section("audit", order=50)
 def label_issues(data: AuditData) -> Section:
     summary = check_summary(data, "label")
+    skipped = (data.metrics.get("not_evaluated") or {}).get("label")
+    if summary is None and skipped:
+        return Section("labels", "Label issues", "model.html.j2",
+                       {"part": "labels", "not_run": f"The label check was not evaluated: "
+                        f"{skipped}."}, summary="not evaluated")
     if summary is None:
         return Section("labels", "Label issues", "model.html.j2",
                        {"part": "labels", "not_run": NOT_RUN_LABEL}, summary="not run")
@@ -115,6 +120,11 @@ def per_class_accuracy(data: AuditData) -> Section:
     summary = check_summary(data, "label") or {}
     crossval = data.optional_json("crossval_metrics") or {}
     per_class = summary.get("per_class_accuracy") or crossval.get("per_class_accuracy")
+    if not per_class and crossval.get("evaluated") is False:
+        return Section("accuracy", "Out-of-fold accuracy per class", "model.html.j2",
+                       {"part": "accuracy", "not_run": "Not evaluated: no model could be "
+                        f"trained ({crossval.get('not_evaluated_reason')})."},
+                       summary="not evaluated")
     if not per_class:
         return Section("accuracy", "Out-of-fold accuracy per class", "model.html.j2",
                        {"part": "accuracy", "not_run": "No out-of-fold predictions: run the "

@@ -1,0 +1,70 @@
+"""Where the source lies relative to the pipeline's outputs: refused when they mix.
+
+An ImageFolder source that contains an output folder ingests the pipeline's own files
+on the next run (``data.source: .`` lists ``data/augmented/images/*.png`` as a class
+``data``); an output written inside the source modifies the raw data the user handed
+over; a source inside an output folder (``data/augmented``) is deleted by DVC before
+that stage runs. :func:`check_layout` makes each of these a :class:`SourceError`
+naming the ``paths`` key, checked against every entry of ``params.paths`` (whatever
+keys other sections add there), with every link resolved. An empty ``data.source`` is
+refused outright. A CSV source is checked by its listed files instead of its folder: a
+CSV next to ``params.yaml`` is fine as long as no row names an output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+
+from dataqa.errors import SourceError
+from dataqa.params import Params
+
+
+def output_paths(params: Params) -> dict[str, Path]:
+    """``paths`` key -> resolved absolute path, for every entry of ``params.paths``, the
+    most specific first (``paths.augmented_dir`` before the ``paths.out`` folder holding
+    it), so a message names the output a path really belongs to."""
+    paths = {f.name: params.path(f.name).resolve()
+             for f in dataclasses.fields(params.paths)}  # type: ignore[arg-type]
+    return dict(sorted(paths.items(), key=lambda kv: (-len(kv[1].parts), kv[0])))
+
+
+def check_layout(params: Params) -> None:
+    """SourceError when ``data.source`` is empty, contains an output, or lies inside one
+    (ImageFolder); see the module doc."""
+    raw = params.data.source
+    if not str(raw).strip():
+        raise SourceError("params.yaml: data.source is empty; name an ImageFolder directory "
+                          "or a .csv file")
+    source = params.resolve(raw).resolve()
+    outputs = output_paths(params)
+    for key, out in outputs.items():
+        if source == out or source.is_relative_to(out):
+            raise SourceError(f"data.source {source} lies inside the output paths.{key} "
+                              f"({out}); DVC deletes outputs before a stage runs: keep raw "
+                              f"data elsewhere")
+    if source.is_dir():
+        inside = sorted(k for k, out in outputs.items() if out.is_relative_to(source))
+        if inside:
+            shown = ", ".join(f"paths.{k} ({outputs[k]})" for k in inside[:5])
+            more = f" and {len(inside) - 5} more" if len(inside) > 5 else ""
+            raise SourceError(f"data.source {source} contains the pipeline's outputs "
+                              f"{shown}{more}: the scan would list them as images and stages "
+                              f"would write into the raw data; point data.source at the "
+                              f"image folder itself (e.g. data/sample), not a parent")
+
+
+def check_listed_files(params: Params, root: Path, paths: Iterable[str]) -> None:
+    """SourceError when a listed file (a CSV row) is one of the pipeline's outputs."""
+    outputs = output_paths(params)
+    bad = []
+    for rel in paths:
+        full = (root / rel).resolve()
+        for key, out in outputs.items():
+            if full == out or full.is_relative_to(out):
+                bad.append(f"'{rel}' (paths.{key})")
+                break
+    if bad:
+        raise SourceError(f"{root}: {len(bad)} listed file(s) are the pipeline's own "
+                          f"outputs: {', '.join(bad[:10])}; list raw images only")

@@ -1,0 +1,23 @@
+"""DVC stage ``fingerprint``: ``data.source`` -> ``paths.fingerprint`` (what DVC depends
+on instead of the raw tree; see :mod:`dataqa.dataset.fingerprint`)."""
+
+from __future__ import annotations
+
+import sys
+
+from dataqa.dataset.fingerprint import fingerprint
+from dataqa.dataset.placement import check_layout
+from dataqa.io import write_json
+from dataqa.params import Params
+
+
+def run_stage(params: Params) -> int:
+    """DVC stage ``fingerprint``: ``data.source`` -> ``paths.fingerprint``."""
+    check_layout(params)
+    out = fingerprint(params.resolve(params.data.source),
+                      default_split=params.data.default_split,
+                      extensions=params.scan.extensions)
+    write_json(params.path("fingerprint"), out)
+    print(f"fingerprint: {out['files']} files, {out['bytes']} bytes, "
+          f"{out['special_files']} special -> {params.path('fingerprint')}", file=sys.stderr)
+    return 0
