@@ -13,6 +13,9 @@ Semantics, decided once here:
   reports cross-split pairs, the value is null) is listed as *not evaluated*
   (``passed: null``, a ``<skipped>`` JUnit test case); it does not fail the gate,
   so one ``params.yaml`` can hold thresholds for optional checks;
+- a rule of a check whose verdict rests on an out-of-fold model judged too weak
+  (``audit.json: model``, :mod:`dataqa.checks.model_strength`) is *not evaluated*,
+  with the numbers as the reason (its value is still shown);
 - a per-check threshold naming a check that does not exist at all (a typo such as
   ``gate.max_rates.lable``) is a :class:`~dataqa.errors.ParamsError`;
 - the gate fails (exit code 1) when any evaluated rule fails.
@@ -119,6 +122,9 @@ GATES: dict[str, GateSpec] = {
 def evaluate(gate: GateParams, metrics: dict[str, Any], *,
              rules: Sequence[RuleDef] = AUDIT_RULES) -> list[Rule]:
     """Evaluate every switched-on rule of ``rules`` against ``metrics``, in table order."""
+    from dataqa.checks.model_strength import review_only
+
+    demoted = review_only(metrics)  # checks resting on a model too weak to trust
     out: list[Rule] = []
     for rd in rules:
         threshold = getattr(gate, rd.key)
@@ -128,6 +134,10 @@ def evaluate(gate: GateParams, metrics: dict[str, Any], *,
             _check_bounds(rd, name, thr)
             path = rd.metric.format(check=check or "*")
             what = rd.what.format(check=check or "any check")
+            if check in demoted:
+                out.append(Rule(name, _lookup(metrics, path), thr, rd.comparison, None,
+                                f"{what}: not evaluated (review-only: {demoted[check]})"))
+                continue
             value = _lookup(metrics, path) if check or not rd.per_check else None
             if value is None:
                 skipped = (metrics.get("not_evaluated") or {}).get(check or "")

@@ -35,7 +35,15 @@ class AuditContext:
     tensors: np.ndarray | None = None  # (N, H, W, C) uint8, letterboxed
     seed: int = 0
     memory_mb: float = 512.0  # working memory a check may use beyond its inputs (audit.memory_mb)
+    image_size: int | None = None  # training side (engine.image_size), px
     previous: dict[str, CheckResult] = field(default_factory=dict)  # earlier checks' results
+    # the out-of-fold model's strength (dataqa/checks/model_strength.py), when judged
+    model: dict[str, Any] | None = None
+
+    @property
+    def model_reliable(self) -> bool:
+        """False when the out-of-fold model was judged too weak to rest verdicts on."""
+        return self.model is None or bool(self.model.get("reliable", True))
 
     @property
     def decoded(self) -> np.ndarray:

@@ -59,7 +59,7 @@ STAT_FLOORS: dict[str, float] = {
     "stat_colorfulness": 0.02,  # in [0, 1]; 0 for every image of a grey dataset
     "stat_mean": 0.02,  # mean luminance in [0, 1]
     "log_side": 0.25,  # log of the geometric mean side: x1.3
-    "log_aspect": 0.1,  # log(width / height)
+    "log_aspect": 0.1,  # abs(log(width / height)): a turned photo is not unusual
 }
 EMBEDDING_FLOOR = 0.1  # log mean k-NN distance: 10% further is never remarkable
 
@@ -103,7 +103,11 @@ class OutlierCheck(Check):
         groups = _class_keys(ctx)
         ratios: dict[str, np.ndarray] = {}  # evidence / its threshold: > 1 flags
         words: dict[str, list[str]] = {}
-        if s.use_embeddings and ctx.embeddings is not None:
+        # a model too weak to judge labels (dataqa/checks/model_strength.py) gives
+        # embeddings that say little about what kind of picture an image is
+        skipped = ("embedding evidence left out: " + str(ctx.model.get("reason"))
+                   if ctx.model is not None and not ctx.model_reliable else None)
+        if s.use_embeddings and ctx.embeddings is not None and skipped is None:
             z = self._embedding_z(ctx, groups)
             ratios["embedding"] = z / s.threshold
             words["embedding"] = [f"far from its {s.neighbors} nearest images in the model's "
@@ -134,6 +138,8 @@ class OutlierCheck(Check):
                             for j, k in enumerate(names)},
             "ratio_percentiles": _percentiles(ratio[ctx.decoded]),
         }
+        if skipped and s.use_embeddings and ctx.embeddings is not None:
+            summary["warnings"] = [skipped]
         return self.result(ctx, is_issue, 1.0 / (1.0 + ratio**2), summary, reason=reason)
 
     # evidence ------------------------------------------------------------------------
@@ -224,7 +230,7 @@ def _stat_features(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
     w, h = col("width"), col("height")
     with np.errstate(divide="ignore", invalid="ignore"):
         out["log_side"] = 0.5 * np.log(w * h)
-        out["log_aspect"] = np.log(w / h)
+        out["log_aspect"] = np.abs(np.log(w / h))  # orientation-symmetric: portrait = landscape
     return {k: np.where(np.isfinite(v), v, np.nan) for k, v in out.items()
             if np.isfinite(v).any()}
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from dataqa.engine import device as dev
 from dataqa.engine.data import AugmentFn, DeviceData, FlipCrop, compose
-from dataqa.engine.nets import build_net, head_of, load_weights
+from dataqa.engine.nets import build_net, head_of
 from dataqa.errors import EngineError
 
 log = logging.getLogger("dataqa.engine")
@@ -173,14 +173,34 @@ def _as_index(idx: np.ndarray | torch.Tensor, data: DeviceData, name: str) -> to
 
 
 def new_model(data: DeviceData, config: TrainConfig) -> nn.Module:
-    """A fresh net for ``data`` (weights from ``config.weights`` when set), on the device."""
+    """A fresh net for ``data`` (weights from ``config.weights`` when set: a local file
+    or a torchvision weights name, :mod:`dataqa.engine.backbones`), on the device. With a
+    torchvision weights name, ``data`` is normalised with the weights' own mean and std
+    from then on (instead of the dataset's channel statistics)."""
+    from dataqa.engine.backbones import load_pretrained, preprocessing
+
     model = build_net(config.arch, num_classes=data.num_classes, in_channels=data.channels,
                       image_size=data.size, width=config.width, depth=config.depth,
                       dropout=config.dropout, stem_pool=config.stem_pool)
     if config.weights:
-        load_weights(model, config.weights)
+        load_pretrained(model, config.arch, config.weights)
+        prep = preprocessing(config.arch, config.weights)
+        if prep is not None:
+            use_normalisation(data, prep.mean, prep.std)
     model = model.to(data.device)
     return model.to(memory_format=dev.memory_format(data.device))  # type: ignore[call-overload]
+
+
+def use_normalisation(data: DeviceData, mean: tuple[float, ...],
+                      std: tuple[float, ...]) -> None:
+    """Normalise ``data`` batches with ``mean``/``std`` given for pixels in [0, 1]
+    (torchvision's convention); a grey dataset takes their averages."""
+    m = torch.tensor(mean, dtype=torch.float32) * 255.0
+    s = torch.tensor(std, dtype=torch.float32) * 255.0
+    if data.channels == 1:
+        m, s = m.mean().reshape(1), s.mean().reshape(1)
+    data.mean = m.to(data.device).reshape(data.mean.shape)
+    data.std = s.to(data.device).reshape(data.std.shape)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig,

@@ -46,6 +46,7 @@ CPU_PASSES = 3  # passes over the whole pool per point on CPU (4 points x 3 = 12
 MIN_STEPS = 150  # optimisation steps every point takes at least (batch shrinks for it)
 MIN_BATCH = 16
 LR = 0.01  # AdamW peak learning rate (one-cycle schedule)
+FINETUNE_LR = 1e-4  # the same from pretrained weights (engine.weights set)
 VAL_FRACTION = 0.2  # default share of each class held out (the stage: split.val_fraction)
 MIN_GAIN = 0.01  # accuracy gained per doubling above which more data helps
 MAX_IMBALANCE = 3.0  # largest/smallest class count above which weights are advised
@@ -214,7 +215,8 @@ class Recommendation:
 def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
               imbalance: float | None, classes_under_min: Sequence[str],
               min_per_class: int, min_gain: float = MIN_GAIN,
-              max_imbalance: float = MAX_IMBALANCE) -> Recommendation:
+              max_imbalance: float = MAX_IMBALANCE,
+              model: dict[str, Any] | None = None) -> Recommendation:
     """Advice on data quantity and balance, from three numbers.
 
     ==========================================================  ==================
@@ -225,8 +227,14 @@ def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
     data (and by more than twice its standard error, when
     ``gain_se`` is given)
     largest / smallest class count >= ``max_imbalance``         class_weights
+    the model is not clearly better than the majority-class     weak_model
+    baseline (``model``: :func:`~dataqa.checks.model_strength.
+    judge_counts` of the last point's validation predictions)
     none of the above                                           fine
     ==========================================================  ==================
+
+    A weak model makes the curve's flatness meaningless (a model that learns nothing
+    has a flat curve), so ``weak_model`` replaces "fine" and says what to do.
 
     Several actions can apply; they are listed most urgent first. ``gain_per_doubling``
     None means no learning curve was measured (that rule is skipped and said so).
@@ -263,6 +271,12 @@ def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
         lines.append(f"The largest class has {imbalance:.1f}x the images of the smallest: "
                      "train with class weights (or class-balanced sampling) so that small "
                      "classes count.")
+    if model is not None and not model.get("reliable", True):
+        from dataqa.checks.model_strength import ADVICE, reason
+
+        actions.append("weak_model")
+        lines.append(f"On the learning curve's validation split {reason(model)}: the "
+                     f"curve cannot tell whether the data suffices; {ADVICE}.")
     if not actions:
         actions.append("fine")
         parts = [f"every class has at least {min_per_class} images"]
@@ -296,6 +310,48 @@ def learning_curve_config(params: Params, device: torch.device, n_pool: int) -> 
     if passes is None:
         passes = base.epochs if device.type == "cuda" else CPU_PASSES
     batch = min(base.batch_size, max(MIN_BATCH, passes * n_pool // MIN_STEPS))
+    # from pretrained weights: AdamW's usual fine-tuning rate, not the scratch one
+    lr = FINETUNE_LR if base.weights else LR
     return dataclasses.replace(base, epochs=passes, batch_size=batch, optimizer="adamw",
-                               lr=LR, stall_epochs=10**9)  # no stall verdict: tiny
+                               lr=lr, stall_epochs=10**9)  # no stall verdict: tiny
     #                                                        fractions take few steps
+
+
+# --------------------------------------------------------------------------- probe
+def probe_learning_curve(embeddings: np.ndarray, labels: np.ndarray, *,
+                         classes: list[str], fractions: Sequence[float],
+                         val_fraction: float = VAL_FRACTION, seed: int = 0,
+                         split_seed: int | None = None, c: float = 1.0
+                         ) -> tuple[list[CurvePoint], int, int]:
+    """The learning curve of ``crossval.mode: linear_probe``: the same nested fractions
+    and validation split as :func:`get_learning_curve`, a logistic regression on the
+    backbone's embeddings (n, D) per point instead of a net: seconds, not minutes."""
+    from dataqa.engine.probe import fit_probe
+
+    fractions = check_fractions(fractions)
+    labels = np.asarray(labels, dtype=np.int64)
+    x = np.asarray(embeddings, dtype=np.float32)
+    pool, val = stratified_holdout(labels, val_fraction=val_fraction,
+                                   seed=seed if split_seed is None else split_seed,
+                                   classes=classes)
+    if len(val) == 0 or len(np.unique(labels[pool])) < 2:
+        raise EngineError("the learning curve needs at least 2 classes with 2 or more "
+                          "labelled images each")
+    subsets = nested_subsets(labels, pool, fractions, seed=seed)
+    y_val = labels[val]
+    points = []
+    for f, sub in zip(fractions, subsets):
+        t0 = time.perf_counter()
+        clf = fit_probe(x[sub], labels[sub], c=c, seed=seed)
+        probs = np.zeros((len(val), len(classes)))
+        probs[:, clf.classes_] = clf.predict_proba(x[val])
+        right = probs.argmax(1) == y_val
+        p_true = np.clip(probs[np.arange(len(val)), y_val], 1e-12, 1.0)
+        points.append(CurvePoint(
+            fraction=float(f), n_train=int(len(sub)), epochs=0, images_seen=int(len(sub)),
+            val_accuracy=float(right.mean()), val_loss=float(-np.log(p_true).mean()),
+            train_accuracy=float((clf.predict(x[sub]) == labels[sub]).mean()),
+            per_class_accuracy={n: (float(right[y_val == i].mean()) if (y_val == i).any()
+                                    else None) for i, n in enumerate(classes)},
+            status="completed", seconds=time.perf_counter() - t0))
+    return points, int(len(pool)), int(len(val))

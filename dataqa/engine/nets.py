@@ -3,8 +3,9 @@ architectures by name, plus loading a local weights file.
 
 Every net maps a float batch ``(B, C, H, W)`` to logits ``(B, K)``; its classifier head
 is the last ``nn.Linear`` (:func:`head_of`), whose *input* is the penultimate feature
-vector ``(B, D)`` used as the embedding. Nothing is ever downloaded: torchvision models
-are built with ``weights=None`` and pretrained weights come only from a local file.
+vector ``(B, D)`` used as the embedding. Nets are built with ``weights=None``; pretrained
+weights (a local file, or a torchvision weights name through torchvision's own cache)
+are loaded by :mod:`dataqa.engine.backbones`.
 """
 
 from __future__ import annotations
@@ -220,6 +221,12 @@ def load_weights(model: nn.Module, path: str | Path) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         raise EngineError(f"{path}: not a loadable state_dict (engine.weights): "
                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    return load_state(model, loaded, path)
+
+
+def load_state(model: nn.Module, loaded: Any, path: str | Path) -> list[str]:
+    """Load the state_dict ``loaded`` (read from ``path``, named in errors) into
+    ``model`` with the tolerances of :func:`load_weights`; returns the skipped keys."""
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
             loaded = loaded[wrapper]

@@ -134,7 +134,9 @@ class EngineParams:
     width: int = 32  # channels of the first stage of small_resnet
     depth: int = 2  # residual blocks per stage of small_resnet
     dropout: float = 0.0
-    weights: str | None = None  # local state_dict file (weights_only load); nothing downloads
+    # a torchvision weights name of engine.arch (DEFAULT, IMAGENET1K_V1, ...: torchvision's
+    # cache under TORCH_HOME) or a local state_dict file (dataqa/engine/backbones.py)
+    weights: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int | None = None  # torch threads on CPU; null: torch's default (all cores)
     seed: int = 0
@@ -169,11 +171,16 @@ class CrossvalParams:
     """Out-of-fold predictions for the label/outlier/duplicate checks. Budgets left
     null adapt to the device (dataqa/engine/crossval.py: DEVICE_BUDGETS)."""
 
-    # train: K-fold training by the engine; external: read the user's out-of-sample
-    # predictions (crossval.external) instead
-    mode: Literal["train", "external"] = "train"
+    # train: K-fold training of engine.arch by the engine (from engine.weights when set);
+    # linear_probe: embed once with the frozen pretrained backbone, K-fold logistic
+    # regression; finetune: the pretrained net trained whole per fold, fine-tuning budgets
+    # (dataqa/engine/probe.py); external: read the user's out-of-sample predictions
+    # (crossval.external) instead
+    mode: Literal["train", "linear_probe", "finetune", "external"] = "train"
     external: ExternalPredictionsParams = field(default_factory=ExternalPredictionsParams)
     folds: int = 5  # stratified; reduced (loudly) to the smallest class count if needed
+    probe_c: float = 1.0  # linear_probe: inverse L2 strength of the logistic regression
+    embed_batch_size: int = 64  # linear_probe: images per forward pass (bounds memory)
     epochs: int | None = None  # null: by device (more on GPU)
     batch_size: int | None = None  # null: by device
     lr: float | None = None  # peak of the one-cycle schedule; null: by device
@@ -192,13 +199,15 @@ class CrossvalParams:
 
     def __post_init__(self) -> None:
         for key, least in (("folds", 2), ("epochs", 1), ("batch_size", 1), ("width", 1),
-                           ("depth", 1), ("crop_padding", 0)):
+                           ("depth", 1), ("crop_padding", 0), ("embed_batch_size", 1)):
             value = getattr(self, key)
             if value is not None and value < least:
                 raise ParamsError(f"params.yaml: crossval.{key}: must be >= {least}, "
                                   f"got {value}")
         if self.lr is not None and not self.lr > 0:
             raise ParamsError(f"params.yaml: crossval.lr: must be > 0, got {self.lr}")
+        if not self.probe_c > 0:
+            raise ParamsError(f"params.yaml: crossval.probe_c: must be > 0, got {self.probe_c}")
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,10 @@ class AuditParams:
     # working memory (MB) of one audit step beyond its inputs: the chunk sizes of the
     # thumbnails, neighbour queries and pair verification follow from it, not from N
     memory_mb: int = 512
+    # is the out-of-fold model strong enough to judge labels? min_skill, confidence,
+    # ece_bins, max_ece (dataqa/checks/model_strength.py); a weak model's label flags
+    # become review-only
+    model_strength: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         rules.check_section("audit", self)
@@ -257,6 +270,9 @@ class FilterParams:
     min_score: dict[str, float] = field(default_factory=dict)
     relabel: bool = False  # apply label_suggested to label issues the model is sure of
     relabel_min_confidence: float = 0.95  # out-of-fold probability of the suggested class
+    # an image that this many checks of review policy flag (independent evidence, e.g.
+    # light + low_information + grayscale on a placeholder) is quarantined; null: never
+    quarantine_min_flags: int | None = 3
 
     def __post_init__(self) -> None:
         rules.check_section("filter", self)

@@ -66,6 +66,8 @@ BOUNDS: dict[str, Bound] = {
     "crossval.weight_decay": DECAY,
     "crossval.label_smoothing": Bound(0.0, 1.0),
     "crossval.crop_padding": Bound(0, 512),
+    "crossval.probe_c": Bound(0.0, 1e6, lo_open=True),
+    "crossval.embed_batch_size": BATCH,
     "audit.min_per_class": COUNT,
     "audit.learning_curve": POSITIVE_SHARE,
     "gate.max_undecodable_rate": SHARE,

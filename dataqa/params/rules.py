@@ -76,7 +76,8 @@ def _where(section: str, key: str = "") -> str:
 BOUNDS: dict[str, dict[str, Bound]] = {
     "tensors": {"workers": Bound(0), "chunk_size": Bound(1)},
     "audit": {"learning_curve_epochs": Bound(1), "memory_mb": Bound(64)},
-    "filter": {"min_score": Bound(0, 1), "relabel_min_confidence": Bound(0, 1)},
+    "filter": {"min_score": Bound(0, 1), "relabel_min_confidence": Bound(0, 1),
+               "quarantine_min_flags": Bound(2)},
     "augment": {"balance_target": Bound(0, 1, lo_open=True), "max_copies_per_source": Bound(0),
                 "size": Bound(8), "min_area": Bound(MIN_AREA_FLOOR, 1),
                 "rotate_limit": Bound(0, 180), "brightness_contrast": Bound(0, 1, hi_open=True)},

@@ -15,6 +15,10 @@ Per check (each ``is_<check>_issue`` column of ``issues.parquet``) the policy in
   member by path that no other dropping check removed is kept, the others fail; so one
   image of every group survives whenever any member is otherwise clean.
 - Undecodable and unlabelled rows are always quarantined.
+- A model too weak to judge labels (``audit.json: model``): its checks are review-only.
+- ``quarantine_min_flags``: a row flagged by at least this many review-policy checks
+  is quarantined (pseudo-check ``several_checks``): one light image is a review item,
+  one that is light, low-information and grayscale at once is a placeholder.
 - ``relabel``: label issues whose suggested class has an out-of-fold probability of at
   least ``relabel_min_confidence`` get ``label_suggested`` and stay (``label_original``,
   ``relabelled``) instead of failing the label check.
@@ -35,6 +39,7 @@ from dataqa.params import FilterParams
 LABEL_CHECK = "label"  # the check whose flags relabelling may fix
 DECODE = "decode"  # pseudo-check: the file did not decode (always dropped)
 NO_LABEL = "no_label"  # pseudo-check: the row has no class (always dropped)
+SEVERAL = "several_checks"  # pseudo-check: >= quarantine_min_flags review checks flag it
 _WHERE = "params.yaml: filter"
 
 
@@ -84,14 +89,21 @@ def _unknown(check: str) -> str:
 # --------------------------------------------------------------------------- core
 def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterParams,
                 pred_probs: np.ndarray | None = None, classes: list[str] | None = None,
-                ) -> FilterResult:
+                demoted: dict[str, str] | None = None) -> FilterResult:
     """Apply the policy. ``issues`` is aligned with ``manifest`` (same length and ids);
-    ``pred_probs`` (N, K) with class names ``classes`` is needed only with ``relabel``."""
+    ``pred_probs`` (N, K) with class names ``classes`` is needed only with ``relabel``.
+    ``demoted``: check -> reason, checks whose word rests on a model too weak to trust
+    (:func:`dataqa.checks.model_strength.review_only`): ``drop`` becomes ``review``, no
+    relabelling, and their flags do not count towards ``quarantine_min_flags``."""
     n = len(manifest)
     _check_aligned(manifest, issues)
     checks = find_checks(issues)
     group_checks = [c for c in checks if f"{c}_group" in issues]
     actions = validate_policy(params, checks, group_checks=group_checks)
+    demoted = {c: why for c, why in (demoted or {}).items() if c in actions}
+    for c in demoted:
+        if actions[c] == "drop":
+            actions[c] = "review"
     ids = manifest["id"].to_numpy(dtype=np.int64)
     labels = manifest["label"].astype("string")
     label_original = labels.copy()
@@ -108,7 +120,7 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
             fails[c] = issues[f"is_{c}_issue"].fillna(False).to_numpy(dtype=bool, copy=True)
 
     relabelled = np.zeros(n, dtype=bool)
-    if params.relabel and LABEL_CHECK in fails:
+    if params.relabel and LABEL_CHECK in fails and LABEL_CHECK not in demoted:
         relabelled = _relabel_mask(issues, labels, fails[LABEL_CHECK], params=params,
                                    pred_probs=pred_probs, classes=classes)
         labels = labels.where(~relabelled, issues[f"{LABEL_CHECK}_suggested"].astype("string"))
@@ -127,6 +139,18 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
     for c in checks:
         if c not in group_checks and actions[c] == "drop":
             dropped |= fails[c]
+    # several independent review flags on one image are evidence enough to quarantine
+    voters = [c for c in checks if actions[c] == "review" and c not in group_checks
+              and c not in demoted]
+    several = np.zeros(n, dtype=bool)
+    votes = np.zeros(n, dtype=np.int64)
+    if params.quarantine_min_flags is not None and params.quarantine_min_flags < 2:
+        raise ParamsError(f"{_WHERE}.quarantine_min_flags: must be >= 2 or null (one flag "
+                          f"is the check's own policy), got {params.quarantine_min_flags}")
+    if params.quarantine_min_flags is not None and voters:
+        votes = np.sum([fails[c] for c in voters], axis=0)
+        several = (votes >= params.quarantine_min_flags) & ~dropped
+        dropped |= several
     # duplicate groups after the other checks: keep the first surviving member by path
     path_rank = np.argsort(np.argsort(manifest["path"].astype(str).to_numpy(dtype=str),
                                       kind="stable"), kind="stable")
@@ -173,8 +197,12 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
     for i in q_idx:
         names = ([DECODE] if undecodable[i] else []) + ([NO_LABEL] if no_label[i] else [])
         names += failing(i, drop_checks)
+        if several[i]:
+            names += [SEVERAL] + failing(i, voters)
         parts = [f"{DECODE}: {decode_err.iloc[i]}" if c == DECODE else
-                 f"{NO_LABEL}: the row has no class" if c == NO_LABEL else reason(i, c)
+                 f"{NO_LABEL}: the row has no class" if c == NO_LABEL else
+                 f"{SEVERAL}: flagged by {int(votes[i])} independent checks (>= "
+                 f"{params.quarantine_min_flags})" if c == SEVERAL else reason(i, c)
                  for c in names]
         vals = [scores[c][i] for c in names if c in scores and not np.isnan(scores[c][i])]
         q_checks.append(",".join(names))
@@ -202,6 +230,8 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
     summary = _summary(manifest, clean, quarantine, checks=checks, actions=actions,
                        fails=fails, dropped=dropped, review=review, relabelled=relabelled,
                        undecodable=undecodable, no_label=no_label, params=params)
+    summary["several_checks"] = int(several.sum())
+    summary["demoted"] = demoted
     return FilterResult(clean, quarantine, summary)
 
 

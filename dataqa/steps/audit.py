@@ -25,6 +25,7 @@ import pandas as pd
 
 from dataqa.checks import AuditContext, Check, CheckResult
 from dataqa.checks.confidence import get_confidence_histogram
+from dataqa.checks.model_strength import ModelStrengthSettings, judge_model
 from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     ID_COLUMNS,
     CheckFailed,
@@ -43,7 +44,7 @@ from dataqa.dataset.manifest import (
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
-from dataqa.params import Params
+from dataqa.params import Params, check_settings
 
 # input name -> the stage that writes it (for "run the ... stage first")
 INPUT_STAGES = {"pred_probs": "crossval", "embeddings": "crossval", "tensors": "tensors"}
@@ -62,7 +63,8 @@ def load_inputs(params: Params, manifest: pd.DataFrame, checks: Sequence[Check]
     index = {c: i for i, c in enumerate(classes)}
     labels = manifest["label"].map(index).fillna(-1).to_numpy(dtype=np.int64)
     ctx = AuditContext(manifest=manifest, classes=classes, labels=labels,
-                       seed=params.engine.seed, memory_mb=params.audit.memory_mb)
+                       seed=params.engine.seed, memory_mb=params.audit.memory_mb,
+                       image_size=params.engine.image_size)
     n = len(manifest)
     for key, users in needed.items():
         path = params.path(key)
@@ -132,6 +134,23 @@ def dataset_evidence(params: Params, ctx: AuditContext, *, model: bool = True
     return out
 
 
+def judge_audit_model(params: Params, ctx: AuditContext) -> dict[str, Any] | None:
+    """The out-of-fold model's strength (``audit.json: model``), or None without
+    predictions (no crossval ran and no check needs them)."""
+    probs = ctx.pred_probs
+    if probs is None and params.path("pred_probs").is_file():
+        probs = np.load(params.path("pred_probs"), mmap_mode="r", allow_pickle=False)
+    if probs is None or ctx.labels is None or probs.shape[0] != len(ctx.manifest):
+        return None
+    settings = check_settings(ModelStrengthSettings, params.audit.model_strength,
+                              "params.yaml: audit.model_strength")
+    model = judge_model(np.asarray(probs), ctx.labels, settings)
+    if not model["reliable"]:
+        print(f"audit: WARNING: {model['reason']}; label flags are review-only. "
+              f"What to do: {model.get('advice', '')}")
+    return model
+
+
 MODEL_INPUTS = frozenset({"pred_probs", "embeddings"})
 
 
@@ -156,6 +175,7 @@ def run_stage(params: Params) -> int:
     skipped = [c.name for c in checks if reason and c.requires & MODEL_INPUTS]
     checks = [c for c in checks if c.name not in skipped]
     ctx = load_inputs(params, manifest, checks)
+    ctx.model = None if reason else judge_audit_model(params, ctx)
     results = run_checks(checks, ctx)
     issues = build_issues(manifest, results)
     metrics = build_metrics(manifest, results, min_per_class=params.audit.min_per_class,
@@ -166,6 +186,8 @@ def run_stage(params: Params) -> int:
                                     for name in skipped}
         print(f"audit: not evaluated (no model could be trained: {reason}): "
               f"{', '.join(skipped)}")
+    if ctx.model is not None:
+        metrics["model"] = ctx.model
     write_parquet(params.path("issues"), issues)
     write_json(params.path("audit_metrics"), metrics)
     _print_summary(results, metrics, params.path("issues"))

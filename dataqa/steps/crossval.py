@@ -9,6 +9,7 @@ import pandas as pd
 from dataqa.dataset.manifest import has_label, labelled_rows, read_manifest
 from dataqa.dataset.tensors import load_tensors
 from dataqa.engine import device as dev
+from dataqa.engine import probe
 from dataqa.engine.crossval import (
     NotTrainable,
     cross_val_predict,
@@ -40,15 +41,26 @@ def run_stage(params: Params, worker: bool = False) -> int:
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     n_train = len(rows) * (params.crossval.folds - 1) // max(params.crossval.folds, 1)
     config = crossval_config(params, device, n_train=n_train)
-    log.info("crossval: %d images, %d classes, %d folds on %s: %s", len(rows), len(classes),
-             params.crossval.folds, dev.describe(device),
+    mode = params.crossval.mode
+    log.info("crossval (%s): %d images, %d classes, %d folds on %s: %s", mode, len(rows),
+             len(classes), params.crossval.folds, dev.describe(device),
              {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "arch", "width",
-                                              "depth")})
+                                              "depth", "weights")})
     try:
         if len(rows) == 0:
             raise NotTrainable(f"{params.path('manifest')}: no decodable image has a label; "
                                "nothing to cross-validate")
-        if worker or params.crossval.distributed:
+        if mode == "linear_probe":  # frozen backbone, logistic regression (engine/probe.py)
+            probs, emb, info = probe.linear_probe(
+                images, rows, ids, folds=params.crossval.folds, arch=config.arch,
+                weights=config.weights or "", device=device, seed=params.engine.seed,
+                c=params.crossval.probe_c, batch_size=params.crossval.embed_batch_size,
+                class_names=classes)
+        elif mode == "finetune":
+            probe.require_backbone(config.arch, config.weights, mode,
+                                   params.engine.image_size)
+            config = probe.finetune_config(config, params.crossval, device)
+        if mode != "linear_probe" and (worker or params.crossval.distributed):
             from dataqa.engine.fold_queue import cross_val_predict_distributed
             out = cross_val_predict_distributed(
                 np.asarray(images[rows]), ids, row_ids=manifest["id"].to_numpy()[rows],
@@ -57,11 +69,10 @@ def run_stage(params: Params, worker: bool = False) -> int:
             if out is None:
                 return 0
             probs, emb, info = out
-        else:
-            probs, emb, info = cross_val_predict(np.asarray(images[rows]), ids,
-                                                 folds=params.crossval.folds, config=config,
-                                                 seed=params.engine.seed, device=device,
-                                                 class_names=classes)
+        elif mode != "linear_probe":
+            probs, emb, info = cross_val_predict(
+                np.asarray(images[rows]), ids, folds=params.crossval.folds, config=config,
+                seed=params.engine.seed, device=device, class_names=classes)
     except NotTrainable as exc:  # the worst data: not evaluated, the audit still runs
         return _write_not_evaluated(params, manifest, classes, decoded, known, str(exc))
     n = len(manifest)
@@ -75,7 +86,8 @@ def run_stage(params: Params, worker: bool = False) -> int:
                "n_rows": n, "n_used": len(rows), "n_undecodable": int((~decoded).sum()),
                "n_unlabelled": int((decoded & ~known).sum()),
                "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
-               "arch": config.arch, "width": config.width, "depth": config.depth, **info}
+               "arch": config.arch, "width": config.width, "depth": config.depth,
+               "mode": mode, "weights": config.weights, **info}
     write_json(params.path("crossval_metrics"), metrics)
     for w in info["warnings"]:
         log.warning("WARNING: %s", w)

@@ -23,17 +23,37 @@ def run_stage(params: Params) -> int:
     if params.filter.relabel:
         pred_probs, classes = _load_predictions(params, manifest)
     result = filter_rows(manifest, issues, params=params.filter, pred_probs=pred_probs,
-                         classes=classes)
+                         classes=classes, demoted=_demoted(params))
     write_parquet(params.path("clean"), result.clean)
     write_parquet(params.path("quarantine"), result.quarantine)
     write_json(params.path("filter_metrics"), result.summary)
     s = result.summary
     print(f"filter: {s['n_clean']} clean ({s['n_review']} to review, {s['n_relabelled']} "
           f"relabelled), {s['n_quarantined']} quarantined of {s['n_rows']}")
+    for c, why in s["demoted"].items():
+        print(f"  {c}: review-only, not quarantined ({why})")
     for c, info in s["checks"].items():
         print(f"  {c:<20} {info['action']:<7} failed {info['failed']:>6}  quarantined "
               f"{info['quarantined']:>6}  review {info['review']:>6}")
     return 0
+
+
+def _demoted(params: Params) -> dict[str, str]:
+    """Checks the audit marked review-only (a weak out-of-fold model), from
+    ``audit.json``; none when that file is absent."""
+    import json
+
+    from dataqa.checks.model_strength import review_only
+
+    path = params.path("audit_metrics")
+    if not path.is_file():
+        return {}
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise StageInputError(f"{path}: not valid JSON ({exc}); rerun the 'audit' stage"
+                              ) from None
+    return review_only(metrics) if isinstance(metrics, dict) else {}
 
 
 def _load_predictions(params: Params, manifest: pd.DataFrame

@@ -23,9 +23,11 @@ from dataqa.engine.learning_curve import (
     learning_curve_config,
     log,
     print_progress,
+    probe_learning_curve,
     recommend,
     stratified_holdout,
 )
+from dataqa.errors import EngineError
 from dataqa.io import write_json
 from dataqa.params import Params
 
@@ -64,17 +66,27 @@ def run_stage(params: Params) -> int:
     n_pool = len(stratified_holdout(ids, val_fraction=split.val_fraction, seed=split.seed,
                                     classes=classes)[0])
     config = learning_curve_config(params, device, n_pool)
-    log.info("learning curve: %d images, %d classes, fractions %s, %d passes per point, "
-             "batch %d on %s", len(rows), len(classes), fractions, config.epochs,
-             config.batch_size, dev.describe(device))
-    points, n_pool, n_val = get_learning_curve(
-        np.asarray(images[rows]), ids, classes=classes, fractions=fractions, config=config,
-        device=device, val_fraction=split.val_fraction, seed=params.engine.seed,
-        split_seed=split.seed, progress=print_progress)
+    if params.crossval.mode == "linear_probe":  # the crossval stage's backbone features
+        points, n_pool, n_val = probe_learning_curve(
+            _probe_embeddings(params, rows), ids, classes=classes, fractions=fractions,
+            val_fraction=split.val_fraction, seed=params.engine.seed,
+            split_seed=split.seed, c=params.crossval.probe_c)
+    else:
+        log.info("learning curve: %d images, %d classes, fractions %s, %d passes per "
+                 "point, batch %d on %s", len(rows), len(classes), fractions, config.epochs,
+                 config.batch_size, dev.describe(device))
+        points, n_pool, n_val = get_learning_curve(
+            np.asarray(images[rows]), ids, classes=classes, fractions=fractions,
+            config=config, device=device, val_fraction=split.val_fraction,
+            seed=params.engine.seed, split_seed=split.seed, progress=print_progress)
     slope = get_slope([p.fraction for p in points], [p.val_accuracy for p in points],
                       n_val=n_val)
+    val_rows = stratified_holdout(ids, val_fraction=split.val_fraction, seed=split.seed,
+                                  classes=classes)[1]
+    model = _judge_last_point(points, ids[val_rows], len(classes), params)
     advice = recommend(gain_per_doubling=slope.gain_per_doubling, gain_se=slope.gain_se,
-                       imbalance=ratio, classes_under_min=under, min_per_class=min_per_class)
+                       imbalance=ratio, classes_under_min=under, min_per_class=min_per_class,
+                       model=model)
     out: dict[str, Any] = {
         "fractions": fractions,
         "points": [dataclasses.asdict(p) for p in points],
@@ -85,6 +97,7 @@ def run_stage(params: Params) -> int:
         "balance": {"counts": counts, "imbalance_ratio": ratio,
                     "classes_under_min": under, "min_per_class": min_per_class},
         "recommendation": dataclasses.asdict(advice),
+        "model": model,
         "seconds": time.perf_counter() - start,
     }
     write_json(params.path("learning_curve"), _finite(out))
@@ -92,6 +105,35 @@ def run_stage(params: Params) -> int:
           + ", ".join(f"{p.fraction:g}: {p.val_accuracy:.3f}" for p in points)
           + f"; {slope.gain_per_doubling:+.2%} per doubling -> {', '.join(advice.actions)}")
     return 0
+
+
+def _probe_embeddings(params: Params, rows: np.ndarray) -> np.ndarray:
+    """The backbone embeddings of ``rows`` written by the crossval stage."""
+    path = params.path("embeddings")
+    if not path.is_file():
+        raise EngineError(f"{path}: not found; crossval.mode linear_probe: run the "
+                          "'crossval' stage first (it embeds the images)")
+    emb = np.load(path, mmap_mode="r")
+    if len(rows) and emb.shape[0] <= int(rows.max()):
+        raise EngineError(f"{path}: {emb.shape[0]} rows do not match the manifest; rerun "
+                          "the 'crossval' stage")
+    return np.asarray(emb[rows], dtype=np.float32)
+
+
+def _judge_last_point(points: list[Any], y_val: np.ndarray, n_classes: int,
+                      params: Params) -> dict[str, Any] | None:
+    """The last (largest) point's model judged against the majority-class baseline of
+    the validation split (:func:`dataqa.checks.model_strength.judge_counts`)."""
+    from dataqa.checks.model_strength import ModelStrengthSettings, judge_counts
+    from dataqa.params import check_settings
+
+    if not points or len(y_val) == 0:
+        return None
+    settings = check_settings(ModelStrengthSettings, params.audit.model_strength,
+                              "params.yaml: audit.model_strength")
+    right = int(round(points[-1].val_accuracy * len(y_val)))
+    return judge_counts(right, len(y_val), np.bincount(y_val, minlength=n_classes),
+                        settings)
 
 
 def _finite(obj: Any) -> Any:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from dataqa import gate
 from dataqa.checks import REGISTRY, get_check
+from dataqa.checks.model_strength import ModelStrengthSettings
 from dataqa.checks.runner import build_checks
 from dataqa.errors import ParamsError
-from dataqa.params import Params
+from dataqa.params import Params, check_settings
 
 
 def check_params(params: Params) -> None:
     """Raise :class:`ParamsError` for the first registry-level rule ``params`` breaks."""
     build_checks(params.audit)  # known names, valid settings (listed or not)
+    check_settings(ModelStrengthSettings, params.audit.model_strength,
+                   "params.yaml: audit.model_strength")
     for key, mapping in (("policy", params.filter.policy),
                          ("min_score", params.filter.min_score)):
         for check in mapping:

@@ -190,8 +190,11 @@ def _set(column: str, value: float) -> dict[str, Callable[[float], float]]:
     ("blurry", _set("stat_blur", 0.002), True),  # a tenth of the Laplacian energy
     ("low_information", _set("stat_entropy", 1.0), True),  # 1 bit against 7: a placeholder
     ("grayscale", _set("stat_colorfulness", 0.0), True),  # grey among colour
-    ("odd_size", _set("width", 30), True),  # 30x225 has a third of the usual side...
-    ("odd_aspect_ratio", _set("width", 30), True),  # ...and is a 2:15 portrait among 4:3
+    # 30x225 is not enlarged (its longer side is the usual one): not odd_size...
+    ("odd_size", _set("width", 30), False),
+    ("odd_aspect_ratio", _set("width", 30), True),  # ...but a 2:15 portrait among 4:3
+    ("odd_size", _set("width", 100), False),  # 100x225: longer side 225, not enlarged
+    ("odd_aspect_ratio", _set("width", 150), False),  # 2:3 portrait among 4:3: normal
     ("dark", _darken(0.85), False),  # 15% dimmer: within the floor
     ("light", _wash_out(0.9), False),  # slightly washed out: ordinary
     ("blurry", _set("stat_blur", 0.015), False),  # 25% less Laplacian energy: ordinary
@@ -259,3 +262,58 @@ def test_summary_explains_thresholds():
     ref = summary["reference"]
     assert ref["below"] < ref["median"] and ref["scale_is_floor"]
     assert "highlight level" in summary["formula"] and "3.5" in summary["rule"]
+
+
+# --------------------------------------------------------------------------- photo geometry
+def _geometry(widths: list[float], heights: list[float]) -> pd.DataFrame:
+    return stat_manifest(width=np.asarray(widths, float), height=np.asarray(heights, float))
+
+
+def test_aspect_ratio_is_orientation_symmetric_and_flags_wasted_padding():
+    rng = np.random.default_rng(0)
+    # 30 landscape 3:2 and 4:3 photos, 12 of them turned to portrait; one 3.2:1 banner
+    w = rng.choice([1500.0, 1600.0], 30)
+    h = np.where(w == 1500.0, 1000.0, 1200.0)
+    w[:12], h[:12] = h[:12].copy(), w[:12].copy()
+    w, h = np.r_[w, 1600.0], np.r_[h, 500.0]
+    res = get_check("odd_aspect_ratio")().find(AuditContext(manifest=_geometry(w, h),
+                                                            image_size=224))
+    assert np.flatnonzero(res.frame["is_odd_aspect_ratio_issue"]).tolist() == [30]
+    reason = res.frame["odd_aspect_ratio_reason"].iloc[30]
+    assert "3.2:1" in reason and "69% of the 224 px training square is padding" in reason
+
+
+def test_panorama_dataset_is_reported_not_flagged_wholesale():
+    res = run(_geometry([3000.0] * N, [1000.0] * N), "odd_aspect_ratio")
+    assert res.n_issues == 0
+    assert "padding" in res.summary["warnings"][0]
+
+
+def test_odd_size_flags_only_what_the_training_size_enlarges():
+    # photos from 200 to 2592 px: ordinary variation at any training size
+    sides = np.geomspace(200, 2592, 40)
+    m = _geometry(list(sides.round()), list((sides * 0.75).round()))
+    for size in (32, 224):
+        assert get_check("odd_size")().find(AuditContext(manifest=m, image_size=size)
+                                            ).n_issues == 0
+    # photos from 300 to 1200 px and one 96x72 thumbnail
+    sides = np.r_[np.geomspace(300, 1200, 40), 96.0]
+    m = _geometry(list(sides.round()), list((sides * 0.75).round()))
+    flagged_at = {}
+    for size in (32, 224):
+        res = get_check("odd_size")().find(AuditContext(manifest=m, image_size=size))
+        flagged_at[size] = np.flatnonzero(res.frame["is_odd_size_issue"]).tolist()
+    assert flagged_at[32] == []  # 64 px shrinks to 32: nothing lost
+    assert flagged_at[224] == [40]  # enlarged 3.5x
+    res = get_check("odd_size")().find(AuditContext(manifest=m, image_size=224))
+    assert "enlarged 2.3x to the 224 px training size" in res.frame["odd_size_reason"].iloc[40]
+    # a 280 px image among 28 px ones is extreme whatever the training size
+    extreme = get_check("odd_size")().find(AuditContext(
+        manifest=_geometry([28.0] * N + [280.0], [28.0] * N + [280.0]), image_size=32))
+    assert np.flatnonzero(extreme.frame["is_odd_size_issue"]).tolist() == [N]
+
+
+def test_small_dataset_at_a_large_training_size_is_one_warning():
+    res = get_check("odd_size")().find(AuditContext(manifest=_geometry([32.0] * N, [32.0] * N),
+                                                    image_size=224))
+    assert res.n_issues == 0 and "engine.image_size" in res.summary["warnings"][0]

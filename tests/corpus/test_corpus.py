@@ -120,8 +120,10 @@ FILE_KINDS: dict[str, tuple[str | None, str | None, str | None, int | None, int 
     "1/palette_trns.png": (None, "PNG", "P", 24, 24, 1, set(), None),
     # animated GIF: first frame used, integrity says so (multi_frame)
     "1/animated.gif": (None, "GIF", "P", 24, 24, 3, {"integrity"}, "multi_frame"),
-    # EXIF orientation 6 on a 40x20 JPEG: upright size 20x40 (aspect flagged among squares)
-    "1/exif_rotated.jpg": (None, "JPEG", "RGB", 20, 40, 1, {"odd_aspect_ratio"}, None),
+    # EXIF orientation 6 on a 40x20 JPEG: upright size 20x40. A 1:2 portrait leaves half
+    # the letterboxed square as padding, within odd_aspect_ratio's photo-aware limit (more
+    # than half, or beyond 10:1): not flagged; the rotation is checked at the tensor below
+    "1/exif_rotated.jpg": (None, "JPEG", "RGB", 20, 40, 1, set(), None),
     # 1x1 image: decoded; odd size
     "1/one_pixel.png": (None, "PNG", "L", 1, 1, 1, {"odd_size"}, None),
     # 20000x20 strip: decoded within the pixel limit; odd size and odd aspect ratio

@@ -25,6 +25,7 @@ ACTIONS = {
     "augment_minority": "augment the minority classes",
     "collect_more": "collect more data",
     "class_weights": "train with class weights",
+    "weak_model": "the model is too weak to judge (pretrained backbone, more epochs)",
     "fine": "fine as it is",
 }
 
