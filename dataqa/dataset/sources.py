@@ -169,13 +169,12 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
                        ) -> tuple[Path, list[tuple[str, str, str]], list[str], dict[str, int]]:
     root = source.resolve()
     exts = {e.lower() for e in extensions}
-    rows: list[tuple[str, str, str]] = []
     warnings: list[str] = []
     loose: list[str] = []
     classes: list[str] = []
     skipped: dict[str, str] = {}  # real path -> extension (a file counted once)
     undecodable_names: list[str] = []
-    found: dict[str, list[tuple[str, str]]] = {}  # real path -> [(rel, label)]
+    found: dict[str, list[tuple[str, str, str]]] = {}  # real path -> [(rel, label, split)]
     for entry in _scandir(root):
         if entry.name.startswith("."):
             continue
@@ -187,34 +186,15 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
             classes.append(entry.name)
             for rel, real in _walk_class(Path(entry.path), entry.name, root, exts, skipped,
                                          undecodable_names):
-                found.setdefault(real, []).append((rel, entry.name))
+                found.setdefault(real, []).append((rel, entry.name, default_split))
         elif Path(entry.name).suffix.lower() in exts:
             loose.append(entry.name)
-    if undecodable_names:
-        shown = ", ".join(repr(os.fsencode(os.path.relpath(n, root)))[1:]
-                          for n in sorted(undecodable_names)[:_MAX_LISTED])
-        raise SourceError(f"{root}: {len(undecodable_names)} file or folder name(s) are not "
-                          f"valid UTF-8 (a manifest path must be text): {shown}; rename them")
-    aliases: list[str] = []
-    for real, places in found.items():
-        places.sort(key=lambda p: (os.path.join(root, p[0]) != real, p[0]))  # link-free first
-        rows.append((places[0][0], places[0][1], default_split))
-        aliases.extend(f"'{rel}' (= '{places[0][0]}')" for rel, _ in places[1:])
-    if aliases:
-        warnings.append(f"{len(aliases)} file(s) reached a second time through a symlink are "
-                        f"listed once, under their own path: {', '.join(aliases[:_MAX_LISTED])}")
+    rows, by_ext = _collect(root, found, skipped, undecodable_names, warnings)
     labelled = {label for _, label, _ in rows}
     for name in classes:
         if name not in labelled:
             warnings.append(f"class folder '{name}' holds no image file of its own "
                             f"(extensions {sorted(exts)}): the class will not exist")
-    by_ext = Counter(skipped.values())
-    if by_ext:
-        counts = ", ".join(f"{n} {ext}" for ext, n in sorted(by_ext.items()))
-        warnings.append(f"{len(skipped)} file(s) with an image extension not in "
-                        f"scan.extensions were skipped ({counts}); add the extension to "
-                        f"scan.extensions to scan them")
-
     if loose:
         shown = ", ".join(sorted(loose)[:_MAX_LISTED])
         warnings.append(f"{len(loose)} image file(s) directly in the root have no class "
@@ -226,7 +206,7 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
     if not rows:
         raise SourceError(f"{source}: no image files found (ImageFolder expects "
                           f"<class>/<file> with extensions {sorted(exts)})")
-    return root, rows, warnings, dict(by_ext)
+    return root, rows, warnings, by_ext
 
 
 def _list_split_folder(source: Path, extensions: list[str],
@@ -277,11 +257,25 @@ def _list_split_folder(source: Path, extensions: list[str],
             warnings.append(f"{len(loose)} image file(s) directly in split folder "
                             f"'{split_entry.name}' have no class folder and are skipped: "
                             f"{shown}")
+    rows, by_ext = _collect(root, found, skipped, undecodable_names, warnings)
+    if not rows:
+        raise SourceError(f"{source}: no image files found (data.layout split/class expects "
+                          f"<split>/<class>/<file> with extensions {sorted(exts)})")
+    return root, rows, warnings, by_ext
+
+
+def _collect(root: Path, found: dict[str, list[tuple[str, str, str]]],
+             skipped: dict[str, str], undecodable_names: list[str], warnings: list[str]
+             ) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
+    """What both folder listers finish with: a SourceError for names that are not UTF-8;
+    one row per real file (the link-free path first, the aliases named in a warning); a
+    warning counting the skipped image-like extensions. Returns ``(rows, by extension)``."""
     if undecodable_names:
         shown = ", ".join(repr(os.fsencode(os.path.relpath(n, root)))[1:]
                           for n in sorted(undecodable_names)[:_MAX_LISTED])
         raise SourceError(f"{root}: {len(undecodable_names)} file or folder name(s) are not "
                           f"valid UTF-8 (a manifest path must be text): {shown}; rename them")
+    rows: list[tuple[str, str, str]] = []
     aliases: list[str] = []
     for real, places in found.items():
         places.sort(key=lambda p: (os.path.join(root, p[0]) != real, p[0]))  # link-free first
@@ -296,10 +290,7 @@ def _list_split_folder(source: Path, extensions: list[str],
         warnings.append(f"{len(skipped)} file(s) with an image extension not in "
                         f"scan.extensions were skipped ({counts}); add the extension to "
                         f"scan.extensions to scan them")
-    if not rows:
-        raise SourceError(f"{source}: no image files found (data.layout split/class expects "
-                          f"<split>/<class>/<file> with extensions {sorted(exts)})")
-    return root, rows, warnings, dict(by_ext)
+    return rows, dict(by_ext)
 
 
 def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: dict[str, str],
