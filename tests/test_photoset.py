@@ -149,3 +149,19 @@ def test_portraits_ordinary_and_few_real_photos_flagged(audited: Path,
               and not (issues.at[p, "is_near_duplicate_issue"]
                        or issues.at[p, "is_exact_duplicate_issue"])]
     assert len(beyond) <= 0.10 * len(issues), beyond
+
+
+@pytest.mark.slow
+def test_placeholders_and_screenshot_are_outliers_and_photos_are_not(
+        audited: Path, photos: PhotoSet) -> None:
+    """The images that stand apart from every class are flagged by ``outlier`` from
+    their statistics alone (the from-scratch model's embeddings are left out as too
+    weak); no real photo is."""
+    _, issues, _, _ = _load(audited)
+    apart = [p["path"] for p in photos.planted if p["kind"] in ("placeholder", "screenshot")]
+    assert len(apart) == 3
+    assert issues.loc[apart, "is_outlier_issue"].all(), issues.loc[apart, "outlier_score"]
+    assert all("statistics unlike the rest" in r for r in issues.loc[apart, "outlier_reason"])
+    ordinary = [str(p["path"]) for p in photos.photos]
+    assert not issues.loc[ordinary, "is_outlier_issue"].any(), \
+        issues.loc[ordinary].query("is_outlier_issue")["outlier_reason"]
