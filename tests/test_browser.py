@@ -136,6 +136,9 @@ def write_dataset(root: Path) -> dict[str, str | None]:
         # holding 'script>.png', so the relative path reads '1/<script>x</script>.png'
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
+    # an image-like extension not in scan.extensions: skipped, counted, and shown in the
+    # report's source-listing section (no check flags it: it is never read)
+    (root / "2" / "holiday.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
     return {rel: check for rel, (check, _) in planted.items()}
 
 
