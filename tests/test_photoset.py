@@ -120,15 +120,17 @@ def test_placeholders_quarantined_and_file_level_problems_found(
         path, kind, check = p["path"], p["kind"], p["check"]
         if kind == "flipped":
             continue  # a label error: needs a model strong enough to judge labels
-        if kind == "placeholder":
-            assert path in quarantine.index and "several_checks" in quarantine.at[path, "check"]
+        if kind == "placeholder":  # by outlier (a drop check) or by several review flags
+            assert path in quarantine.index, path
+            why = str(quarantine.at[path, "check"]).split(",")
+            assert "outlier" in why or "several_checks" in why, (path, why)
         elif kind == "near_copy":
             group = issues.at[path, "near_duplicate_group"]
             members = issues.index[issues["near_duplicate_group"] == group]
             assert group >= 0 and issues.loc[members, "is_near_duplicate_issue"].any(), path
         elif kind == "screenshot":
             flags = [c for c in issues.columns if c.startswith("is_") and issues.at[path, c]]
-            assert len(flags) >= 2, (path, flags)  # review items, not quarantined
+            assert len(flags) >= 2, (path, flags)  # outlier, and image-quality review flags
         else:
             assert issues.at[path, f"is_{check}_issue"], (path, kind)
 
@@ -149,3 +151,19 @@ def test_portraits_ordinary_and_few_real_photos_flagged(audited: Path,
               and not (issues.at[p, "is_near_duplicate_issue"]
                        or issues.at[p, "is_exact_duplicate_issue"])]
     assert len(beyond) <= 0.10 * len(issues), beyond
+
+
+@pytest.mark.slow
+def test_placeholders_and_screenshot_are_outliers_and_photos_are_not(
+        audited: Path, photos: PhotoSet) -> None:
+    """The images that stand apart from every class are flagged by ``outlier`` from
+    their statistics alone (the from-scratch model's embeddings are left out as too
+    weak); no real photo is."""
+    _, issues, _, _ = _load(audited)
+    apart = [p["path"] for p in photos.planted if p["kind"] in ("placeholder", "screenshot")]
+    assert len(apart) == 3
+    assert issues.loc[apart, "is_outlier_issue"].all(), issues.loc[apart, "outlier_score"]
+    assert all("statistics unlike the rest" in r for r in issues.loc[apart, "outlier_reason"])
+    ordinary = [str(p["path"]) for p in photos.photos]
+    assert not issues.loc[ordinary, "is_outlier_issue"].any(), \
+        issues.loc[ordinary].query("is_outlier_issue")["outlier_reason"]

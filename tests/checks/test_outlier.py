@@ -74,6 +74,22 @@ def test_placeholder_among_photos():
     assert flagged(AuditContext(manifest=manifest)) == [40]
 
 
+def test_screenshot_among_photos_but_not_a_photo_with_one_problem():
+    """A screenshot differs from photos in entropy, compressed size and brightness at
+    once: flagged. A washed-out photo (its contrast x 0.6: brighter, the rest dragged
+    along a little) or one of another size and aspect is the image-quality checks'
+    business. (At contrast x 0.25 a photo is as flat as the screenshot, and flagged.)"""
+    from tests.photoset import screenshot
+
+    photos = photo_crops(40, seed=2)
+    washed = (255 - (255 - photos[3].astype(np.float64)) * 0.6).astype(np.uint8)
+    wide = np.asarray(Image.fromarray(photos[4]).resize((photos[4].shape[1] * 3,
+                                                          photos[4].shape[0])))
+    images = photos + [np.asarray(screenshot()), washed, wide]
+    manifest = manifest_of(images, ["photo"] * len(images))
+    assert flagged(AuditContext(manifest=manifest)) == [40]
+
+
 @pytest.mark.parametrize("far, expected", [
     ([], []),  # tight clusters: nothing flagged
     ([11, 42], [11, 42]),  # two embeddings far from every other
