@@ -2,7 +2,7 @@
 
 Writes, beside each other: ``params.yaml`` (a preset from ``dataqa/presets/`` with
 ``data.source``, ``dataqa.version`` and, for a ``<split>/<class>`` tree, the validation
-split filled in, also from a CSV's split column), ``dvc.yaml`` (``templates/dvc.yaml``: every stage runs the installed
+split filled in, also from a CSV's split column), ``dvc.yaml`` (``templates/dvc.yaml.in``: every stage runs the installed
 dataqa through ``stages/<stage>.py``; its deps are the source, the files and params it
 reads and ``dataqa.version``, never dataqa's own sources), the thin stage scripts and
 ``.gitignore`` entries for the output folder.
@@ -84,7 +84,7 @@ def _merge(base: Any, over: Any) -> None:
 
 
 def dvc_yaml_text() -> str:
-    return (resources.files("dataqa") / "project" / "templates" / "dvc.yaml").read_text(
+    return (resources.files("dataqa") / "project" / "templates" / "dvc.yaml.in").read_text(
         encoding="utf-8")
 
 

@@ -25,7 +25,7 @@ from tests.pipeline.workspace import draw_digit_folder
 REPO = Path(__file__).resolve().parents[2]
 REGENERATE = ("regenerate it: cd to the repository root and run `dataqa init --source "
               "data/sample --preset digits --force` (edit dataqa/presets/digits.yaml or "
-              "dataqa/project/templates/dvc.yaml, not the generated files)")
+              "dataqa/project/templates/dvc.yaml.in, not the generated files)")
 
 
 def test_repository_files_are_what_init_writes() -> None:
@@ -164,3 +164,14 @@ def test_csv_splits_set_the_validation_split(tmp_path: Path) -> None:
     params = yaml.safe_load(render_params("digits", "list.csv", summary, "1"))
     assert params["split"]["val_split"] == "val"
     assert params["split"]["train_splits"] == ["train"]
+
+
+def test_the_repository_holds_one_dvc_pipeline() -> None:
+    # DVC collects every file named dvc.yaml in a repository: a template of that name in
+    # the package would be parsed as a second pipeline and break `dvc repro` (`make run`)
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert [p for p in listed if p.rsplit("/", 1)[-1] in ("dvc.yaml", "dvc.yml")] == \
+        ["dvc.yaml"]
