@@ -21,7 +21,15 @@ import numpy as np
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
 from dataqa.errors import ParamsError, StageInputError
-from dataqa.labels import DEFAULT_FILTER_BY, DEFAULT_THRESHOLD, FilterBy, label_issues
+from dataqa.labels import (
+    DEFAULT_CALIBRATE,
+    DEFAULT_FILTER_BY,
+    DEFAULT_MAX_CLASS_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    FilterBy,
+    label_issues,
+    next_band,
+)
 
 # Below this out-of-fold accuracy (against the given labels) the summary warns that the
 # flags mostly reflect a weak model: cleanlab estimates the noise from the model's
@@ -37,6 +45,10 @@ class LabelSettings:
     score_method: Literal["self_confidence", "normalized_margin"] = "self_confidence"
     # Also flag label_score below this (None: off); default: dataqa.labels
     threshold: float | None = DEFAULT_THRESHOLD
+    # cap on cleanlab's per-class confidence thresholds (None: off); default: dataqa.labels
+    max_class_threshold: float | None = DEFAULT_MAX_CLASS_THRESHOLD
+    calibrate: bool = DEFAULT_CALIBRATE  # temperature-scale the probabilities first
+    next_band: int = 50  # the report says how many more the next this-many by score add
     top_pairs: int = 10  # (given -> suggested) pairs listed in the summary
     max_confusion_classes: int = 50  # larger K: no K x K matrix in audit.json
 
@@ -48,6 +60,11 @@ class LabelSettings:
             raise ParamsError(f"{where}.min_examples_per_class: must be >= 0")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise ParamsError(f"{where}.threshold: {self.threshold} is not in [0, 1]")
+        if self.max_class_threshold is not None and not 0 < self.max_class_threshold <= 1:
+            raise ParamsError(f"{where}.max_class_threshold: {self.max_class_threshold} is "
+                              "not in (0, 1]")
+        if self.next_band < 0:
+            raise ParamsError(f"{where}.next_band: must be >= 0")
         if self.top_pairs < 0 or self.max_confusion_classes < 0:
             raise ParamsError(f"{where}: top_pairs and max_confusion_classes must be >= 0")
 
@@ -81,11 +98,14 @@ class LabelCheck(Check):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 verdict = label_issues(y, p, filter_by=s.filter_by, threshold=s.threshold,
-                                       frac_noise=s.frac_noise,
+                                       max_class_threshold=s.max_class_threshold,
+                                       calibrate=s.calibrate, frac_noise=s.frac_noise,
                                        min_examples_per_class=s.min_examples_per_class,
                                        score_method=s.score_method)
             score[rows] = verdict["label_score"].to_numpy(float)
             is_issue[rows] = verdict["is_label_issue"].to_numpy(bool)
+            summary["operating_point"] = operating_point(
+                verdict.attrs["operating_point"], score[rows], is_issue[rows], s)
         else:
             summary["skipped"] = "fewer than 2 scored images or fewer than 2 classes"
         notes = sorted({str(w.message).strip()[:200] for w in caught})  # shown, not hidden
@@ -106,6 +126,28 @@ class LabelCheck(Check):
         summary.update(_model_summary(y, pred, p, is_issue[rows], classes, s))
         return self.result(ctx, is_issue, score, summary, given=given,
                            suggested=suggested, confidence=confidence)
+
+
+def operating_point(op: dict[str, Any], score: np.ndarray, flags: np.ndarray,
+                    s: LabelSettings) -> dict[str, Any]:
+    """What the report says about the verdict: the estimated noise rate, the rule and
+    its settings, and the next ``s.next_band`` images by score with the
+    ``audit.settings.label.threshold`` that would flag them too (no retraining: only
+    the audit stage reads it)."""
+    rule = (f"cleanlab find_label_issues, filter_by {s.filter_by}"
+            + (f", per-class thresholds capped at {s.max_class_threshold:g}"
+               if s.max_class_threshold is not None else "")
+            + (f", probabilities temperature-scaled (T = {op['temperature']:.3g})"
+               if s.calibrate else "")
+            + (f", plus label_score < {s.threshold:g}" if s.threshold is not None else ""))
+    return {"noise_rate": float(op["noise_rate"]),
+            "noise_count": int(round(op["noise_rate"] * len(score))),
+            "rule": rule, "temperature": float(op["temperature"]),
+            "class_thresholds": op["class_thresholds"],
+            "settings": {"filter_by": s.filter_by, "threshold": s.threshold,
+                         "max_class_threshold": s.max_class_threshold,
+                         "calibrate": s.calibrate},
+            "next_band": next_band(score, flags, s.next_band)}
 
 
 def _inputs(ctx: AuditContext) -> tuple[np.ndarray, np.ndarray]:
