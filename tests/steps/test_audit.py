@@ -151,7 +151,7 @@ def test_audit_stage_outputs(image_folder, manifest_for, params_for):
     ({"checks": ["integrity"], "settings": {"integrty": {}}}, "unknown check 'integrty'"),
     ({"checks": ["integrity"], "settings": {"integrity": {"x": 1}}},
      "audit.settings.integrity.x: unknown key 'x'"),  # unknown setting names it
-    ({"checks": ["integrity", "integrity"]}, "listed twice: integrity"),
+    ({"checks": ["integrity", "integrity"]}, "audit.checks: expected each check listed once"),
 ])
 def test_bad_audit_params(params_for, audit_params, needle):
     with pytest.raises(ParamsError, match=needle):
