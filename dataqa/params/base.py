@@ -38,6 +38,19 @@ class Section(BaseModel):
     # section built in code (set by :mod:`dataqa.params` once the tree is declared)
     params_key: ClassVar[tuple[str, ...]] = ()
 
+    def __init__(self, **data: Any) -> None:
+        """Built in code (``ScanParams(workers=-1)``): the same :class:`ParamsError` as
+        a loaded file, named by where the section sits (``params_key``)."""
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise params_error(exc, type(self), where="params.yaml",
+                               prefix=type(self).params_key) from None
+
+    # pydantic's own flag: nested validation builds sections without calling __init__
+    # (so a file's errors keep their full key path and are all collected)
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
     @model_validator(mode="before")
     @classmethod
     def _empty_is_default(cls, data: Any) -> Any:
@@ -193,12 +206,17 @@ def bounds_text(meta: list[Any]) -> str:
     hi = next((("]", m.le) for m in meta if isinstance(m, Le)), None) or \
         next(((")", m.lt) for m in meta if isinstance(m, Lt)), None)
     if lo and hi:
-        return f"{lo[0]}{lo[1]:g}, {hi[1]:g}{hi[0]}"
+        return f"{lo[0]}{_num(lo[1])}, {_num(hi[1])}{hi[0]}"
     if lo:
-        return f"{'>=' if lo[0] == '[' else '>'} {lo[1]:g}"
+        return f"{'>=' if lo[0] == '[' else '>'} {_num(lo[1])}"
     if hi:
-        return f"{'<=' if hi[0] == ']' else '<'} {hi[1]:g}"
+        return f"{'<=' if hi[0] == ']' else '<'} {_num(hi[1])}"
     return ""
+
+
+def _num(x: Any) -> str:
+    """``1000000000`` rather than ``1e+09``; ``0.25`` as is."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def _annotated_meta(tp: Any) -> list[Any]:
@@ -222,3 +240,37 @@ def _range(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     if not text:
         return ""
     return f"a value in {text}" if text[0] in "[(" else f"a value {text}"
+
+
+# --------------------------------------------------------------------------- the declarations
+class Leaf(typing.NamedTuple):
+    """One declared key: its path (``*``: any key of a mapping), type, bounds text
+    (``[0, 1]``, or ""), one-line description and default."""
+
+    loc: tuple[str, ...]
+    annotation: Any
+    bounds: str
+    description: str
+    default: Any
+
+
+def leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[Leaf]:
+    """Every key declared under ``model``, depth first, in declaration order; a nested
+    section (or a mapping of sections) is walked, not listed."""
+    out: list[Leaf] = []
+    for name, field in model.model_fields.items():
+        if name == "root":
+            continue
+        loc, tp = (*prefix, name), _strip(field.annotation)
+        inner = _strip(get_args(tp)[-1]) if get_origin(tp) is dict else None
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            out += leaves(tp, loc)
+        elif isinstance(inner, type) and issubclass(inner, BaseModel):
+            out += leaves(inner, (*loc, "*"))
+        else:
+            default = field.get_default(call_default_factory=True)
+            out.append(Leaf(loc, field.annotation,
+                            bounds_text(list(field.metadata) + _annotated_meta(field.annotation)
+                                        + _annotated_meta(get_args(tp)[-1] if get_args(tp) else tp)),
+                            field.description or "", default))
+    return out

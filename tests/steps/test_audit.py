@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -184,10 +183,6 @@ class RaisesOwn(Check):
 
 class SeesPrevious(Check):
     name = "sees_previous"
-
-    @dataclass(frozen=True)
-    class Settings:
-        pass
 
     def find(self, ctx):
         prev = ctx.previous["integrity"].frame["is_integrity_issue"].to_numpy()
