@@ -129,7 +129,7 @@ class TuneStopping(Section):
 
     patience: int = Field(3, ge=1, le=10_000, description="epochs without val-loss improvement before stopping")
     min_epochs: int = Field(3, ge=1, le=10_000, description="early stopping never stops before this many epochs")
-    plateau_patience: int = Field(1, ge=1, le=10_000, description="epochs without improvement before the LR decays")
+    plateau_patience: int = Field(1, ge=0, le=10_000, description="LR decays after more epochs than this without improvement")
     diverge_factor: float = Field(10.0, gt=1, le=float(BIG), description="train loss over this x the first steps': diverged")
     stall_tolerance: float = Field(0.01, ge=0, le=1, description="train loss moved less than this share by epoch 2-3: stalled")
 

@@ -124,7 +124,7 @@ PARAMS_ERRORS: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
                           ("key 'scan' appears twice", "first on line")),
     "thumb_size_zero": (with_values(report={"thumb_size": 0}),
                         ("report.thumb_size: expected a value in [16, 1024], got 0",)),
-    "thumb_size_negative": (with_values(report={"thumb_size": -5}), ("report.thumb_size: -5",)),
+    "thumb_size_negative": (with_values(report={"thumb_size": -5}), ("report.thumb_size: expected a value in [16, 1024], got -5",)),
     "seed_negative": (with_values(engine={"seed": -1}), ("engine.seed: expected a value in [0, ", "got -1")),
     "image_size_huge": (with_values(engine={"image_size": 100000}),
                         ("engine.image_size: expected a value in [8, 1024], got 100000",)),
