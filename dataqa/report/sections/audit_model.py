@@ -101,7 +101,8 @@ def operating_point(op: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     band = op.get("next_band") or {}
     settings = op.get("settings") or {}
-    defaults = {k: getattr(LabelSettings, k) for k in settings}
+    fields = LabelSettings.model_fields
+    defaults = {k: fields[k].default for k in settings if k in fields}
     why = ("dataqa's default, chosen on real MNIST digits with 0.1-40 % wrong labels "
            "(benchmarks/README.md, \"label: operating point from 0.1 % to 40 % noise\")"
            if settings == defaults else
