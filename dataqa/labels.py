@@ -66,6 +66,8 @@ DEFAULT_CALIBRATE = True
 #   class, which a small dataset underestimates; 0.005 (not 0.02) keeps every planted flip
 #   of the bundled sample and costs the weak model fewer false flags.
 DEFAULT_THRESHOLD: float | None = 0.005
+# fit_temperature uses at most this many rows (a fixed random sample beyond)
+TEMPERATURE_ROWS = 100_000
 # |row sum - 1| above this is an error: float32 softmax rows sum to 1 within ~1e-6, and a
 # CSV written with 4 decimals per class within K * 5e-5.
 SUM_TOLERANCE = 1e-3
@@ -163,10 +165,15 @@ def _verdict(y: np.ndarray, given_p: np.ndarray, p: np.ndarray, *, filter_by: st
 def fit_temperature(labels: np.ndarray, pred_probs: np.ndarray) -> float:
     """The temperature T minimising the mean negative log-likelihood of ``labels``
     under ``softmax(log(pred_probs) / T)`` (temperature scaling, Guo et al. 2017),
-    searched in [0.05, 20]. The probabilities are out-of-fold, so they are held-out
-    predictions of the models they come from: the fit needs no further split."""
+    searched in [0.05, 20], on at most :data:`TEMPERATURE_ROWS` rows. The probabilities
+    are out-of-fold, i.e. held-out predictions of the models they come from: the fit
+    needs no further split."""
     from scipy.optimize import minimize_scalar
 
+    if len(labels) > TEMPERATURE_ROWS:  # one scalar: a fixed sample of rows is plenty
+        pick = np.sort(np.random.default_rng(0).choice(len(labels), TEMPERATURE_ROWS,
+                                                       replace=False))
+        labels, pred_probs = labels[pick], pred_probs[pick]
     logp = np.log(np.clip(pred_probs, 1e-12, 1.0))
     rows = np.arange(len(labels))
 

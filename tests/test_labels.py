@@ -169,3 +169,19 @@ def test_operating_point_of_the_check() -> None:
     assert wider["is_label_issue"].sum() == len(FLIPPED) + band["size"]
     with pytest.raises(DataQAError, match="max_class_threshold"):
         LabelCheck({"max_class_threshold": 1.5})
+
+
+def test_temperature_scaling_recovers_a_planted_temperature() -> None:
+    """calibrate: T fitted by likelihood; probabilities sharpened by T = 0.5 come back."""
+    from dataqa.labels import apply_temperature, fit_temperature
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4000, 5)) * 2
+    true_p = apply_temperature(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 1.0)
+    labels = np.array([rng.choice(5, p=row) for row in true_p])
+    sharp = apply_temperature(true_p, 0.5)  # over-confident by a factor 2 in log space
+    assert fit_temperature(labels, sharp) == pytest.approx(2.0, rel=0.1)
+    frame = dataqa.label_issues(labels, sharp, calibrate=True)
+    assert frame.attrs["operating_point"]["temperature"] == pytest.approx(2.0, rel=0.1)
+    # label_score stays the score of the probabilities as given
+    np.testing.assert_allclose(frame["label_score"], sharp[np.arange(4000), labels])
