@@ -137,6 +137,14 @@ def test_label_operating_point_and_next_band(params_for):
     band = html.split('id="label-next-band"')[1].split("</p>")[0]
     assert "next <b>50</b> images" in band
     assert "<code>audit.settings.label.threshold: 0.21</code>" in band
+    # the default settings: the reason is the benchmark's
+    from dataqa.checks.label import LabelSettings
+    default = LabelSettings()
+    data.metrics["checks"]["label"]["operating_point"]["settings"] = {
+        k: getattr(default, k) for k in ("filter_by", "threshold", "max_class_threshold",
+                                         "calibrate")}
+    html = render(data, audit_model.label_issues)
+    assert "default: on real digits" in html.split('id="label-operating-point"')[1]
     # without it (an audit.json written before): no operating-point block
     assert "label-operating-point" not in render(label_data(params_for),
                                                  audit_model.label_issues)
