@@ -126,7 +126,8 @@ def operating_point(op: dict[str, Any], score: np.ndarray, flags: np.ndarray,
     rule = (f"cleanlab find_label_issues, filter_by {s.filter_by}"
             + (f", per-class thresholds capped at {s.max_class_threshold:g}"
                if s.max_class_threshold is not None else "")
-            + (f", probabilities temperature-scaled (T = {op['temperature']:.3g})"
+            + (f", confident joint counted on probabilities temperature-scaled by T = "
+               f"{op['temperature']:.3g}"
                if s.calibrate else "")
             + (f", plus label_score < {s.threshold:g}" if s.threshold is not None else ""))
     return {"noise_rate": float(op["noise_rate"]),
