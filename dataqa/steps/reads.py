@@ -91,8 +91,9 @@ STAGES: dict[str, Reads] = {
         files=_p("paths.manifest", "paths.tensors", "paths.tensor_index"),
         also=(("paths.embeddings", "read in crossval.mode linear_probe (a pretrained "
                                    "backbone: not in the small test run)"),),
-        outs=(Out("paths.learning_curve", kind="plots", cache=True,
-                  plot=(("x", "fraction"), ("y", "val_accuracy"))),)),
+        outs=("paths.learning_curve",
+              Out("paths.learning_curve_plot", kind="plots", cache=False,
+                  plot=(("x", "fraction"), ("y", "val_accuracy"))))),
     "audit": Reads(
         params=_p("audit", "engine.seed", "engine.image_size"),
         files=_p("paths.manifest", "paths.tensors", "paths.pred_probs",
