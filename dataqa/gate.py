@@ -14,7 +14,7 @@ Semantics, decided once here:
   (``passed: null``, a ``<skipped>`` JUnit test case); it does not fail the gate,
   so one ``params.yaml`` can hold thresholds for optional checks;
 - a rule of a check whose verdict rests on an out-of-fold model judged too weak
-  (``audit.json: model``, :mod:`dataqa.checks.model_strength`) is *not evaluated*,
+  (``audit.json: model``, :mod:`dataqa.model_strength`) is *not evaluated*,
   with the numbers as the reason (its value is still shown);
 - thresholds are validated when params load (their ranges are declared in
   :class:`~dataqa.params.GateParams`; a check name that does not exist, such as
@@ -119,7 +119,7 @@ GATES: dict[str, GateSpec] = {
 def evaluate(gate: GateParams, metrics: dict[str, Any], *,
              rules: Sequence[RuleDef] = AUDIT_RULES) -> list[Rule]:
     """Evaluate every switched-on rule of ``rules`` against ``metrics``, in table order."""
-    from dataqa.checks.model_strength import review_only
+    from dataqa.model_strength import review_only
 
     demoted = review_only(metrics)  # checks resting on a model too weak to trust
     out: list[Rule] = []

@@ -27,8 +27,10 @@ def output_paths(params: Params) -> dict[str, Path]:
     """``paths`` key -> resolved absolute path, for every entry of ``params.paths``, the
     most specific first (``paths.augmented_dir`` before the ``paths.out`` folder holding
     it), so a message names the output a path really belongs to."""
-    paths = {name: params.path(name).resolve()
-             for name in type(params.paths).model_fields if name not in INPUT_KEYS}
+    # the whole section at once (names compared, no file read: the dependency test of
+    # tests/steps records it as such)
+    paths = {name: params.resolve(value).resolve()
+             for name, value in params.paths if name not in INPUT_KEYS}
     return dict(sorted(paths.items(), key=lambda kv: (-len(kv[1].parts), kv[0])))
 
 

@@ -25,7 +25,6 @@ import pandas as pd
 
 from dataqa.checks import AuditContext, Check, CheckResult
 from dataqa.checks.confidence import get_confidence_histogram
-from dataqa.checks.model_strength import judge_model
 from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     ID_COLUMNS,
     CheckFailed,
@@ -44,6 +43,7 @@ from dataqa.dataset.manifest import (
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
+from dataqa.model_strength import judge_model
 from dataqa.params import Params
 
 # input name -> the stage that writes it (for "run the ... stage first")

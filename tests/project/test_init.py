@@ -25,7 +25,8 @@ from tests.pipeline.workspace import draw_digit_folder
 REPO = Path(__file__).resolve().parents[2]
 REGENERATE = ("regenerate it: cd to the repository root and run `dataqa init --source "
               "data/sample --preset digits --force` (edit dataqa/presets/digits.yaml or "
-              "dataqa/project/templates/dvc.yaml.in, not the generated files)")
+              "dataqa/steps/reads.py (what each stage reads: dvc.yaml is generated from it), not "
+              "the generated files)")
 
 
 def test_repository_files_are_what_init_writes() -> None:
