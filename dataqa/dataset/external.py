@@ -42,6 +42,7 @@ from dataqa.errors import PredictionsError
 from dataqa.io import write_json, write_npy
 from dataqa.labels import SUM_TOLERANCE
 from dataqa.params import ExternalPredictionsParams, Params
+from dataqa.text import shown
 
 log = logging.getLogger("dataqa.external")
 SHOWN = 5  # offending rows/columns named in a message
@@ -118,12 +119,12 @@ class Keys:
         dup = []
         for i, p in enumerate(norm):
             if p in seen:
-                dup.append(f"'{p}' (rows {seen[p]} and {i})")
+                dup.append(f"'{shown(p)}' (rows {seen[p]} and {i})")
             seen.setdefault(p, i)
         if dup:
             raise PredictionsError(f"{where}: {len(dup)} path(s) listed twice: "
                                    f"{_few(dup)}")
-        extra = [f"row {i} '{p}'" for i, p in enumerate(norm) if p not in self.row]
+        extra = [f"row {i} '{shown(p)}'" for i, p in enumerate(norm) if p not in self.row]
         if extra:
             raise PredictionsError(
                 f"{where}: {len(extra)} path(s) not in the manifest (extra rows): "

@@ -74,6 +74,7 @@ import pandas as pd
 
 from dataqa.dataset.layout import SPLIT_NAMES, canonical_split, resolve_layout
 from dataqa.errors import SourceError
+from dataqa.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +194,12 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
     labelled = {label for _, label, _ in rows}
     for name in classes:
         if name not in labelled:
-            warnings.append(f"class folder '{name}' holds no image file of its own "
+            warnings.append(f"class folder '{shown(name)}' holds no image file of its own "
                             f"(extensions {sorted(exts)}): the class will not exist")
     if loose:
-        shown = ", ".join(sorted(loose)[:_MAX_LISTED])
+        listed = ", ".join(shown(n) for n in sorted(loose)[:_MAX_LISTED])
         warnings.append(f"{len(loose)} image file(s) directly in the root have no class "
-                        f"folder and are skipped: {shown}")
+                        f"folder and are skipped: {listed}")
     if classes and {c.lower() for c in classes} <= _SPLIT_NAMES:
         warnings.append(f"the top-level folders {sorted(classes)} look like splits, but in "
                         f"an ImageFolder they are the labels; list files in a CSV with a "
@@ -228,7 +229,7 @@ def _list_split_folder(source: Path, extensions: list[str],
             continue
         if not _is_dir(split_entry, root):
             if Path(split_entry.name).suffix.lower() in exts:
-                warnings.append(f"image file '{split_entry.name}' directly in the root has "
+                warnings.append(f"image file '{shown(split_entry.name)}' directly in the root has "
                                 f"no split or class folder and is skipped")
             continue
         _check_link(split_entry, root)
@@ -246,17 +247,17 @@ def _list_split_folder(source: Path, extensions: list[str],
                 files = _walk_class(Path(entry.path), rel, root, exts, skipped,
                                     undecodable_names)
                 if not files:
-                    warnings.append(f"class folder '{rel}' holds no image file "
+                    warnings.append(f"class folder '{shown(rel)}' holds no image file "
                                     f"(extensions {sorted(exts)})")
                 for f, real in files:
                     found.setdefault(real, []).append((f, entry.name, split))
             elif Path(entry.name).suffix.lower() in exts:
                 loose.append(rel)
         if loose:
-            shown = ", ".join(sorted(loose)[:_MAX_LISTED])
+            listed = ", ".join(shown(n) for n in sorted(loose)[:_MAX_LISTED])
             warnings.append(f"{len(loose)} image file(s) directly in split folder "
-                            f"'{split_entry.name}' have no class folder and are skipped: "
-                            f"{shown}")
+                            f"'{shown(split_entry.name)}' have no class folder and are skipped: "
+                            f"{listed}")
     rows, by_ext = _collect(root, found, skipped, undecodable_names, warnings)
     if not rows:
         raise SourceError(f"{source}: no image files found (data.layout split/class expects "
@@ -271,16 +272,16 @@ def _collect(root: Path, found: dict[str, list[tuple[str, str, str]]],
     one row per real file (the link-free path first, the aliases named in a warning); a
     warning counting the skipped image-like extensions. Returns ``(rows, by extension)``."""
     if undecodable_names:
-        shown = ", ".join(repr(os.fsencode(os.path.relpath(n, root)))[1:]
+        listed = ", ".join(repr(os.fsencode(os.path.relpath(n, root)))[1:]
                           for n in sorted(undecodable_names)[:_MAX_LISTED])
         raise SourceError(f"{root}: {len(undecodable_names)} file or folder name(s) are not "
-                          f"valid UTF-8 (a manifest path must be text): {shown}; rename them")
+                          f"valid UTF-8 (a manifest path must be text): {listed}; rename them")
     rows: list[tuple[str, str, str]] = []
     aliases: list[str] = []
     for real, places in found.items():
         places.sort(key=lambda p: (os.path.join(root, p[0]) != real, p[0]))  # link-free first
         rows.append(places[0])
-        aliases.extend(f"'{rel}' (= '{places[0][0]}')" for rel, _, _ in places[1:])
+        aliases.extend(f"'{shown(rel)}' (= '{shown(places[0][0])}')" for rel, _, _ in places[1:])
     if aliases:
         warnings.append(f"{len(aliases)} file(s) reached a second time through a symlink are "
                         f"listed once, under their own path: {', '.join(aliases[:_MAX_LISTED])}")
@@ -344,8 +345,8 @@ def _is_dir(entry: os.DirEntry[str], root: Path) -> bool:
     except OSError as exc:
         rel = os.path.relpath(entry.path, root)
         if entry.is_symlink():
-            raise SourceError(f"{root}: '{rel}' is a symlink loop ({exc.strerror})") from None
-        raise SourceError(f"{root}: '{rel}': cannot read ({exc.strerror or exc})") from None
+            raise SourceError(f"{root}: '{shown(rel)}' is a symlink loop ({exc.strerror})") from None
+        raise SourceError(f"{root}: '{shown(rel)}': cannot read ({exc.strerror or exc})") from None
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
@@ -363,12 +364,12 @@ def _check_link(entry: os.DirEntry[str], root: Path) -> None:
     rel = os.path.relpath(entry.path, root)
     target = _resolve(Path(entry.path))
     if target is None:
-        raise SourceError(f"{root}: '{rel}' is a symlink loop")
+        raise SourceError(f"{root}: '{shown(rel)}' is a symlink loop")
     if not target.is_relative_to(root):
-        raise SourceError(f"{root}: '{rel}' is a symlink to {target}, outside the source "
+        raise SourceError(f"{root}: '{shown(rel)}' is a symlink to {target}, outside the source "
                           f"root; copy the file in or point data.source at a common parent")
     if not target.exists():
-        raise SourceError(f"{root}: '{rel}' is a broken symlink (target {target} missing)")
+        raise SourceError(f"{root}: '{shown(rel)}' is a broken symlink (target {target} missing)")
 
 
 def _resolve(path: Path) -> Path | None:
@@ -424,17 +425,17 @@ def _list_csv(csv_path: Path, default_split: str,
         split = canonical_split(cell(i_split) or default_split)
         where = f"row {row_no}"
         if not raw:
-            errors.append(f"{where}: empty path (label '{label}')")
+            errors.append(f"{where}: empty path (label '{shown(label)}')")
             continue
         if not label:
-            errors.append(f"{where}: empty label for path '{raw}'")
+            errors.append(f"{where}: empty label for path '{shown(raw)}'")
             continue
         rel, problem = _check_csv_path(raw, root)
         if problem:
             errors.append(f"{where}: {problem}")
             continue
         if rel in first_row:
-            errors.append(f"rows {first_row[rel]} and {row_no}: path '{rel}' is listed twice")
+            errors.append(f"rows {first_row[rel]} and {row_no}: path '{shown(rel)}' is listed twice")
             continue
         first_row[rel] = row_no
         rows.append((rel, label, split))
@@ -477,21 +478,21 @@ def _bad_cell(cells: list[str]) -> str | None:
 def _check_csv_path(raw: str, root: Path) -> tuple[str, str | None]:
     """Normalised relative posix path of a CSV cell, or a problem in words."""
     if _WINDOWS_ABSOLUTE.match(raw) or os.path.isabs(raw):
-        return "", f"path '{raw}' is absolute; paths must be relative to the CSV's folder"
+        return "", f"path '{shown(raw)}' is absolute; paths must be relative to the CSV's folder"
     rel = posixpath.normpath(raw.replace("\\", "/"))
     if rel == ".." or rel.startswith("../"):
-        return "", f"path '{raw}' leaves the source root through '..'"
+        return "", f"path '{shown(raw)}' leaves the source root through '..'"
     if rel == ".":
-        return "", f"path '{raw}' names the source root, not a file"
+        return "", f"path '{shown(raw)}' names the source root, not a file"
     full = root / rel
     target = _resolve(full)
     if target is None:
-        return "", f"path '{raw}' runs into a symlink loop"
+        return "", f"path '{shown(raw)}' runs into a symlink loop"
     if not target.is_relative_to(root):
-        return "", (f"path '{raw}' leaves the source root through a symlink "
+        return "", (f"path '{shown(raw)}' leaves the source root through a symlink "
                     f"(it resolves to {target})")
     if not target.exists():
-        return "", f"file '{raw}' not found ({full})"
+        return "", f"file '{shown(raw)}' not found ({full})"
     if not target.is_file():
-        return "", f"path '{raw}' is not a regular file ({full})"
+        return "", f"path '{shown(raw)}' is not a regular file ({full})"
     return rel, None

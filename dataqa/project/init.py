@@ -36,6 +36,7 @@ from typing import Any
 from dataqa.errors import DataQAError, ParamsError
 from dataqa.io import write_text
 from dataqa.project.inspect import SourceSummary, inspect_source
+from dataqa.text import say, shown
 
 STAGE_SCRIPT = '''"""DVC stage '{name}': see `dataqa {name} --help`."""
 
@@ -161,7 +162,7 @@ def run_init(source: str | None, preset: str = "digits", *, force: bool = False,
         raise ParamsError("dataqa init: --source PATH is required (an image folder or a CSV)")
     load_preset(preset)  # an unknown preset fails before anything is read
     summary = inspect_source(Path(source) if Path(source).is_absolute() else folder / source)
-    print("\n".join(summary.lines()))
+    say("\n".join(summary.lines()))
     src = source_for_params(Path(source) if Path(source).is_absolute() else folder / source,
                             folder)
     files = project_files(preset, src, summary, version)
@@ -174,10 +175,10 @@ def run_init(source: str | None, preset: str = "digits", *, force: bool = False,
     for rel, text in files.items():
         write_text(folder / rel, text)
     added = _update_gitignore(folder, gitignore_entries("dataqa-out"))
-    print(f"wrote {', '.join(files)} (preset {preset}, dataqa {version})"
+    say(f"wrote {', '.join(files)} (preset {preset}, dataqa {version})"
           + (f"; .gitignore += {', '.join(added)}" if added else ""))
     if summary.validation_split is not None:
-        print(f"splits: split.val_split = {summary.validation_split}; cross-split "
+        say(f"splits: split.val_split = {shown(summary.validation_split)}; cross-split "
               f"duplicates count as leakage")
     _dvc_setup(folder, dvc_init)
     return 0
@@ -196,12 +197,12 @@ def _update_gitignore(folder: Path, entries: list[str]) -> list[str]:
 
 def _dvc_setup(folder: Path, dvc_init: bool) -> None:
     if (folder / ".dvc").is_dir():
-        print("next: dvc repro")
+        say("next: dvc repro")
         return
     in_git = any((p / ".git").exists() for p in [folder, *folder.resolve().parents])
     cmd = ["dvc", "init", "-q"] + ([] if in_git else ["--no-scm"])
     if not dvc_init:
-        print(f"this folder is not a DVC project yet: run `{' '.join(cmd)}` (or "
+        say(f"this folder is not a DVC project yet: run `{' '.join(cmd)}` (or "
               f"`dataqa init ... --dvc-init`), then `dvc repro`")
         return
     proc = subprocess.run([sys.executable, "-m", "dvc", *cmd[1:]], cwd=folder,
@@ -209,7 +210,7 @@ def _dvc_setup(folder: Path, dvc_init: bool) -> None:
     if proc.returncode != 0:
         raise DataQAError(f"`{' '.join(cmd)}` failed in {folder}: "
                           f"{(proc.stderr or proc.stdout).strip()}")
-    print(f"ran `{' '.join(cmd)}`; next: dvc repro")
+    say(f"ran `{' '.join(cmd)}`; next: dvc repro")
 
 
 def _upgrade(folder: Path, version: str) -> int:
@@ -225,12 +226,12 @@ def _upgrade(folder: Path, version: str) -> int:
     buf = io.StringIO()
     y.dump(doc, buf)
     write_text(path, buf.getvalue())
-    print(f"params.yaml: dataqa.version {old} -> {version}; `dvc repro` reruns the stages")
+    say(f"params.yaml: dataqa.version {old} -> {version}; `dvc repro` reruns the stages")
     files = project_files("digits", "", None, version)
     stale = [rel for rel in files if rel != "params.yaml" and (
         not (folder / rel).is_file()
         or (folder / rel).read_text(encoding="utf-8") != files[rel])]
     if stale:
-        print(f"differ from this release's templates: {', '.join(stale)}; to take them, run "
+        say(f"differ from this release's templates: {', '.join(stale)}; to take them, run "
               f"`dataqa init --source <your source> --force` (overwrites them and params.yaml)")
     return 0

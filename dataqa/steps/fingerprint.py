@@ -3,12 +3,11 @@ on instead of the raw tree; see :mod:`dataqa.dataset.fingerprint`)."""
 
 from __future__ import annotations
 
-import sys
-
 from dataqa.dataset.fingerprint import fingerprint
 from dataqa.dataset.placement import check_layout
 from dataqa.io import write_json
 from dataqa.params import Params
+from dataqa.text import say
 
 
 def run_stage(params: Params) -> int:
@@ -18,6 +17,6 @@ def run_stage(params: Params) -> int:
                       default_split=params.data.default_split,
                       extensions=params.scan.extensions)
     write_json(params.path("fingerprint"), out)
-    print(f"fingerprint: {out['files']} files, {out['bytes']} bytes, "
-          f"{out['special_files']} special -> {params.path('fingerprint')}", file=sys.stderr)
+    say(f"fingerprint: {out['files']} files, {out['bytes']} bytes, "
+          f"{out['special_files']} special -> {params.path('fingerprint')}", err=True)
     return 0
