@@ -50,7 +50,8 @@ which is the source root) decisions:
   :func:`dataqa.dataset.layout.canonical_split`); a listed file is kept whatever its
   extension (the CSV is explicit);
 - errors, all collected and raised as one SourceError naming each row and value: missing
-  columns, a NUL byte or a cell over :data:`MAX_CELL` characters, empty path, empty label, absolute path, a path whose ``..`` leaves the root,
+  columns, a NUL byte or a cell over :data:`MAX_CELL` characters, a cell holding a line
+  break (an unbalanced quote, named as such, instead of the "empty label" it leads to), empty path, empty label, absolute path, a path whose ``..`` leaves the root,
   a path that leaves the root through a symlink (resolved and checked), a missing file or
   a directory, the same file listed twice (both rows named).
 
@@ -466,10 +467,16 @@ def _csv_rows(records: Iterator[list[str]], csv_path: Path) -> Iterator[tuple[in
 
 
 def _bad_cell(cells: list[str]) -> str | None:
-    """Why a row's cells cannot be a path or label (NUL byte, too long), or None."""
+    """Why a row's cells cannot be a path or label (NUL byte, too long, a line break:
+    an unbalanced quote swallowed the rows after it), or None."""
     for i, cell in enumerate(cells, start=1):
         if "\x00" in cell:
             return f"cell {i} holds a NUL byte"
+        if "\n" in cell or "\r" in cell:
+            lines = len(cell.splitlines()) or 2
+            return (f"cell {i} spans {lines} lines (it starts '{shown(cell[:60])}'): an "
+                    f"unbalanced quote (\") opens it and the rows after it were read into "
+                    f"this cell; close or remove the quote")
         if len(cell) > MAX_CELL:
             return f"cell {i} holds {len(cell)} characters (more than {MAX_CELL})"
     return None

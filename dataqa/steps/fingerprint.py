@@ -4,7 +4,7 @@ on instead of the raw tree; see :mod:`dataqa.dataset.fingerprint`)."""
 from __future__ import annotations
 
 from dataqa.dataset.fingerprint import fingerprint
-from dataqa.dataset.placement import check_layout
+from dataqa.dataset.placement import check_dependency_folder, check_layout
 from dataqa.io import write_json
 from dataqa.params import Params
 from dataqa.text import say
@@ -13,6 +13,7 @@ from dataqa.text import say
 def run_stage(params: Params) -> int:
     """DVC stage ``fingerprint``: ``data.source`` -> ``paths.fingerprint``."""
     check_layout(params)
+    check_dependency_folder(params.resolve(params.paths.external), "paths.external")
     out = fingerprint(params.resolve(params.data.source),
                       default_split=params.data.default_split,
                       extensions=params.scan.extensions)

@@ -7,6 +7,8 @@ also shows, or exit 130) under a timeout, never a traceback or a hang."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -14,8 +16,10 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -172,3 +176,225 @@ def test_a_database_error_anywhere_is_exit_2_not_a_bug(
     assert code == 2, log
     assert "password authentication failed" in log and "me:***@db" in log
     assert "pw0" not in log and "Traceback" not in log
+
+
+# --------------------------------------------------------------- hangs at the edges
+@pytest.mark.timeout(60)
+def test_init_never_blocks_on_a_fifo_in_the_source(tmp_path: Path) -> None:
+    """The header sample opens files through the scan's guarded reader (non-blocking,
+    regular files only): a FIFO named like an image is listed, never waited on."""
+    digits(tmp_path / "src")
+    os.mkfifo(tmp_path / "src" / "0" / "a_fifo.png")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    proc = run_cli(["init", "--source", str(tmp_path / "src")], proj, timeout=45)
+    assert proc.returncode == 0, proc.stderr
+    assert "files: 13" in proc.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["init", "fingerprint"])
+def test_a_fifo_in_the_predictions_folder_is_refused_before_dvc_sees_it(
+        tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DVC hashes paths.external (a crossval dependency) itself and would block on a
+    FIFO there: init and the fingerprint stage (first on every repro) name it first."""
+    digits(tmp_path / "src")
+    (tmp_path / "predictions" / "sub").mkdir(parents=True)
+    os.mkfifo(tmp_path / "predictions" / "sub" / "preds.parquet")
+    if where == "init":
+        monkeypatch.chdir(tmp_path)
+        code, log = stage_like(["init", "--source", "src"])
+    else:
+        code, log = stage("fingerprint", write_params(tmp_path, "src"))
+    assert code == 2, log
+    assert "sub/preds.parquet' (a FIFO)" in log and "DVC" in log and "Traceback" not in log
+
+
+def stage_like(argv: list[str]) -> tuple[int, str]:
+    """``dataqa <argv>`` in-process; (exit code, stdout + stderr)."""
+
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(buf):
+        code = main(argv)
+    return code, buf.getvalue()
+
+
+# --------------------------------------------------------------- sizes that lie
+def test_reads_are_sized_by_the_file_not_the_byte_limit(tmp_path: Path) -> None:
+    """The default scan.max_bytes (1 GiB) must not mean a 1 GiB buffer per file: under
+    a 1 GiB address-space limit every file of a normal folder is still read."""
+    digits(tmp_path / "src")
+    code = ("import resource, sys; from pathlib import Path\n"
+            "from dataqa.dataset.imageio import read_regular\n"
+            "from dataqa.params import ScanParams\n"
+            "limit = ScanParams().max_bytes\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            "data = [read_regular(p, limit) for p in sorted(Path(sys.argv[1]).rglob('*.png'))]\n"
+            "print(len(data), sum(map(len, data)))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "src")], cwd=REPO,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "12"
+
+
+def test_a_grown_file_is_still_caught_at_the_byte_limit(tmp_path: Path) -> None:
+    from dataqa.dataset.imageio import TooLarge, read_regular
+
+    path = tmp_path / "a.png"
+    path.write_bytes(b"x" * 100)
+    assert read_regular(path, 100) == b"x" * 100
+    with pytest.raises(TooLarge):
+        read_regular(path, 99)
+
+
+@pytest.fixture
+def scanned(tmp_path: Path) -> Callable[..., Path]:
+    """A scanned digits source (2 classes x 6) in external mode; returns the params file
+    after ``write(preds)`` put the predictions under predictions/."""
+    digits(tmp_path / "src")
+
+    def make(**external: object) -> Path:
+        params = write_params(tmp_path, "src", crossval={"mode": "external",
+                                                        "external": external})
+        if not load_params(params).path("manifest").exists():
+            code, log = stage("scan", params)
+            assert code == 0, log
+        (tmp_path / "predictions").mkdir(exist_ok=True)
+        return params
+    return make
+
+
+def manifest_paths(params: Path) -> list[str]:
+    frame = pd.read_parquet(load_params(params).path("manifest"), columns=["path"])
+    return frame["path"].astype(str).tolist()
+
+
+def test_an_npy_header_claiming_terabytes_is_refused_before_allocating(
+        scanned: Callable[..., Path], tmp_path: Path) -> None:
+    params = scanned(pred_probs="predictions/p.npy", paths="predictions/paths.txt",
+                     classes=["0", "1"])
+    (tmp_path / "predictions/paths.txt").write_text("\n".join(manifest_paths(params)))
+    buf = io.BytesIO()
+    np.save(buf, np.full((12, 2), 0.5))
+    header = buf.getvalue().replace(b"(12, 2)", b"(1000000000000, 2)")
+    (tmp_path / "predictions/p.npy").write_bytes(header)
+    code, log = stage("crossval", params)
+    assert code == 2, log
+    assert "p.npy: not a readable .npy file (its header claims shape (1000000000000, 2)" in log
+    assert "MemoryError" not in log
+
+
+def test_complex_predictions_are_refused(scanned: Callable[..., Path], tmp_path: Path) -> None:
+    params = scanned(pred_probs="predictions/p.npy", paths="predictions/paths.txt",
+                     classes=["0", "1"])
+    (tmp_path / "predictions/paths.txt").write_text("\n".join(manifest_paths(params)))
+    np.save(tmp_path / "predictions/p.npy", np.full((12, 2), 0.5 + 0.25j))
+    code, log = stage("crossval", params)
+    assert code == 2, log
+    assert "holds complex numbers" in log
+    from dataqa import label_issues
+    from dataqa.errors import PredictionsError
+
+    with pytest.raises(PredictionsError, match="complex"):
+        label_issues(np.array([0, 1]), np.array([[1 + 0j, 0], [0, 1]]))
+
+
+def test_invisible_characters_in_a_paths_file_are_shown(scanned: Callable[..., Path],
+                                                        tmp_path: Path) -> None:
+    """A leading byte-order mark is accepted (as for a CSV source); one further down
+    (two files pasted together) is shown as \\ufeff in the "not in the manifest" error."""
+    params = scanned(pred_probs="predictions/p.npy", paths="predictions/paths.txt",
+                     classes=["0", "1"])
+    paths = manifest_paths(params)
+    np.save(tmp_path / "predictions/p.npy", np.full((12, 2), 0.5))
+    (tmp_path / "predictions/paths.txt").write_text("\ufeff" + "\n".join(paths))
+    code, log = stage("crossval", params)
+    assert code == 0, log
+    paths[6] = "\ufeff" + paths[6]
+    (tmp_path / "predictions/paths.txt").write_text("\ufeff" + "\n".join(paths))
+    code, log = stage("crossval", params)
+    assert code == 2, log
+    assert f"row 6 '\\ufeff{paths[6][1:]}'" in log
+
+
+# --------------------------------------------------------------- unclear errors
+def test_an_unbalanced_csv_quote_is_named(tmp_path: Path) -> None:
+    digits(tmp_path / "src")
+    rows = [f"{c}/d{i:03d}.png,{c}" for c in "01" for i in range(6)]
+    rows[5] = '"' + rows[5]  # row 7 in a spreadsheet: the quote swallows the rest
+    (tmp_path / "src/list.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    code, log = stage("scan", write_params(tmp_path, "src/list.csv"))
+    assert code == 2, log
+    assert "row 7: cell 1 spans 7 lines" in log and "unbalanced quote" in log
+    assert "empty label" not in log
+
+
+# --------------------------------------------------------------- writes of dataqa init
+def test_init_when_predictions_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    digits(tmp_path / "src")
+    (tmp_path / "predictions").write_text("my notes")
+    monkeypatch.chdir(tmp_path)
+    code, log = stage_like(["init", "--source", "src"])
+    assert code == 2, log
+    assert f"{tmp_path / 'predictions'}: exists and is not a folder" in log
+    assert not (tmp_path / "params.yaml").exists()  # checked before anything is written
+    assert (tmp_path / "predictions").read_text() == "my notes"
+
+
+def test_init_in_a_read_only_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused write is exit 2 naming the file. As root (permissions do not stop
+    root) the refusal of a read-only file system is injected."""
+    import errno
+
+    import dataqa.io
+
+    digits(tmp_path / "src")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    monkeypatch.chdir(proj)
+    if os.geteuid() == 0:
+        def refuse(target: object, text: str) -> None:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target))
+        monkeypatch.setattr(dataqa.io, "write_text", refuse)
+        monkeypatch.setattr("dataqa.project.init.write_text", refuse)
+    else:  # pragma: no cover - depends on the user running the tests
+        proj.chmod(0o555)
+    try:
+        code, log = stage_like(["init", "--source", str(tmp_path / "src")])
+    finally:
+        proj.chmod(0o755)
+    assert code == 2, log
+    assert f"{proj / 'params.yaml'}: cannot be written" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("- a\n- b\n", "expected a mapping of sections (dataqa:, data:, ...), found"),
+    ("data:\n  source: [x\n", "params.yaml: line 3: not valid YAML"),
+    ("dataqa: 5\n", "dataqa: expected a mapping (version: ...), found int 5"),
+    ("\xff\xfe", "not UTF-8"),
+])
+def test_init_upgrade_on_a_broken_params_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              text: str, says: str) -> None:
+    (tmp_path / "params.yaml").write_bytes(text.encode("latin-1"))
+    monkeypatch.chdir(tmp_path)
+    code, log = stage_like(["init", "--upgrade"])
+    assert code == 2, log
+    assert says in log and "Traceback" not in log
+    assert (tmp_path / "params.yaml").read_bytes() == text.encode("latin-1")  # untouched
+
+
+@pytest.mark.timeout(120)
+def test_dvc_init_inside_a_git_subfolder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """DVC refuses a plain `dvc init` below a git repository's top; init passes
+    --subdir there (and would show DVC's reason if it still failed)."""
+    digits(tmp_path / "src")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    proj = tmp_path / "sub" / "proj"
+    proj.mkdir(parents=True)
+    monkeypatch.chdir(proj)
+    code, log = stage_like(["init", "--source", str(tmp_path / "src"), "--dvc-init"])
+    assert code == 0, log
+    assert "ran `dvc init --subdir`" in log and (proj / ".dvc").is_dir()
