@@ -21,6 +21,7 @@ which file it was.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
@@ -40,6 +41,8 @@ from dataqa.dataset.sources import list_source
 from dataqa.errors import SourceError
 from dataqa.params import ScanParams
 
+log = logging.getLogger(__name__)
+
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: one decoding, one waiting
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "Int64": pa.int64(),
                 "boolean": pa.bool_(), "float64": pa.float64()}
@@ -50,14 +53,19 @@ _PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dty
 
 def scan_source(source: Path, *, params: ScanParams, default_split: str,
                 progress: bool = True, layout: str = "auto",
-                check_paths: Callable[[Path, list[str]], None] | None = None) -> pd.DataFrame:
+                check_listing: Callable[[Path, pd.DataFrame], list[str]] | None = None
+                ) -> pd.DataFrame:
     """List ``source`` and scan every file: the manifest, N rows x :data:`COLUMNS`,
     sorted by ``path`` with ``id`` = row position. Raises SourceError for an unusable
-    source (see :func:`dataqa.dataset.sources.list_source`); a bad file is a row, not an error."""
+    source (see :func:`dataqa.dataset.sources.list_source`); a bad file is a row, not an
+    error. ``check_listing(root, listing)`` runs before any file is read: it raises to
+    stop, and returns warnings to add (logged and kept with the listing's)."""
     root, files = list_source(source, default_split=default_split,
                               extensions=params.extensions, layout=layout)
-    if check_paths is not None:
-        check_paths(root, files["path"].tolist())
+    if check_listing is not None:
+        for message in check_listing(root, files):
+            log.warning("%s: %s", source, message)
+            files.attrs.setdefault("warnings", []).append(message)
     rows = scan_files(root, files["path"].tolist(), params=params, progress=progress)
     frame = build_manifest(files, rows)
     # kept in the Parquet file (pandas stores attrs): the report shows them

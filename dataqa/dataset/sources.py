@@ -13,7 +13,9 @@ ImageFolder (``root/<class>/<file>``) decisions:
 - a file is listed when its extension (case-insensitive) is in ``extensions``; other files
   are ignored. A file with an image extension and bad content (text named ``.png``) is
   listed: the scan flags it;
-- hidden files and folders (name starting with ``.``) are skipped. A special file (FIFO,
+- hidden files and folders (name starting with ``.``) are skipped; a hidden class (or
+  split) folder and a hidden image file are named in a warning (tool folders such as
+  ``.git`` and other hidden files are skipped quietly). A special file (FIFO,
   socket, device) with an image extension is listed: the scan never opens it blocking
   and flags its row ("cannot read: not a regular file (a FIFO)"), so it is counted and
   shown instead of vanishing;
@@ -23,7 +25,8 @@ ImageFolder (``root/<class>/<file>``) decisions:
   classes or splits (``root/<split>/<class>/<file>``: the split is the folder name,
   lower-cased when it is a known split name); ``auto`` tells them apart and refuses a
   mix. Top-level folders that all look like split names but hold no class folder: a
-  warning, because they become labels;
+  warning, because they become labels; in ``split/class``, a class folder named like a
+  split (``train/val/<class>``: class ``val`` of split ``train``) is a warning too;
 - a symlink (file or folder) whose resolved target lies outside the root, that points
   nowhere, or that is a loop: SourceError naming it. Links inside the root are followed
   (loops are cut); a file is listed once however many folder links reach it (a class
@@ -73,13 +76,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from dataqa.dataset.layout import SPLIT_NAMES, canonical_split, resolve_layout
+from dataqa.dataset.layout import SPLIT_NAMES, canonical_split, is_split_name, resolve_layout
 from dataqa.errors import SourceError
 from dataqa.text import shown
 
 log = logging.getLogger(__name__)
 
 _SPLIT_NAMES = SPLIT_NAMES
+# hidden folders that tools create beside data: skipped without a warning
+_TOOL_FOLDERS = frozenset({".git", ".dvc", ".ipynb_checkpoints", ".cache", ".DS_Store",
+                           ".Trash", ".thumbnails", ".svn", ".hg", ".idea", ".vscode"})
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]|^[\\/]")
 _MAX_LISTED = 20  # problems shown in one error message; the count says how many more
 MAX_CELL = 4096  # characters in one CSV cell (a path or label); longer is a bad row
@@ -177,8 +183,10 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
     skipped: dict[str, str] = {}  # real path -> extension (a file counted once)
     undecodable_names: list[str] = []
     found: dict[str, list[tuple[str, str, str]]] = {}  # real path -> [(rel, label, split)]
+    hidden: list[str] = []
     for entry in _scandir(root):
         if entry.name.startswith("."):
+            _note_hidden(entry, entry.name, exts, root, hidden)
             continue
         if not _utf8(entry.name):
             undecodable_names.append(entry.path)
@@ -187,11 +195,11 @@ def _list_image_folder(source: Path, default_split: str, extensions: list[str],
             _check_link(entry, root)
             classes.append(entry.name)
             for rel, real in _walk_class(Path(entry.path), entry.name, root, exts, skipped,
-                                         undecodable_names):
+                                         undecodable_names, hidden):
                 found.setdefault(real, []).append((rel, entry.name, default_split))
         elif Path(entry.name).suffix.lower() in exts:
             loose.append(entry.name)
-    rows, by_ext = _collect(root, found, skipped, undecodable_names, warnings)
+    rows, by_ext = _collect(root, found, skipped, undecodable_names, warnings, hidden)
     labelled = {label for _, label, _ in rows}
     for name in classes:
         if name not in labelled:
@@ -222,8 +230,11 @@ def _list_split_folder(source: Path, extensions: list[str],
     skipped: dict[str, str] = {}
     undecodable_names: list[str] = []
     found: dict[str, list[tuple[str, str, str]]] = {}  # real path -> [(rel, label, split)]
+    hidden: list[str] = []
+    nested: list[str] = []  # class folders named like a split: train/val/<class>
     for split_entry in _scandir(root):
         if split_entry.name.startswith("."):
+            _note_hidden(split_entry, split_entry.name, exts, root, hidden)
             continue
         if not _utf8(split_entry.name):
             undecodable_names.append(split_entry.path)
@@ -237,16 +248,19 @@ def _list_split_folder(source: Path, extensions: list[str],
         split = canonical_split(split_entry.name)
         loose = []
         for entry in _scandir(Path(split_entry.path)):
+            rel = f"{split_entry.name}/{entry.name}"
             if entry.name.startswith("."):
+                _note_hidden(entry, rel, exts, root, hidden)
                 continue
             if not _utf8(entry.name):
                 undecodable_names.append(entry.path)
                 continue
-            rel = f"{split_entry.name}/{entry.name}"
             if _is_dir(entry, root):
                 _check_link(entry, root)
+                if is_split_name(entry.name):
+                    nested.append(rel)
                 files = _walk_class(Path(entry.path), rel, root, exts, skipped,
-                                    undecodable_names)
+                                    undecodable_names, hidden)
                 if not files:
                     warnings.append(f"class folder '{shown(rel)}' holds no image file "
                                     f"(extensions {sorted(exts)})")
@@ -259,7 +273,13 @@ def _list_split_folder(source: Path, extensions: list[str],
             warnings.append(f"{len(loose)} image file(s) directly in split folder "
                             f"'{shown(split_entry.name)}' have no class folder and are skipped: "
                             f"{listed}")
-    rows, by_ext = _collect(root, found, skipped, undecodable_names, warnings)
+    if nested:
+        warnings.append(f"class folder(s) {', '.join(repr(shown(n)) for n in nested[:_MAX_LISTED])} "
+                        f"have a split name: with data.layout split/class the second level "
+                        f"is the class, so they become class(es) "
+                        f"{sorted({shown(n.split('/')[1]) for n in nested})} of their split; "
+                        f"move a nested split to the top level (<split>/<class>/<file>)")
+    rows, by_ext = _collect(root, found, skipped, undecodable_names, warnings, hidden)
     if not rows:
         raise SourceError(f"{source}: no image files found (data.layout split/class expects "
                           f"<split>/<class>/<file> with extensions {sorted(exts)})")
@@ -267,11 +287,18 @@ def _list_split_folder(source: Path, extensions: list[str],
 
 
 def _collect(root: Path, found: dict[str, list[tuple[str, str, str]]],
-             skipped: dict[str, str], undecodable_names: list[str], warnings: list[str]
-             ) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
+             skipped: dict[str, str], undecodable_names: list[str], warnings: list[str],
+             hidden: list[str]) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
     """What both folder listers finish with: a SourceError for names that are not UTF-8;
     one row per real file (the link-free path first, the aliases named in a warning); a
-    warning counting the skipped image-like extensions. Returns ``(rows, by extension)``."""
+    warning counting the skipped image-like extensions, one naming the hidden folders and
+    image files skipped. Returns ``(rows, by extension)``."""
+    if hidden:
+        warnings.append(f"{len(hidden)} hidden folder(s) or image file(s) (name starting "
+                        f"with '.') are skipped: "
+                        f"{', '.join(shown(h) for h in sorted(hidden)[:_MAX_LISTED])}"
+                        + (" ..." if len(hidden) > _MAX_LISTED else "")
+                        + "; rename them to include them")
     if undecodable_names:
         listed = ", ".join(repr(os.fsencode(os.path.relpath(n, root)))[1:]
                           for n in sorted(undecodable_names)[:_MAX_LISTED])
@@ -296,7 +323,7 @@ def _collect(root: Path, found: dict[str, list[tuple[str, str, str]]],
 
 
 def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: dict[str, str],
-                undecodable_names: list[str]) -> list[tuple[str, str]]:
+                undecodable_names: list[str], hidden: list[str]) -> list[tuple[str, str]]:
     """``(relative posix path, real path)`` of the image files under one class folder
     (recursive); image-like files of other extensions are counted into ``skipped``."""
     found: list[tuple[str, str]] = []
@@ -309,9 +336,11 @@ def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: d
             continue
         seen.add(real)
         for entry in _scandir(current):
-            if entry.name.startswith("."):
-                continue
             rel = f"{rel_dir}/{entry.name}"
+            if entry.name.startswith("."):
+                if Path(entry.name).suffix.lower() in exts:  # deeper hidden folders: quiet
+                    hidden.append(rel)
+                continue
             if not _utf8(entry.name):
                 undecodable_names.append(entry.path)
                 continue
@@ -328,6 +357,21 @@ def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: d
             elif ext in IMAGE_LIKE:
                 skipped[os.path.join(os.path.realpath(current), entry.name)] = ext
     return found
+
+
+def _note_hidden(entry: os.DirEntry[str], rel: str, exts: set[str], root: Path,
+                 hidden: list[str]) -> None:
+    """Count a hidden entry of the class (or split) level that a user may have meant as
+    data: a folder (a class ``.cats``) or an image file. ``.git``-like tool folders and
+    other hidden files are skipped quietly."""
+    try:
+        is_dir = entry.is_dir()
+    except OSError:
+        is_dir = False
+    if is_dir and entry.name not in _TOOL_FOLDERS:
+        hidden.append(rel + "/")
+    elif not is_dir and Path(entry.name).suffix.lower() in exts:
+        hidden.append(rel)
 
 
 def _utf8(name: str) -> bool:

@@ -179,6 +179,11 @@ def run_init(source: str | None, preset: str = "digits", *, force: bool = False,
     added = _update_gitignore(folder, gitignore_entries("dataqa-out"))
     say(f"wrote {', '.join(files)} (preset {preset}, dataqa {version})"
         + (f"; .gitignore += {', '.join(added)}" if added else ""))
+    if summary.layout in ("split/class", "csv") and not any(
+            s in ("train", "training") for s in summary.splits):
+        say(f"warning: no split is named train or training (splits: "
+            f"{', '.join(shown(s) for s in summary.splits)}): set split.train_splits in "
+            f"params.yaml to the split(s) to train on, else the first stage stops")
     if summary.validation_split is not None:
         say(f"splits: split.val_split = {shown(summary.validation_split)}; cross-split "
             f"duplicates count as leakage")

@@ -33,7 +33,7 @@ def run_stage(params: Params) -> int:
     clean, train = training_pool(params)
     if train.empty:
         raise StageInputError("augment: the training pool is empty (no clean rows of "
-                              f"splits {params.split.train_splits} outside validation)")
+                              f"split.train_splits {params.split.train_splits} outside validation)")
     aug = params.augment
     size = aug.size or params.engine.image_size
     shape = open_tensors(params.path("tensors")).shape

@@ -398,3 +398,40 @@ def test_dvc_init_inside_a_git_subfolder(tmp_path: Path, monkeypatch: pytest.Mon
     code, log = stage_like(["init", "--source", str(tmp_path / "src"), "--dvc-init"])
     assert code == 0, log
     assert "ran `dvc init --subdir`" in log and (proj / ".dvc").is_dir()
+
+
+# --------------------------------------------------------------- layout and split surprises
+def test_layout_and_split_surprises_are_warnings_the_report_shows(tmp_path: Path) -> None:
+    """A hidden class folder, a nested split (train/val/<class>) and a split that is
+    neither trained nor validated on (holdout): each a warning in the log and in the
+    manifest's listing warnings, which the report's "Source listing" section shows."""
+    src = tmp_path / "src"
+    for split in ("train", "holdout"):
+        draw_digit_folder(src / split, classes=2, per_class=4)
+    draw_digit_folder(src / "train" / "val", classes=1, per_class=2)  # class 'val' of train
+    draw_digit_folder(src / "train" / ".cats", classes=1, per_class=2)
+    (src / "train" / ".git").mkdir()  # a tool folder: quiet
+    params = write_params(tmp_path, "src", data={"layout": "split/class"})
+    code, log = stage("scan", params)
+    assert code == 0, log
+    warnings = pd.read_parquet(load_params(params).path("manifest")).attrs["warnings"]
+    expected = ["1 hidden folder(s) or image file(s) (name starting with '.') are skipped: "
+                "train/.cats/",
+                "class folder(s) 'train/val' have a split name",
+                "8 row(s) of split(s) 'holdout' (8) are neither in split.train_splits "
+                "['train'] nor split.val_split (None)"]
+    for text in expected:
+        assert any(text in w for w in warnings), (text, warnings)
+        assert text in log
+    assert ".git" not in log
+
+
+def test_no_training_split_stops_the_first_stage(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for split in ("Test", "val"):
+        draw_digit_folder(src / split, classes=2, per_class=3)
+    params = write_params(tmp_path, "src")
+    code, log = stage("fingerprint", params)
+    assert code == 2, log
+    assert ("split.train_splits: ['train'] names no split of the source, so nothing can be "
+            "trained on; its splits: 'test' (6), 'val' (6)") in log
