@@ -15,6 +15,7 @@ sequence in a file name or CSV cell reaches the terminal as visible text.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
@@ -24,11 +25,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataqa.errors import DataQAError, ParamsError, database_problem
-from dataqa.params import Params, load_params
-from dataqa.steps.preflight import check_params
+
+if TYPE_CHECKING:
+    from dataqa.params import Params
 from dataqa.text import EscapingFormatter, say
 
 EXIT_GATE_FAILED = 1
@@ -154,6 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _log_warnings()
 
     def run() -> int:
+        # the heavy imports (pandas, numpy: seconds on a busy machine) happen here, where
+        # a Ctrl-C is already "interrupted", exit 130, instead of an import traceback
+        from dataqa.params import load_params
+        from dataqa.steps.preflight import check_params
+
         if not Path(args.params).is_file():
             raise ParamsError(f"no {args.params} here ({Path.cwd()}): run `dataqa init "
                               f"--source PATH` to set up a dataqa project in this folder, "
@@ -181,6 +188,7 @@ def guarded(name: str, run: Callable[[], int]) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         say(f"dataqa {name}: interrupted", err=True)
+        _forget_unhandled_interrupt()
         return EXIT_INTERRUPTED
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
@@ -194,11 +202,40 @@ def guarded(name: str, run: Callable[[], int]) -> int:
             return EXIT_ERROR
         return _bug(name)
     except Exception as exc:
+        if _caused_by_interrupt(exc):  # e.g. an extension's import: "initialization failed"
+            say(f"dataqa {name}: interrupted", err=True)
+            _forget_unhandled_interrupt()
+            return EXIT_INTERRUPTED
         problem = database_problem(exc)
         if problem is not None:
             say(f"dataqa {name}: error: {problem}", err=True)
             return EXIT_ERROR
         return _bug(name)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in ``exc``'s chain of causes (a Ctrl-C inside an
+    extension module's import surfaces as ImportError "initialization failed")."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, KeyboardInterrupt):
+            return True
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return False
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Exit 130, not death by SIGINT: when Ctrl-C lands while an extension module runs
+    Python code through ``PyRun_String`` (pandas' import does), CPython marks the
+    KeyboardInterrupt "unhandled" although it was handled here, and at exit kills
+    itself with SIGINT (exit status -2). Running code through the same public entry
+    point clears that mark."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.pythonapi.PyRun_SimpleString(b"pass")
 
 
 def _run_init(args: argparse.Namespace) -> int:

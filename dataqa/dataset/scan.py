@@ -14,6 +14,9 @@ turns each chunk's rows into an Arrow batch on arrival (about 300 bytes a file).
 ``workers: 0`` runs the same code in this process, with identical results. Raw files are
 only opened ``rb``; a progress bar goes to stderr when it is a terminal.
 
+Workers run in a :class:`dataqa.workers.WorkerPool`: Ctrl-C stops the scan within a
+second (exit 130), never deadlocks it, and prints no worker traceback.
+
 A worker that dies (a decoder crash, the out-of-memory killer) stops the scan with a
 SourceError naming the files of the chunks in flight; ``scan.workers: 0`` then shows
 which file it was.
@@ -25,7 +28,7 @@ import logging
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from dataqa.dataset.scan_worker import ROW_FIELDS, init_worker, scan_chunk, work
 from dataqa.dataset.sources import list_source
 from dataqa.errors import SourceError
 from dataqa.params import ScanParams
+from dataqa.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +121,8 @@ def _run_chunks(root: str, chunks: list[list[str]],
     workers = min(params.workers, max(1, len(chunks)))
     todo = iter(enumerate(chunks))
     pending: dict[Future[list[tuple[Any, ...]]], int] = {}
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
-                               mp_context=multiprocessing.get_context("spawn"))
-    try:
+    with WorkerPool(workers, initializer=init_worker,
+                    mp_context=multiprocessing.get_context("spawn")) as pool:
         def submit_next() -> None:
             item = next(todo, None)
             if item is not None:
@@ -144,8 +147,6 @@ def _run_chunks(root: str, chunks: list[list[str]],
                         f"the file, then move it out of the source") from None
                 yield i, rows
                 submit_next()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_manifest(files: pd.DataFrame, scanned: pa.Table) -> pd.DataFrame:
