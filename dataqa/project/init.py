@@ -48,6 +48,7 @@ if __name__ == "__main__":
     stage_main("{name}")
 '''
 GITIGNORE_HEAD = "# dataqa outputs (rebuilt by `dvc repro`)"
+_NOT_UTF8 = "\0not utf-8"  # what _existing returns for a file that is not UTF-8 text
 
 
 # --------------------------------------------------------------------------- package data
@@ -218,7 +219,7 @@ def _existing(path: Path) -> str | None:
     try:
         return read_regular(path).decode("utf-8")
     except UnicodeDecodeError:
-        return "\0not utf-8"
+        return _NOT_UTF8
     except OSError as exc:
         raise DataQAError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
@@ -261,9 +262,7 @@ def _dvc_setup(folder: Path, dvc_init: bool) -> None:
     if proc.returncode != 0:
         lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         why = " ".join(lines[-6:]) or f"exit code {proc.returncode}, no message"
-        raise DataQAError(f"`{' '.join(cmd)}` failed in {folder}: {why}"
-                          + ("" if scm else "; inside a git repository's subfolder, run "
-                             "`dvc init --subdir`"))
+        raise DataQAError(f"`{' '.join(cmd)}` failed in {folder}: {why}")  # DVC's own reason
     say(f"ran `{' '.join(cmd)}`; next: dvc repro")
 
 
@@ -299,7 +298,7 @@ def _load_params_doc(path: Path) -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     text = _existing(path)
-    if text is None or text.startswith("\0"):
+    if text is None or text == _NOT_UTF8:
         raise ParamsError(f"{path}: not UTF-8 text; fix or regenerate it (`dataqa init "
                           f"--source PATH --force`)")
     try:

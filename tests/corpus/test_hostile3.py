@@ -482,3 +482,16 @@ def test_ctrl_c_exits_130_within_seconds_without_worker_tracebacks(tmp_path: Pat
     assert time.monotonic() - sent < 10
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().endswith("dataqa scan: interrupted")
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_dvc_init_shows_dvcs_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    digits(tmp_path / "src")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / ".dvc").write_text("")  # a file where DVC wants its folder
+    monkeypatch.chdir(proj)
+    code, log = stage_like(["init", "--source", str(tmp_path / "src"), "--dvc-init"])
+    assert code == 2, log
+    assert "`dvc init --no-scm` failed in" in log and "File exists" in log
