@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataqa.errors import DataQAError, ParamsError, database_problem
+from dataqa.text import EscapingFormatter, say
 
 if TYPE_CHECKING:
     from dataqa.params import Params
-from dataqa.text import EscapingFormatter, say
 
 EXIT_GATE_FAILED = 1
 EXIT_ERROR = 2
