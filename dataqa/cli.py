@@ -158,16 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         # the heavy imports (pandas, numpy: seconds on a busy machine) happen here, where
         # a Ctrl-C is already "interrupted", exit 130, instead of an import traceback
+        from dataqa.checks import settings_models  # check plugins declare their settings
         from dataqa.params import load_params
-        from dataqa.steps.preflight import check_params
 
         if not Path(args.params).is_file():
             raise ParamsError(f"no {args.params} here ({Path.cwd()}): run `dataqa init "
                               f"--source PATH` to set up a dataqa project in this folder, "
                               f"or pass --params FILE")
-        params: Params = load_params(args.params)
+        # every key, check name and check setting, before the stage does any work
+        params: Params = load_params(args.params, checks=settings_models())
         check_version(params)
-        check_params(params)  # registry-level rules: before the stage does any work
         return int(cmd.load()(params, **extra) or 0)
 
     code = guarded(cmd.name, run)
