@@ -85,7 +85,7 @@ BOUNDS: dict[str, dict[str, Bound]] = {
     "subsample": {"fractions": Bound(0, 1, lo_open=True), "min_per_class": Bound(1)},
     "tune.sizing": {"min_train_per_class": Bound(1), "min_val_per_class": Bound(1)},
     "tune.selection": {"window": Bound(1)},
-    "tune.baseline": {"seeds": Bound(1), "epochs": Bound(1)},
+    "tune.baseline": {"seeds": Bound(1)},
     "tune.fidelity": {"min_configs": Bound(3), "min_spearman": Bound(-1, 1)},
     "tune.diagnose": {k: Bound(0) for k in (
         "overfit_gap", "overfit_rise", "chance_ratio", "still_improving", "barely_moves",

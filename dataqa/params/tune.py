@@ -1,5 +1,6 @@
-"""Typed params of the ``tune`` section (the tuning run, dataqa/tune/): search space,
-fixed values, rounds, stopping, pruning, diagnoses, fidelity and the cleaning comparison.
+"""Typed params of the ``tune`` section (the tuning run, dataqa/tune/): the time budget,
+the starting configuration, search space, rounds, stopping, pruning, diagnoses, fidelity
+and the comparisons (start vs tuned, clean vs unfiltered).
 Kept apart from :mod:`dataqa.params` because it is the largest section; validated by the
 same strict loader. Every leaf is a scalar or a list of scalars, so
 ``dvc exp run -S tune.<key>=<value>`` works."""
@@ -15,8 +16,11 @@ from dataqa.params import rules
 @dataclass(frozen=True)
 class TuneSpace:
     """Search ranges of the joint round (round 2); the fine round narrows them. Every
-    leaf is a scalar or a list of scalars, so ``dvc exp run -S tune.space.<key>=...``
-    works."""
+    range is widened to hold the starting configuration (tune.start), which is the first
+    trial of every round. The architectures (small_cnn, small_resnet) and schedules
+    (onecycle, plateau, cosine) are the engine's; with engine.weights only what applies
+    to a pretrained backbone is searched (dataqa/tune/space.py). Every leaf is a scalar
+    or a list of scalars, so ``dvc exp run -S tune.space.<key>=...`` works."""
 
     lr_min: float = 1e-5  # round 1 searches [lr_min, lr_max] log-uniformly
     lr_max: float = 1e-1
@@ -31,35 +35,18 @@ class TuneSpace:
     momentum_max: float = 0.99
     plateau_factor_min: float = 0.2  # LR decay factor on plateau (the guide: 0.9, /2, /5)
     plateau_factor_max: float = 0.9
-    widths: list[int] | None = None  # small_resnet widths; null: 16,32,64 (GPU) / 8,16,32 (CPU)
-    depths: list[int] = field(default_factory=lambda: [1, 2])  # blocks per stage
+    widths: list[int] | None = None  # net widths; null: 16,32,64 (GPU) / 8,16,32 (CPU)
+    depths: list[int] = field(default_factory=lambda: [1, 2])  # small_resnet blocks per stage
     searched: list[str] = field(default_factory=lambda: [
-        "lr", "batch_size", "weight_decay", "dropout", "optimizer", "momentum",
-        "plateau_factor", "width", "depth"])  # round 2/3 search these; the rest stay fixed
-
-
-@dataclass(frozen=True)
-class TuneFixed:
-    """Values of the hyperparameters a round does not search (round 1: all but lr).
-    null width/depth/dropout take engine.width/depth/dropout."""
-
-    lr: float = 1e-2  # used only when a round does not search lr
-    batch_size: int = 64
-    weight_decay: float = 5e-4
-    dropout: float | None = None
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    plateau_factor: float = 0.5
-    width: int | None = None
-    depth: int | None = None
-    label_smoothing: float = 0.0
+        "arch", "schedule", "lr", "batch_size", "weight_decay", "dropout", "optimizer",
+        "momentum", "plateau_factor", "width", "depth", "unfreeze"])  # rounds 2/3; the rest: the start's
 
 
 @dataclass(frozen=True)
 class TuneLrRound:
     """Round 1: the learning rate alone, few epochs, smallest subset."""
 
-    trials: int | None = None  # null: by device (see dataqa/tune/space.py DEVICE_BUDGETS)
+    trials: int | None = None  # null: from tune.budget_seconds (dataqa/tune/budget.py)
     epochs: int | None = None
     subset: str = "p10"  # data/subsets/<subset>.parquet
     sampler: Literal["qmc", "random", "tpe"] = "qmc"
@@ -78,8 +65,9 @@ class TuneJointRound:
 
 @dataclass(frozen=True)
 class TuneFineRound:
-    """Round 3: ranges narrowed around round 2's top trials, more epochs, larger subset.
-    Its first trials re-run round 2's top configurations (subsample fidelity)."""
+    """Round 3: ranges narrowed around round 2's top trials, larger subset, the final
+    epochs (those of the start-vs-tuned comparison). After the start, its first trials
+    re-run round 2's top configurations (subsample fidelity)."""
 
     trials: int | None = None
     epochs: int | None = None
@@ -161,13 +149,13 @@ class TuneSelection:
 
 @dataclass(frozen=True)
 class TuneBaseline:
-    """The reference: crossval's configuration (dataqa/engine/crossval.py) trained on the
-    final round's data, and the best tuned configuration re-trained there, ``seeds`` times
-    each (the same seeds); both are reported as mean ± std."""
+    """Start against tuned (dataqa/tune/compare.py): the starting configuration and the
+    best tuned one, each trained ``seeds`` times (fresh seeds, the same for both) on the
+    final round's data for the final round's epochs; the tuned one is kept only when its
+    mean beats the start's by more than the seed spread."""
 
-    enabled: bool = True
-    seeds: int = 3
-    epochs: int | None = None  # null: crossval's epochs for the baseline
+    enabled: bool = True  # false: best_params.yaml holds the best trial, unchecked
+    seeds: int = 2
 
     def __post_init__(self) -> None:
         rules.check_section("tune.baseline", self)
@@ -189,18 +177,24 @@ class TuneFidelity:
 
 @dataclass(frozen=True)
 class TuneCleaning:
-    """'Does cleaning help?': the best configuration on the clean training set against
-    the unfiltered one (same val set, epochs and config), several seeds each."""
+    """'Does cleaning help?': the chosen configuration on the clean training set against
+    the unfiltered one (same val set, the final epochs, config and seeds), several seeds
+    each (dataqa/tune/compare.py, the runner of the start-vs-tuned comparison)."""
 
     enabled: bool = True
     seeds: int = 2
-    epochs: int | None = None  # null: the fine round's epochs
     subset: str = "p100"  # the clean training set
     with_augmented: bool = False  # include augmented copies in the clean arm
 
 
 @dataclass(frozen=True)
 class TuneParams:
+    # the whole tune stage (search, comparisons) in seconds of training; trials and epochs
+    # follow from a measured epoch time (dataqa/tune/budget.py)
+    budget_seconds: float = 90.0
+    # the known-good starting configuration, the first trial of every round: crossval
+    # (crossval's configuration) or a YAML file, e.g. a previous best_params.yaml
+    start: str = "crossval"
     storage: str | None = None  # None: journal file under paths.tune_dir; or an RDB URL
     study_name: str = "dataqa"  # rounds are studies <study_name>-lr, -joint, -fine
     seed: int = 0  # trial seed = seed + round offset + trial number
@@ -210,7 +204,6 @@ class TuneParams:
     round_wait_seconds: int = 3600  # longest wait for other workers' trials of a round
     augment: bool = True  # train with params.augment's policy, batched on the device
     space: TuneSpace = field(default_factory=TuneSpace)
-    fixed: TuneFixed = field(default_factory=TuneFixed)
     rounds: TuneRounds = field(default_factory=TuneRounds)
     stopping: TuneStopping = field(default_factory=TuneStopping)
     pruning: TunePruning = field(default_factory=TunePruning)
