@@ -373,7 +373,7 @@ def best_notes(summary: Mapping[str, Any]) -> list[str]:
         rd = next((r for r in summary.get("rounds", []) if r["name"] == best["round"]), None)
         cap = (rd or {}).get("batch_cap")
         bs = best["config"].get("batch_size")
-        if cap and bs is not None and int(bs) >= int(cap["cap"]):
+        if cap and bs is not None and int(bs) == int(cap["cap"]):
             notes.append(f"batch_size {bs} was forced by the subset, not chosen: "
                          f"{cap['message']}; on more data try larger batches")
     notes += [n for n in summary.get("notices", []) if n.startswith("WARNING")]

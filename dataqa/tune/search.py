@@ -4,8 +4,8 @@ configuration), within one time budget, then the comparisons and the decision.
 :func:`search` runs (or, as a worker, joins) every round: a round's study is created
 once with its space (:mod:`dataqa.tune.space`), its trial count and epochs
 (:mod:`dataqa.tune.budget`), its deadline and its enqueued trials: the start first, then
-(round 3) round 2's top configurations for the fidelity check, then the exploring
-design. As the main process it then compares the start with the best tuned
+(round 2) the start at round 1's best learning rate, or (round 3) round 2's top
+configurations for the fidelity check, then the exploring design. As the main process it then compares the start with the best tuned
 configuration at equal budget, decides which to use (never the worse one), runs the
 cleaning comparison with that one, and returns the summary (:mod:`dataqa.tune.results`
 writes it).
@@ -220,6 +220,7 @@ def _builder(plan: RoundPlan, params: Params, start: Start,
         seconds = budget.round_seconds(plan.name)
         widened: list[dict[str, Any]] = []
         top: list[optuna.trial.FrozenTrial] = []
+        best_lr: float | None = None
         first: dict[str, Any] = {"start": True}
         if plan.name == "lr":
             space = lr_space(tune, start.config)
@@ -228,13 +229,14 @@ def _builder(plan: RoundPlan, params: Params, start: Start,
             best_lr = float(best[0].user_attrs["config"]["lr"]) if best else None
             space = joint_space(tune, start.config, n_train=n_train, best_lr=best_lr,
                                 device_type=device_type, pretrained=bool(engine.weights))
-            lr_dim = space.dims.get("lr")
-            if best_lr is not None and lr_dim is not None and lr_dim.low is not None \
-                    and lr_dim.high is not None and (lr_dim.low < tune.space.lr_min
-                                                     or lr_dim.high > tune.space.lr_max):
+            k = 10.0 ** tune.rounds.joint.lr_decades
+            if best_lr is not None and (best_lr / k < tune.space.lr_min
+                                        or best_lr * k > tune.space.lr_max):
+                lr_dim = space.dims["lr"]
                 widened.append({"param": "lr", "message": (
-                    f"lr: round 1's best {best_lr:.3g} lies within {tune.rounds.joint.lr_decades:g} "
-                    f"decade(s) of the end of its range; round 2 searches "
+                    f"lr: round 1's best {best_lr:.3g} lies within "
+                    f"{tune.rounds.joint.lr_decades:g} decade(s) of the end of its range "
+                    f"{tune.space.lr_min:.3g}..{tune.space.lr_max:.3g}; round 2 searches "
                     f"{lr_dim.low:.3g}..{lr_dim.high:.3g}, past that end")})
         else:
             joint = spaces.get("joint")
@@ -254,6 +256,10 @@ def _builder(plan: RoundPlan, params: Params, start: Start,
         space = space.containing(start.config)
         queued: list[dict[str, Any]] = [{"params": space.params_of(start.config),
                                          "user_attrs": first}]
+        if plan.name == "joint" and best_lr is not None and best_lr != start.config["lr"]:
+            # coarse to fine: round 1's answer (the start at its best learning rate) next
+            queued.append({"params": space.params_of(dict(start.config, lr=best_lr)),
+                           "user_attrs": {"carried": "lr"}})
         if final:  # round 2's top configurations again: the fidelity pairs
             for t in [t for t in top if not t.user_attrs.get("start")][:trials - 1]:
                 # a value the narrowed space cannot hold is left to the sampler

@@ -50,7 +50,7 @@ def test_stage_writes_every_output(tune_files: Callable[..., Params],
                                            "momentum", "width"}
     summary = json.loads(params.path("tune_summary").read_text())
     start = summary["start"]["config"]
-    assert start["arch"] == "small_cnn" and start["width"] == 4  # crossval's configuration
+    assert start["arch"] == "small_cnn" and start["width"] == 8  # crossval's configuration
     # the start is the first trial of every round, ranked like any other
     for rd in ("lr", "joint", "fine"):
         first = next(t for t in summary["trials"] if t["round"] == rd and t["number"] == 0)
@@ -134,6 +134,29 @@ def test_a_previous_best_params_is_the_start(tune_files: Callable[..., Params],
                                                                        start="nothing.yaml")))
 
 
+def test_a_tuned_configuration_replaces_a_bad_start_only_by_beating_it(
+        tune_files: Callable[..., Params]) -> None:
+    """A start that cannot learn in the budget (SGD at lr 1e-6, no momentum): the search
+    finds better, the comparison confirms it beyond the seed spread, and only then does
+    best_params.yaml hold the tuned configuration."""
+    params = tune_files(tune={"cleaning": {"enabled": False}, "rounds": {
+        "lr": {"trials": 3, "epochs": 4}, "joint": {"trials": 3, "epochs": 4},
+        "fine": {"trials": 2, "epochs": 6}}})
+    (params.root / "slow.yaml").write_text("lr: 1.0e-6\noptimizer: sgd\nmomentum: 0.0\n"
+                                           "schedule: constant\n")
+    params = dataclasses.replace(params, tune=dataclasses.replace(params.tune,
+                                                                  start="slow.yaml"))
+    assert run_stage(params) == 0
+    summary = json.loads(params.path("tune_summary").read_text())
+    cmp = summary["baseline"]
+    assert cmp["a"]["name"] == "start" and cmp["better"] and cmp["difference"] > cmp["spread"]
+    assert summary["decision"]["choice"] == "tuned"
+    assert summary["headline"].startswith("Tuning helped: +")
+    best = yaml.safe_load(params.path("best_params").read_text())
+    assert best["choice"] == "tuned" and best["params"] == summary["best"]["config"]
+    assert best["score"] == pytest.approx(cmp["b"]["mean"])
+
+
 def test_rerun_resumes_the_finished_study(tune_files: Callable[..., Params]) -> None:
     params = tune_files(tune={"cleaning": {"enabled": False}})
     assert run_stage(params) == 0
@@ -200,13 +223,13 @@ def test_a_batch_size_forced_by_a_small_subset_is_noted(tune_files: Callable[...
     which caps the batch at 8 while params allow 32; best_params.yaml says so."""
     params = tune_files(tune={"sizing": {"min_train_per_class": 1, "min_val_per_class": 1},
                               "rounds": {"fine": {"trials": 0}},
-                              "cleaning": {"enabled": False}, "baseline": {"enabled": False}})
+                              "cleaning": {"enabled": False}, "baseline": {"enabled": False}},
+                        crossval={"batch_size": 8})  # the start's batch: the cap too
     assert run_stage(params) == 0
     assert "NOTE: batch size capped at 8 by 48 training images" in capsys.readouterr().err
     text = params.path("best_params").read_text()
     doc = yaml.safe_load(text)
-    if doc["choice"] == "start":  # the best trial was the start: no forced batch in it
-        return
+    assert doc["choice"] == "tuned"  # unchecked (baseline off): the best trial
     assert "# NOTE: batch_size 8 was forced by the subset, not chosen" in text
     assert doc["params"]["batch_size"] == 8
     assert any("forced by the subset" in n for n in doc["notes"])
