@@ -221,11 +221,13 @@ def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 def decide(start: Any, best: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None,
-           *, epochs: int | None, baseline_enabled: bool = True) -> dict[str, Any]:
+           *, epochs: int | None, baseline_enabled: bool = True,
+           others: int = 1) -> dict[str, Any]:
     """Which configuration to use, never the worse one: the tuned one only when it beat
     the start by more than the seed spread at equal budget (or, with the comparison
     switched off, unchecked); otherwise the start, with the reason. ``start``: a
-    :class:`dataqa.tune.start.Start`. Returns ``choice`` (tuned | start), ``config``,
+    :class:`dataqa.tune.start.Start`; ``others``: completed trials of the final round
+    other than the start. Returns ``choice`` (tuned | start), ``config``,
     ``epochs``, ``reason`` and ``headline``: one sentence, the report's first line."""
     use_start = {"choice": "start", "config": dict(start.config), "epochs": start.epochs,
                  "source": start.source}
@@ -235,12 +237,20 @@ def decide(start: Any, best: Mapping[str, Any] | None, baseline: Mapping[str, An
             f"Tuning did not run to a result ({reason}): use the starting configuration "
             f"({start.source}), written to best_params.yaml."))
     if same_config(best["config"], start.config):
+        if not others:
+            reason = ("within tune.budget_seconds the final round ran only the start: no "
+                      "other configuration was tried at the final epochs")
+            return dict(use_start, reason=reason, gain=None, headline=(
+                f"Tuning tried nothing but the start in its final round (the time budget "
+                f"was spent; raise tune.budget_seconds): use the starting configuration "
+                f"({start.source}), written to best_params.yaml."))
         reason = (f"the start was the best trial of the final round ({best['key']}, "
-                  f"{best['value']:.4f}); no other configuration beat it")
+                  f"{best['value']:.4f}); none of the {others} other configuration(s) "
+                  "beat it")
         return dict(use_start, reason=reason, gain=0.0, headline=(
-            f"Tuning did not help: no configuration beat the start ({start.source}) in "
-            "the final round; use the starting configuration, written to "
-            "best_params.yaml."))
+            f"Tuning did not help: none of the {others} other configuration(s) of the "
+            f"final round beat the start ({start.source}); use the starting "
+            "configuration, written to best_params.yaml."))
     tuned = {"choice": "tuned", "config": dict(best["config"]), "epochs": best["epochs"],
              "source": f"trial {best['key']}"}
     if not baseline_enabled:

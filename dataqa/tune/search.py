@@ -340,8 +340,10 @@ def _summarise(td: TuneData, params: Params, plans: list[RoundPlan],
         progress(f"tune: fidelity: {fidelity['message']}")
     runner = _runner(td, params, final, budget, progress)
     baseline = _baseline(runner, td, params, start, best, final, progress)
+    others = sum(1 for r in records if r["round"] == final.name and not r["start"]
+                 and r["state"] == "COMPLETE")
     decision = results.decide(start, best, baseline, epochs=runner.epochs if runner else None,
-                              baseline_enabled=tune.baseline.enabled)
+                              baseline_enabled=tune.baseline.enabled, others=others)
     progress(f"tune: {decision['headline']}")
     cleaning = _cleaning(runner, td, params, decision, progress)
     summary: dict[str, Any] = {
