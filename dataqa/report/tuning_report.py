@@ -233,7 +233,8 @@ def best_section(data: TuningData) -> Section:
     return Section("best", "Best trial and rounds", "tuning_best.html.j2", {
         "best": best, "rounds": rounds,
         "best_text": None if best is None else acc_text(best["value"], best.get("se")),
-        "notes": [n for n in best_notes(s) if not n.startswith("WARNING")],
+        "notes": [n for n in best_notes(s)  # the warnings are said once, at the top
+                  if "forced by the subset" in n],
         "selection": s.get("selection") or {},
         "config": [] if best is None else sorted(best["config"].items()),
     }, summary="none" if best is None else f"val acc {best['value']:.4f}")

@@ -358,11 +358,14 @@ def best_params_yaml(summary: Mapping[str, Any]) -> str:
     best = summary.get("best")
     cmp = summary.get("baseline") or {}
     arm = cmp.get("b" if decision["choice"] == "tuned" else "a") or {}
+    if not arm and best is not None and same_config(best["config"], decision["config"]):
+        # no comparison ran: the configuration's own trial in the final round
+        arm = {"mean": best["value"], "std": None, "n": 1}
     doc: dict[str, Any] = {
         "choice": decision["choice"], "source": decision.get("source"),
         "why": decision["reason"], "epochs": decision["epochs"],
         "score": arm.get("mean"), "score_std": arm.get("std"), "seeds": arm.get("n"),
-        "compared_at_epochs": cmp.get("epochs"),
+        "scored_at_epochs": cmp.get("epochs") or (None if best is None else best["epochs"]),
         "metric": None if best is None else best.get("metric", "val_acc"),
         "trial": None if best is None or decision["choice"] != "tuned" else best["key"],
         "params": decision["config"]}
@@ -386,7 +389,8 @@ def best_notes(summary: Mapping[str, Any]) -> list[str]:
         if cap and bs is not None and int(bs) == int(cap["cap"]):
             notes.append(f"batch_size {bs} was forced by the subset, not chosen: "
                          f"{cap['message']}; on more data try larger batches")
-    notes += [n for n in summary.get("notices", []) if n.startswith("WARNING")]
+    notes += [n.removeprefix("WARNING: ") for n in summary.get("notices", [])
+              if n.startswith("WARNING")]
     return notes
 
 

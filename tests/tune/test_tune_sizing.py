@@ -107,8 +107,8 @@ def test_best_params_yaml_holds_the_start_unless_tuning_beat_it() -> None:
     assert doc["choice"] == "tuned" and doc["params"]["batch_size"] == 4
     assert doc["score"] == pytest.approx(0.705) and doc["trial"] == "fine-1"
     # the sizing warning of two rounds, said once
-    assert sum("WARNING" in n for n in doc["notes"]) == 1
-    assert "rounds 'lr', 'joint' run below" in doc["notes"][1]
+    assert sum("below the per-class minimum" in n for n in doc["notes"]) == 1
+    assert doc["notes"][1].startswith("rounds 'lr', 'joint' run below")
     worse = best_params_yaml(best_summary(64, None, False))
     assert worse.startswith("# Tuning did not help: the best tuned configuration scored "
                             "-0.0100")
