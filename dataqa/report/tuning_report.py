@@ -206,9 +206,17 @@ def decision_section(data: TuningData) -> Section:
     start = s.get("start") or {}
     config, begin = d.get("config") or {}, start.get("config") or {}
     rows = [(k, config.get(k), begin.get(k)) for k in sorted(set(config) | set(begin))]
+    b = s.get("budget") or {}
+    budget = None if not b else (
+        f"Time budget {b['seconds']:.0f} s (tune.budget_seconds), {b['used']:.0f} s used"
+        + (" (overrun: the budget was too small for this machine; only the start may have "
+           "run in each round)" if b["used"] > 1.2 * b["seconds"] else "")
+        + f"; measured {b['seconds_per_1000_image_epochs']:.2f} s per 1,000 training images "
+          f"per epoch; the final round and the comparisons train {b['final_epochs']} "
+          f"epochs, the earlier rounds {b['coarse_epochs']}.")
     return Section("decision", "What to use", "tuning_decision.html.j2", {
         "headline": s.get("headline") or d.get("headline", ""), "d": d, "start": start,
-        "rows": rows, "notices": s.get("notices") or [], "budget": s.get("budget")},
+        "rows": rows, "notices": s.get("notices") or [], "budget": budget},
         summary=str(d.get("choice", "?")))
 
 
