@@ -51,7 +51,7 @@ from bench_engine import bare_step_rate  # noqa: E402
 from bench_label_issues import DATA_CANDIDATES, load_mnist  # noqa: E402
 
 from dataqa.engine import device as dev  # noqa: E402
-from dataqa.params import Params, build  # noqa: E402
+from dataqa.params import Params, validate  # noqa: E402
 from dataqa.tune.data import assemble  # noqa: E402
 from dataqa.tune.search import search  # noqa: E402
 from dataqa.tune.space import plan_rounds  # noqa: E402
@@ -211,10 +211,11 @@ def tuned_vs_start(name: str, *, device: torch.device, budget: float,
     images, labels = load_dataset(name)
     size = images.shape[1]
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:
-        params = dataclasses.replace(build(Params, {
+        params = validate(Params, {
             "tune": {"budget_seconds": budget, "cleaning": {"enabled": False}},
             "engine": {"image_size": size, "device": device.type},
-            "augment": {"hflip": name == "photos"}}, where="bench params"), root=Path(tmp))
+            "augment": {"hflip": name == "photos"}}, where="bench params").replace(
+                root=Path(tmp))
         td = assemble(tensors=images, aug_tensors=None, frames=subsets(labels), device=device)
         t0 = time.perf_counter()
         summary = search(td, params, plans=plan_rounds(params.tune), device=device,
@@ -310,10 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         tune_raw["rounds"] = QUICK_ROUNDS
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:
-        params = dataclasses.replace(
-            build(Params, {"tune": tune_raw, "engine": {"image_size": 28,
-                                                        "device": args.device}},
-                  where="bench params"), root=Path(tmp))
+        params = validate(Params, {"tune": tune_raw, "engine": {
+            "image_size": 28, "device": args.device}}, where="bench params").replace(
+                root=Path(tmp))
         plans = plan_rounds(params.tune)
         t0 = time.perf_counter()
         td = assemble(tensors=images, aug_tensors=None, frames=subsets(labels), device=device)

@@ -17,7 +17,7 @@ from dataqa.params import Params
 from dataqa.tune import results
 from dataqa.tune.data import available_subsets
 from dataqa.tune.search import search
-from dataqa.tune.space import check_space, plan_rounds
+from dataqa.tune.space import plan_rounds
 from dataqa.tune.trial import print_progress
 
 
@@ -25,7 +25,6 @@ def run_stage(params: Params, *, worker: bool = False, n_trials: int | None = No
     """Entry point of ``dataqa tune``; returns the exit code."""
     from dataqa.tune.load import load_tune_data
 
-    check_space(params.tune)
     device = pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     plans = plan_rounds(params.tune)
     names = [p.subset for p in plans if p.trials != 0]

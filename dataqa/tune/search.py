@@ -361,9 +361,9 @@ def _summarise(td: TuneData, params: Params, plans: list[RoundPlan],
         "fidelity": fidelity,
         "baseline": baseline,
         "cleaning": cleaning,
-        "selection": dataclasses.asdict(tune.selection),
+        "selection": tune.selection.model_dump(),
         "data": _data_info(td),
-        "params": {"tune": dataclasses.asdict(tune)},
+        "params": {"tune": tune.model_dump()},
         "seconds": budget.elapsed(),
     }
     return summary
@@ -477,11 +477,11 @@ def _data_info(td: TuneData) -> dict[str, Any]:
 
 def _fingerprint(params: Params, plans: list[RoundPlan], start: Start) -> dict[str, Any]:
     """What must be equal for workers to share a study: the search itself."""
-    tune = dataclasses.asdict(params.tune)
+    tune = params.tune.model_dump()
     for key in ("storage", "heartbeat_interval", "grace_period", "max_retry",
                 "round_wait_seconds", "diagnose", "fidelity", "cleaning", "baseline"):
         tune.pop(key, None)
-    engine = dataclasses.asdict(params.engine)
+    engine = params.engine.model_dump()
     engine.pop("device", None)
     return {"tune": tune, "engine": engine, "plans": [dataclasses.asdict(p) for p in plans],
             "start": json.loads(json.dumps(start.config, default=str))}

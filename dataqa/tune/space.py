@@ -216,41 +216,6 @@ def plan_rounds(tune: TuneParams) -> list[RoundPlan]:
     return plans
 
 
-def check_space(tune: TuneParams) -> None:
-    """Cross-field rules of ``tune.space`` and ``tune.fixed``, stated once."""
-    s = tune.space
-    where = "params.yaml: tune.space"
-    for name in ("lr", "weight_decay"):
-        lo, hi = getattr(s, f"{name}_min"), getattr(s, f"{name}_max")
-        if not 0 < lo < hi:
-            raise ParamsError(f"{where}.{name}_min/{name}_max: need 0 < min < max "
-                              f"(log scale), got {lo}, {hi}")
-    for name in ("dropout", "momentum", "plateau_factor"):
-        lo, hi = getattr(s, f"{name}_min"), getattr(s, f"{name}_max")
-        blo, bhi = NATURAL_BOUNDS[name]
-        if not blo <= lo <= hi < bhi:
-            raise ParamsError(f"{where}.{name}_min/{name}_max: need {blo} <= min <= max "
-                              f"< {bhi}, got {lo}, {hi}")
-    if not 1 <= s.batch_size_min <= s.batch_size_max:
-        raise ParamsError(f"{where}.batch_size_min/max: need 1 <= min <= max, got "
-                          f"{s.batch_size_min}, {s.batch_size_max}")
-    bad_opt = [o for o in s.optimizers if o not in ("sgd", "adamw")]
-    if bad_opt or not s.optimizers:
-        raise ParamsError(f"{where}.optimizers: allowed sgd, adamw; "
-                          f"got {bad_opt or 'an empty list'}")
-    for name in ("widths", "depths"):
-        values = getattr(s, name)
-        if values is None and name == "widths":
-            continue
-        if not values or any(v < 1 for v in values):
-            raise ParamsError(f"{where}.{name}: need a non-empty list of integers >= 1")
-    known = {"arch", "schedule", "lr", "batch_size", "weight_decay", "dropout", "optimizer",
-             "momentum", "plateau_factor", "width", "depth", "unfreeze"}
-    unknown = sorted(set(s.searched) - known)
-    if unknown:
-        raise ParamsError(f"{where}.searched: unknown {unknown}; allowed: {sorted(known)}")
-
-
 def batch_cap(n_train: int) -> int:
     """Largest power of two giving at least 4 steps per epoch (>= 1)."""
     cap = 1
@@ -309,7 +274,7 @@ def joint_space(tune: TuneParams, start: Mapping[str, Any], *, n_train: int,
     }
     skip = set(OWN_NET) if pretrained else {"unfreeze"}
     fixed = dict(start)
-    dims = {}
+    dims: dict[str, Dim] = {}
     for name, dim in every.items():
         if name not in s.searched or name in skip:
             continue

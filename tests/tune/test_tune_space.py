@@ -10,12 +10,11 @@ import optuna
 import pytest
 
 from dataqa.errors import ParamsError
-from dataqa.params import TuneParams, build
+from dataqa.params import TuneParams, validate
 from dataqa.tune.space import (
     Dim,
     Space,
     batch_sizes,
-    check_space,
     fine_space,
     joint_space,
     lr_space,
@@ -25,7 +24,7 @@ from dataqa.tune.space import (
 
 
 def tune(**raw: object) -> TuneParams:
-    return build(TuneParams, raw, where="params.yaml: tune")
+    return validate(TuneParams, raw)
 
 
 # crossval's CPU configuration, as dataqa.tune.start.crossval_start gives it
@@ -41,7 +40,7 @@ def test_start_is_crossvals_configuration() -> None:
     from dataqa.params import Params
     from dataqa.tune.start import crossval_start
 
-    start = crossval_start(build(Params, {}, where="t"), torch.device("cpu"), n_train=1600)
+    start = crossval_start(validate(Params, {}), torch.device("cpu"), n_train=1600)
     assert start.config == START and start.epochs == 12
 
 
@@ -165,19 +164,19 @@ def test_fine_space_clips_to_the_joint_range() -> None:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"space": {"lr_min": 0.1, "lr_max": 0.01}}, "tune.space.lr_min/lr_max"),  # reversed
-    ({"space": {"lr_min": 0.0}}, "need 0 < min < max"),  # log range through zero
-    ({"space": {"dropout_max": 1.0}}, "tune.space.dropout_min/dropout_max"),  # dropout 1
-    ({"space": {"optimizers": ["lion"]}}, "allowed sgd, adamw"),  # unknown optimizer
-    ({"space": {"searched": ["lr", "colour"]}}, "unknown ['colour']"),  # unknown name
+    ({"space": {"lr_min": 0.1, "lr_max": 0.01}}, "tune.space.lr_min: expected lr_min < lr_max"),  # reversed
+    ({"space": {"lr_min": 0.0}}, "tune.space.lr_min: expected a value in (0, 10], got 0.0"),  # log range through zero
+    ({"space": {"dropout_max": 1.0}}, "tune.space.dropout_max: expected a value in [0, 1)"),  # dropout 1
+    ({"space": {"optimizers": ["lion"]}}, "tune.space.optimizers[0]: expected one of 'sgd' or 'adamw'"),  # unknown optimizer
+    ({"space": {"searched": ["lr", "colour"]}}, "tune.space.searched[1]: expected one of 'arch'"),  # unknown name
     ({"space": {"widths": []}}, "tune.space.widths"),  # nothing to choose from
-    ({"rounds": {"lr": {"epochs": 0}}}, "tune.rounds.lr.epochs: must be >= 1"),  # no epochs
+    ({"rounds": {"lr": {"epochs": 0}}}, "tune.rounds.lr.epochs: expected a value in [1, 10000], got 0"),  # no epochs
+    ({"budget_seconds": 0}, "tune.budget_seconds: expected a value in [1, 2592000], got 0"),
+    ({"fixed": {"lr": 0.1}}, "tune.fixed"),  # gone: the start replaces it
 ])
 def test_bad_space_is_a_params_error(raw: dict, message: str) -> None:
     with pytest.raises(ParamsError) as info:
-        t = tune(**raw)
-        check_space(t)
-        plan_rounds(t)
+        tune(**raw)
     assert message in str(info.value)
 
 

@@ -3,7 +3,6 @@ progress lines, resuming, workers, and clear errors."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -114,8 +113,7 @@ def test_a_previous_best_params_is_the_start(tune_files: Callable[..., Params],
     prev.write_text("# from an earlier run\nchoice: tuned\nepochs: 3\nparams:\n"
                     "  arch: small_resnet\n  width: 8\n  depth: 1\n  lr: 0.01\n"
                     "  optimizer: sgd\n  schedule: plateau\n")
-    params = dataclasses.replace(params, tune=dataclasses.replace(params.tune,
-                                                                  start="previous.yaml"))
+    params = params.replace(tune=params.tune.replace(start="previous.yaml"))
     assert run_stage(params) == 0
     summary = json.loads(params.path("tune_summary").read_text())
     start = summary["start"]
@@ -127,11 +125,9 @@ def test_a_previous_best_params_is_the_start(tune_files: Callable[..., Params],
     bad = params.root / "bad.yaml"
     bad.write_text("params:\n  lr: fast\n")
     with pytest.raises(ParamsError, match=r"bad.yaml: lr: expected float, got 'fast'"):
-        run_stage(dataclasses.replace(params, tune=dataclasses.replace(params.tune,
-                                                                       start="bad.yaml")))
+        run_stage(params.replace(tune=params.tune.replace(start="bad.yaml")))
     with pytest.raises(ParamsError, match=r"tune.start: nothing.yaml: no such file"):
-        run_stage(dataclasses.replace(params, tune=dataclasses.replace(params.tune,
-                                                                       start="nothing.yaml")))
+        run_stage(params.replace(tune=params.tune.replace(start="nothing.yaml")))
 
 
 def test_a_tuned_configuration_replaces_a_bad_start_only_by_beating_it(
@@ -144,8 +140,7 @@ def test_a_tuned_configuration_replaces_a_bad_start_only_by_beating_it(
         "fine": {"trials": 2, "epochs": 6}}})
     (params.root / "slow.yaml").write_text("lr: 1.0e-6\noptimizer: sgd\nmomentum: 0.0\n"
                                            "schedule: constant\n")
-    params = dataclasses.replace(params, tune=dataclasses.replace(params.tune,
-                                                                  start="slow.yaml"))
+    params = params.replace(tune=params.tune.replace(start="slow.yaml"))
     assert run_stage(params) == 0
     summary = json.loads(params.path("tune_summary").read_text())
     cmp = summary["baseline"]
@@ -172,8 +167,7 @@ def test_other_params_on_the_same_study_are_refused(tune_files: Callable[..., Pa
                               "rounds": {"lr": {"trials": 1, "epochs": 1, "subset": "small"},
                                          "joint": {"trials": 0}, "fine": {"trials": 0}}})
     run_stage(params)
-    changed = dataclasses.replace(params, tune=dataclasses.replace(
-        params.tune, space=dataclasses.replace(params.tune.space, lr_max=0.5)))
+    changed = params.replace(tune=params.tune.replace(space=params.tune.space.replace(lr_max=0.5)))
     with pytest.raises(ParamsError, match=r"study 'dataqa-lr' .* other tune/engine params "
                                           r"\(differing: tune.space.lr_max\)"):
         run_stage(changed)

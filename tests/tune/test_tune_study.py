@@ -51,10 +51,10 @@ def test_qmc_design_covers_the_log_range_evenly() -> None:
 def test_null_widths_follow_the_device(device: str, widths: tuple[int, ...]) -> None:
     import torch
 
-    from dataqa.params import Params, build
+    from dataqa.params import Params, validate
     from dataqa.tune.start import crossval_start
 
-    start = crossval_start(build(Params, {}, where="t"), torch.device("cpu"), n_train=1000)
+    start = crossval_start(validate(Params, {}), torch.device("cpu"), n_train=1000)
     space = joint_space(TuneParams(), start.config, n_train=1000, best_lr=None,
                         device_type=device)
     assert space.dims["width"].choices == widths
