@@ -8,15 +8,18 @@ it (:meth:`Budget.observe`), so the later rounds are sized with what the earlier
 cost. The plan:
 
 1. the comparisons at the end (start vs tuned, clean vs unfiltered: seeds x arms x the
-   final epochs) are reserved first. The final epochs are the start's own (its
+   final epochs) are reserved first, at the rate measured so far. The final epochs are the start's own (its
    one-cycle schedule was made for them), fewer when the comparisons would take more
-   than :data:`COMPARE_SHARE` of the budget, never fewer than :data:`MIN_FINAL_EPOCHS`;
+   than :data:`COMPARE_SHARE` of the budget, never fewer than :data:`MIN_FINAL_EPOCHS`
+   (planned with the calibration, planned again with the trials' rate before round 3);
 2. the search gets the rest: round 1 (learning rate) :data:`SEARCH_SHARES` ``lr`` of it,
    round 2 its share of what is left when it starts, round 3 all that is left. Rounds 1
    and 2 train a third of the final epochs (at least 2); round 3 the final epochs;
 3. a round has as many trials as its share affords (at least :data:`MIN_TRIALS`: the
    start and one other; at most :data:`dataqa.tune.space.MAX_TRIALS`), and no trial
-   starts past the round's deadline, except the start, which every round runs.
+   starts past the round's deadline, except the start, which every round runs, and in
+   round 3 one other configuration (a budget too small for the machine is overrun by
+   that much rather than tuning nothing).
 
 When the subsets cannot be smaller (small data) the search thus runs fewer trials, not
 the same trials on more images.
@@ -75,7 +78,8 @@ class Budget:
     seconds: float
     rate: float
     started: float = field(default_factory=time.perf_counter)
-    reserved: float = 0.0
+    compare_units: float = 0.0  # image-epoch units of one epoch of every comparison run
+    start_epochs: int = 0
     final_epochs: int = 0
     coarse_epochs: int = 0
     _work: float = 0.0  # image-epochs and seconds of the trials seen, for the rate
@@ -87,6 +91,11 @@ class Budget:
     def left(self) -> float:
         """Seconds of the whole budget left (negative when overrun)."""
         return self.seconds - self.elapsed()
+
+    @property
+    def reserved(self) -> float:
+        """Seconds kept for the comparisons, at the rate measured so far."""
+        return self.rate * self.final_epochs * self.compare_units
 
     def search_left(self) -> float:
         return self.left() - self.reserved
@@ -104,17 +113,24 @@ class Budget:
     def run_seconds(self, epochs: int, n_train: int, n_val: int) -> float:
         return self.rate * epochs * image_epochs(n_train, n_val)
 
-    def plan_final(self, start_epochs: int, compare_units: float) -> None:
-        """Set the final and coarse epochs and reserve the comparisons' seconds;
-        ``compare_units``: image-epoch units of one epoch of every comparison run."""
-        epochs = max(start_epochs, 1)
+    def plan_final(self, start_epochs: int | None = None,
+                   compare_units: float | None = None) -> None:
+        """Set the final and coarse epochs (the comparisons' seconds are reserved from
+        them); ``compare_units``: image-epoch units of one epoch of every comparison
+        run. Called again without arguments before the final round, with the rate the
+        trials measured."""
+        if start_epochs is not None:
+            self.start_epochs = start_epochs
+        if compare_units is not None:
+            self.compare_units = compare_units
+        epochs = max(self.start_epochs, 1)
         least = min(MIN_FINAL_EPOCHS, epochs)
-        while epochs > least and self.rate * epochs * compare_units > \
+        while epochs > least and self.rate * epochs * self.compare_units > \
                 COMPARE_SHARE * self.seconds:
             epochs -= 1
         self.final_epochs = epochs
-        self.coarse_epochs = min(epochs, max(MIN_COARSE_EPOCHS, round(epochs / 3)))
-        self.reserved = self.rate * epochs * compare_units
+        if start_epochs is not None:  # the coarse rounds' epochs are set once
+            self.coarse_epochs = min(epochs, max(MIN_COARSE_EPOCHS, round(epochs / 3)))
 
     def round_seconds(self, name: str) -> float:
         """Seconds round ``name`` may take: its share of the search time left."""

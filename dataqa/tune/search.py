@@ -29,7 +29,7 @@ from dataqa.engine.device import describe
 from dataqa.errors import EngineError
 from dataqa.params import Params
 from dataqa.tune import results
-from dataqa.tune.budget import Budget, calibrate, image_epochs
+from dataqa.tune.budget import MIN_TRIALS, Budget, calibrate, image_epochs
 from dataqa.tune.compare import Arm, Runner
 from dataqa.tune.data import TuneData
 from dataqa.tune.progress import RoundClock
@@ -191,14 +191,16 @@ def _finished_count(study: optuna.Study) -> Callable[[], int]:
 
 def _stopper(study: optuna.Study, plan: RoundPlan, budget: Budget, *, n_train: int,
              n_val: int) -> Callable[[], bool]:
-    """Should this process start no further trial of the round? Once the start has
-    run, when the next trial would end past the round's deadline."""
+    """Should this process start no further trial of the round? When the next trial
+    would end past the round's deadline, once the start has run (in the final round:
+    the start and one other configuration, the least that can tune anything)."""
     deadline = float(study.user_attrs.get("deadline") or math.inf)
     done = _finished_count(study)
+    least = MIN_TRIALS if plan.name == "fine" else 1
     assert plan.epochs is not None
 
     def stop() -> bool:
-        if done() < 1:
+        if done() < least:
             return False
         return time.time() + budget.run_seconds(plan.epochs or 1, n_train, n_val) > deadline
     return stop
@@ -214,6 +216,8 @@ def _builder(plan: RoundPlan, params: Params, start: Start,
 
     def build() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         final = plan.name == "fine"
+        if final and plan.epochs is None and budget.compare_units:
+            budget.plan_final()  # the final epochs again, at the rate the trials measured
         epochs = plan.epochs or (budget.final_epochs if final else budget.coarse_epochs)
         trials = plan.trials if plan.trials is not None else budget.trials_for(
             plan.name, epochs=epochs, n_train=n_train, n_val=n_val, cap=MAX_TRIALS[plan.name])
