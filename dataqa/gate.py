@@ -18,6 +18,9 @@ Semantics, decided once here:
   with the numbers as the reason (its value is still shown);
 - a per-check threshold naming a check that does not exist at all (a typo such as
   ``gate.max_rates.lable``) is a :class:`~dataqa.errors.ParamsError`;
+- the per-check rates (``max_rates``) count the flags still pending review; flags a
+  person decided (``dataqa review``, :mod:`dataqa.review`) are waived, and the rule's
+  message says how many and by whom;
 - the gate fails (exit code 1) when any evaluated rule fails.
 """
 
@@ -52,6 +55,7 @@ class RuleDef:
     what: str
     per_check: Literal["", "threshold", "metric"] = ""
     bounds: tuple[float, float] = (0.0, math.inf)
+    fallback: str = ""  # metric path read when ``metric`` is absent (older metrics files)
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,10 @@ AUDIT_RULES: list[RuleDef] = [
             "share of undecodable files", bounds=(0.0, 1.0)),
     RuleDef("min_images_per_class", "balance.min_class_count", ">=",
             "decodable images in the smallest class"),
-    RuleDef("max_rates", "checks.{check}.rate", "<=", "share of images flagged by {check}",
-            per_check="threshold", bounds=(0.0, 1.0)),
+    # flags pending review only: decided ones are waived (listed in the message)
+    RuleDef("max_rates", "checks.{check}.pending_rate", "<=",
+            "share of images flagged by {check} and pending review",
+            per_check="threshold", bounds=(0.0, 1.0), fallback="checks.{check}.rate"),
     RuleDef("max_cross_split_duplicates", "checks.{check}.cross_split_pairs", "<=",
             "duplicate pairs across splits found by {check} (leakage)", per_check="metric"),
     RuleDef("max_imbalance_ratio", "balance.imbalance_ratio", "<=",
@@ -139,6 +145,8 @@ def evaluate(gate: GateParams, metrics: dict[str, Any], *,
                                 f"{what}: not evaluated (review-only: {demoted[check]})"))
                 continue
             value = _lookup(metrics, path) if check or not rd.per_check else None
+            if value is None and rd.fallback and check:
+                value = _lookup(metrics, rd.fallback.format(check=check))
             if value is None:
                 skipped = (metrics.get("not_evaluated") or {}).get(check or "")
                 if skipped:
@@ -153,8 +161,19 @@ def evaluate(gate: GateParams, metrics: dict[str, Any], *,
             passed = value <= thr if rd.comparison == "<=" else value >= thr
             verb = "within" if passed else "violates"
             out.append(Rule(name, value, thr, rd.comparison, passed,
-                            f"{what} = {value:.6g} {verb} {rd.comparison} {thr:.6g}"))
+                            f"{what} = {value:.6g} {verb} {rd.comparison} {thr:.6g}"
+                            + waived_text(metrics, check)))
     return out
+
+
+def waived_text(metrics: dict[str, Any], check: str) -> str:
+    """'' or ' (N waived by review: alice 2, bob 1)' for a check's decided flags."""
+    info = metrics.get("checks", {}).get(check) if check else None
+    if not isinstance(info, dict) or not info.get("waived"):
+        return ""
+    by = info.get("waived_by") or {}
+    who = ", ".join(f"{k} {v}" for k, v in by.items())
+    return f" ({info['waived']} waived by review{': ' + who if who else ''})"
 
 
 def _expand(rd: RuleDef, threshold: Any, metrics: dict[str, Any]

@@ -21,7 +21,7 @@ from dataqa.errors import SourceError
 from dataqa.params import Params
 
 # ``paths`` entries that the user provides rather than the pipeline writes
-INPUT_KEYS = frozenset({"external"})
+INPUT_KEYS = frozenset({"external", "reviews"})
 
 
 def output_paths(params: Params) -> dict[str, Path]:

@@ -84,6 +84,9 @@ class Paths:
     prepared_metrics: str = "dataqa-out/metrics/prepared.json"  # subsets table + prepared gate
     fingerprint: str = "dataqa-out/interim/source_fingerprint.json"  # what DVC depends on
     external: str = "predictions"  # the user's own predictions (crossval.mode: external)
+    # review decisions (issue 22): a small CSV in the user's repository, tracked by git
+    # (not an output); the audit reads it, `dataqa review` writes it
+    reviews: str = "reviews.csv"
     # the headline numbers `dvc metrics show` displays (<= ~30 keys; dataqa/headline.py)
     headline: str = "reports/metrics.json"
     tune_headline: str = "reports/tuning_metrics.json"

@@ -25,7 +25,7 @@ import pandas as pd
 
 from dataqa.checks import AuditContext, Check, CheckResult
 from dataqa.checks.confidence import get_confidence_histogram
-from dataqa.checks.model_strength import ModelStrengthSettings, judge_model
+from dataqa.checks.model_strength import ModelStrengthSettings, judge_model, review_only
 from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     ID_COLUMNS,
     CheckFailed,
@@ -45,6 +45,15 @@ from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
 from dataqa.params import Params, check_settings
+from dataqa.review import (
+    Matched,
+    add_review_metrics,
+    flag_table,
+    match,
+    read_decisions,
+    review_columns,
+    review_summary,
+)
 
 # input name -> the stage that writes it (for "run the ... stage first")
 INPUT_STAGES = {"pred_probs": "crossval", "embeddings": "crossval", "tensors": "tensors"}
@@ -168,8 +177,30 @@ def model_not_evaluated(params: Params) -> str | None:
     return not_evaluated_reason(data) if isinstance(data, dict) else None
 
 
+def load_review(params: Params, manifest: pd.DataFrame) -> Matched:
+    """The decisions file (``paths.reviews``; none when absent) matched to the manifest
+    by content hash; warnings (a relabel to an unknown class, decisions for images not
+    in the source) are printed, naming the row."""
+    path = params.path("reviews")
+    decisions = read_decisions(path)
+    matched = match(manifest["sha256"].tolist(), decisions,
+                    classes=load_classes(params, manifest), labels=manifest["label"].tolist(),
+                    source=str(params.paths.reviews))
+    for line in matched.warnings:
+        print(f"audit: WARNING: {line}")
+    if matched.unmatched:
+        rows = ", ".join(str(d.row) for d in matched.unmatched[:8])
+        print(f"audit: {len(matched.unmatched)} decision(s) of {params.paths.reviews} name "
+              f"images not in the source (rows {rows}{', ...' if len(matched.unmatched) > 8 else ''}"
+              f"): kept in the file, applied when the image is back")
+    return matched
+
+
 def run_stage(params: Params) -> int:
-    manifest = read_manifest(params.path("manifest"))
+    original = read_manifest(params.path("manifest"))
+    matched = load_review(params, original)
+    # the audit judges the dataset as reviewed: a relabelled image under its new class
+    manifest = original.assign(label=matched.reviewed_labels(original["label"]))
     checks = build_checks(params.audit)
     reason = model_not_evaluated(params)
     skipped = [c.name for c in checks if reason and c.requires & MODEL_INPUTS]
@@ -180,6 +211,11 @@ def run_stage(params: Params) -> int:
     issues = build_issues(manifest, results)
     metrics = build_metrics(manifest, results, min_per_class=params.audit.min_per_class,
                             classes=ctx.classes)
+    demoted = sorted(review_only({"model": ctx.model}))
+    flags = flag_table(issues, [r.name for r in results])
+    issues = pd.concat([issues, review_columns(flags, matched, original["label"],
+                                               demoted=demoted)], axis=1)
+    add_review_metrics(metrics, review_summary(flags, matched, demoted=demoted))
     metrics.update(dataset_evidence(params, ctx, model=reason is None))
     if skipped:
         metrics["not_evaluated"] = {name: f"no model could be trained: {reason}"
@@ -199,6 +235,16 @@ def _print_summary(results: Sequence[CheckResult], metrics: dict[str, Any],
     ds = metrics["dataset"]
     print(f"audit: {ds['n_files']} files, {ds['n_undecodable']} undecodable, "
           f"{metrics['balance']['n_classes']} classes")
+    review = metrics.get("review", {})
     for r in results:
-        print(f"  {r.name:<20} {r.n_issues:>7} flagged ({r.summary['rate']:.2%})")
+        info = review.get("checks", {}).get(r.name)
+        if info is None:
+            print(f"  {r.name:<20} {r.n_issues:>7} suspected ({r.summary['rate']:.2%}; "
+                  f"not flags: the model is too weak to judge)")
+            continue
+        print(f"  {r.name:<20} {r.n_issues:>7} flagged ({r.summary['rate']:.2%}), "
+              f"{info['pending']} pending review")
+    if review:
+        print(f"  review: {review['n_pending']} of {review['n_images']} images pending "
+              f"({review['pending_rate']:.1%}), {review['n_decided']} decided")
     print(f"  -> {issues_path}")
