@@ -88,7 +88,9 @@ def label_issues(data: AuditData) -> Section:
         "warnings": [str(w) for w in summary.get("warnings") or []],
         "skipped": summary.get("skipped") or "",
         "issues_path": str(data.params.paths.issues),
-    }, summary=f"{n_flagged} flagged")
+        "suspected": "label" in data.review.demoted,
+    }, summary=f"{n_flagged} suspected, not flags" if "label" in data.review.demoted
+        else f"{n_flagged} flagged")
 
 
 def accuracy_rows(per_class: dict[str, Any], support: dict[str, int]) -> list[dict[str, Any]]:
