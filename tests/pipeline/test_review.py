@@ -108,9 +108,10 @@ def states(driver: Any) -> dict[str, str]:
 
 
 def test_decide_in_the_browser_import_and_repro(ws: Path, tmp_path: Path) -> None:
-    from tests import browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
+
+    from tests import browser
 
     if browser.missing_binaries():  # a failure, not a skip: `make test` installs them
         pytest.fail(browser.MISSING_HELP, pytrace=False)
