@@ -20,7 +20,8 @@ Semantics, decided once here:
   ``gate.max_rates.lable``) is a :class:`~dataqa.errors.ParamsError`;
 - the per-check rates (``max_rates``) count the flags still pending review; flags a
   person decided (``dataqa review``, :mod:`dataqa.review`) are waived, and the rule's
-  message says how many and by whom;
+  message says how many and by whom; cross-split pairs leave out the images a person
+  excluded or kept for that check;
 - the gate fails (exit code 1) when any evaluated rule fails.
 """
 
@@ -88,8 +89,9 @@ AUDIT_RULES: list[RuleDef] = [
     RuleDef("max_rates", "checks.{check}.pending_rate", "<=",
             "share of images flagged by {check} and pending review",
             per_check="threshold", bounds=(0.0, 1.0), fallback="checks.{check}.rate"),
-    RuleDef("max_cross_split_duplicates", "checks.{check}.cross_split_pairs", "<=",
-            "duplicate pairs across splits found by {check} (leakage)", per_check="metric"),
+    RuleDef("max_cross_split_duplicates", "checks.{check}.pending_cross_split_pairs", "<=",
+            "duplicate pairs across splits found by {check} (leakage) and pending review",
+            per_check="metric", fallback="checks.{check}.cross_split_pairs"),
     RuleDef("max_imbalance_ratio", "balance.imbalance_ratio", "<=",
             "largest over smallest class count", bounds=(1.0, math.inf)),
 ]
@@ -162,7 +164,7 @@ def evaluate(gate: GateParams, metrics: dict[str, Any], *,
             verb = "within" if passed else "violates"
             out.append(Rule(name, value, thr, rd.comparison, passed,
                             f"{what} = {value:.6g} {verb} {rd.comparison} {thr:.6g}"
-                            + waived_text(metrics, check)))
+                            + (waived_text(metrics, check) if rd.key == "max_rates" else "")))
     return out
 
 
@@ -188,7 +190,8 @@ def _expand(rd: RuleDef, threshold: Any, metrics: dict[str, Any]
             yield f"{rd.key}.{check}", check, thr
     elif rd.per_check == "metric":
         found = [c for c in metrics.get("checks", {})
-                 if _lookup(metrics, rd.metric.format(check=c)) is not None]
+                 if _lookup(metrics, rd.metric.format(check=c)) is not None
+                 or (rd.fallback and _lookup(metrics, rd.fallback.format(check=c)) is not None)]
         for check in found:
             yield f"{rd.key}.{check}", check, threshold
         if not found:

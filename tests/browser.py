@@ -139,3 +139,23 @@ def screenshot(driver: Any, out: Path, *, height: int | None = None) -> Path:
         "format": "png", "captureBeyondViewport": True, "clip": clip})
     write_bytes(out, base64.b64decode(shot["data"]))
     return out
+
+
+def screenshot_element(driver: Any, selector: str, out: Path, *,
+                       height: int | None = None) -> Path:
+    """PNG of the box of the first element matching ``selector`` (its top ``height``
+    CSS pixels when given); RuntimeError when nothing matches."""
+    box = driver.execute_script(
+        "var e = document.querySelector(arguments[0]); if (!e) { return null; }"
+        "var r = e.getBoundingClientRect();"
+        "return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height];",
+        selector)
+    if box is None:
+        raise RuntimeError(f"no element matches {selector!r}")
+    x, y, w, h = box
+    clip = {"x": x, "y": y, "width": w, "height": h if height is None else min(h, height),
+            "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True, "clip": clip})
+    write_bytes(out, base64.b64decode(shot["data"]))
+    return out

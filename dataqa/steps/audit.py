@@ -196,6 +196,29 @@ def load_review(params: Params, manifest: pd.DataFrame) -> Matched:
     return matched
 
 
+def add_pending_leaks(metrics: dict[str, Any], manifest: pd.DataFrame, issues: pd.DataFrame,
+                      matched: Matched) -> None:
+    """``checks.<c>.pending_cross_split_pairs`` for each duplicate check: its cross-split
+    pairs (leakage) once the images a person excluded, or kept for this check, are left
+    out of their groups (what the gate's ``max_cross_split_duplicates`` compares)."""
+    from dataqa.checks.exact_duplicate import summarize_groups
+
+    for name, summary in metrics.get("checks", {}).items():
+        col = f"{name}_group"
+        if "cross_split_pairs" not in summary or col not in issues:
+            continue
+        resolved = np.array([d is not None and (d.decision == "exclude" or name in d.checks)
+                             for d in matched.decisions], dtype=bool)
+        groups = issues[col].fillna(-1).to_numpy(dtype=np.int64).copy()
+        groups[resolved] = -1
+        exact = None
+        if name != "exact_duplicate" and "exact_duplicate_group" in issues:
+            exact = issues["exact_duplicate_group"].fillna(-1).to_numpy(dtype=np.int64)
+            exact = np.where(groups >= 0, exact, -1)
+        pending = summarize_groups(manifest, groups, max_examples=0, exclude=exact)
+        summary["pending_cross_split_pairs"] = pending["cross_split_pairs"]
+
+
 def run_stage(params: Params) -> int:
     original = read_manifest(params.path("manifest"))
     matched = load_review(params, original)
@@ -216,6 +239,7 @@ def run_stage(params: Params) -> int:
     issues = pd.concat([issues, review_columns(flags, matched, original["label"],
                                                demoted=demoted)], axis=1)
     add_review_metrics(metrics, review_summary(flags, matched, demoted=demoted))
+    add_pending_leaks(metrics, manifest, issues, matched)
     metrics.update(dataset_evidence(params, ctx, model=reason is None))
     if skipped:
         metrics["not_evaluated"] = {name: f"no model could be trained: {reason}"

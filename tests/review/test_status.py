@@ -66,3 +66,21 @@ def test_a_relabelled_image_is_not_flagged_for_its_old_label(relabel: bool) -> N
     labels = m.reviewed_labels(pd.Series(["cat"] * 40 + ["dog"] * 40, dtype="string"))
     flagged = label_issues(labels.map({"cat": 0, "dog": 1}).to_numpy(int), probs)
     assert bool(np.asarray(flagged["is_label_issue"])[0]) is not relabel
+
+
+def test_leaks_resolved_by_review_leave_the_gate() -> None:
+    from dataqa.gate import evaluate
+    from dataqa.params import GateParams
+    from dataqa.steps.audit import add_pending_leaks
+
+    manifest = pd.DataFrame({"path": ["a", "b", "c", "d", "e", "f"],
+                             "split": ["train", "val"] * 3})
+    issues = manifest.assign(near_duplicate_group=[0, 0, 1, 1, 2, 2])
+    metrics = {"checks": {"near_duplicate": {"cross_split_pairs": 3}}}
+    m = match(S, [Decision(S[1], "exclude"),  # group 0: its val copy excluded
+                  Decision(S[3], "keep", checks=("near_duplicate",))])  # group 1: accepted
+    add_pending_leaks(metrics, manifest, issues, m)
+    assert metrics["checks"]["near_duplicate"]["pending_cross_split_pairs"] == 1  # group 2
+    rule = next(r for r in evaluate(GateParams(), metrics)
+                if r.name == "max_cross_split_duplicates.near_duplicate")
+    assert (rule.value, rule.passed) == (1, False)

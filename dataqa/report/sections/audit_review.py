@@ -18,9 +18,11 @@ def review_summary(data: AuditData) -> Section | None:
     review = data.metrics.get("review")
     if not isinstance(review, dict):
         return None
-    checks = [{"name": c, **info} for c, info in review.get("checks", {}).items()]
+    checks = [{"name": c, **info} for c, info in review.get("checks", {}).items()
+              if info.get("flagged")]
+    quiet = [c for c, info in review.get("checks", {}).items() if not info.get("flagged")]
     suspicions = {c: n for c, n in (review.get("suspicions") or {}).items() if n}
     return Section("review", "Review", "review.html.j2", {
-        "checks": checks, "review": review, "suspicions": suspicions,
+        "checks": checks, "quiet": quiet, "review": review, "suspicions": suspicions,
         "reviews_path": str(data.params.paths.reviews), "data": data.review.data(),
     }, summary=f"{review.get('n_pending', 0)} pending")
