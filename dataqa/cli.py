@@ -106,7 +106,8 @@ def _review_args(p: argparse.ArgumentParser) -> None:
     what.add_argument("--relabel", metavar="CLASS",
                       help="move it to CLASS (the clean table keeps the original label)")
     st.add_argument("--note", default="", help="free text, stored with the decision")
-    st.add_argument("--by", default="", help="who decides (default: git user.name)")
+    st.add_argument("--by", default="",
+                    help="who decides (default: $GIT_AUTHOR_NAME, else the login name)")
     im = sub.add_parser("import", help="merge a decisions file (e.g. downloaded from the "
                                        "report) into paths.reviews",
                         description="Validate FILE whole (an error names the row and "
@@ -114,7 +115,7 @@ def _review_args(p: argparse.ArgumentParser) -> None:
                                     "replaced rows are printed.")
     im.add_argument("file", metavar="FILE")
     im.add_argument("--by", default="", help="who, for rows that name nobody "
-                                             "(default: git user.name)")
+                                             "(default: $GIT_AUTHOR_NAME or the login name)")
     for sp in (ls, st, im):
         _params_arg(sp)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import subprocess
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,14 +61,11 @@ def run(params: Params, action: str, **kw: Any) -> int:
 
 
 def default_reviewer() -> str:
-    """``git config user.name``, else the login name."""
-    try:
-        proc = subprocess.run(["git", "config", "user.name"], capture_output=True,
-                              text=True, timeout=5)
-        if proc.returncode == 0 and proc.stdout.strip():
-            return proc.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    """Who decides when ``--by`` is not given: ``$GIT_AUTHOR_NAME``, else the login
+    name (no subprocess: the package runs no command)."""
+    name = os.environ.get("GIT_AUTHOR_NAME", "").strip()
+    if name:
+        return name
     try:
         return getpass.getuser()
     except (OSError, KeyError):
