@@ -75,7 +75,8 @@ class ReviewView:
         if d:
             what = (f"relabel to '{d['label']}'" if d["decision"] == "relabel"
                     else d["decision"])
-            return f"decided: {what}" + (f" by {d['by']}" if d["by"] else "")
+            return (f"decided: {what}" + (f" by {d['by']}" if d["by"] else "")
+                    + (f" \u2014 {d['note']}" if d["note"] else ""))
         if r["x"]:
             return f"suspected by a weak model: {', '.join(r['x'])} (not a flag)"
         return ""

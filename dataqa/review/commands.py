@@ -98,6 +98,7 @@ class _Audit:
                 self.demoted = sorted(review_only(json.loads(metrics.read_text("utf-8"))))
             except ValueError:
                 pass
+        self._flags: dict[str, np.ndarray] | None = None
         self.checks = ([c[3:-6] for c in self.issues.columns
                         if str(c).startswith("is_") and str(c).endswith("_issue")]
                        if self.issues is not None else [])
@@ -107,9 +108,14 @@ class _Audit:
         return labelled_rows(self.manifest)[1]
 
     def flags(self) -> dict[str, np.ndarray]:
-        return flag_table(self.issues, self.checks) if self.issues is not None else {}
+        if self._flags is None:
+            self._flags = (flag_table(self.issues, self.checks)
+                           if self.issues is not None else {})
+        return self._flags
 
     def flagged_checks(self, row: int) -> tuple[str, ...]:
+        """Every check flagging manifest row ``row`` now (a weak model's too: the
+        person saw them)."""
         return tuple(sorted(c for c, m in self.flags().items() if m[row]))
 
 

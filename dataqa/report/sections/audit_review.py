@@ -13,7 +13,7 @@ from dataqa.report.audit_report import AuditData
 from dataqa.report.page import Section, section
 
 
-@section("audit", order=2)
+@section("audit", order=7)
 def review_summary(data: AuditData) -> Section | None:
     review = data.metrics.get("review")
     if not isinstance(review, dict):
