@@ -188,9 +188,11 @@ def test_pending_review_is_worth_a_look(audited: Path, photos: PhotoSet) -> None
         else:
             assert pending.loc[path], (path, kind, issues.at[path, "review_pending"])
     share = review["n_pending"] / review["n_images"]
+    every = [c for c in issues.columns if c.startswith("is_") and c.endswith("_issue")]
     print(f"photo set: {review['n_pending']} of {review['n_images']} images pending review "
-          f"({share:.1%}); suspicions not counted: {review['suspicions']}; model reliable: "
-          f"{metrics['model']['reliable']}")
+          f"({share:.1%}); {int(issues[every].any(axis=1).sum())} with any flag or "
+          f"suspicion; suspicions not counted: {review['suspicions']}; model reliable: "
+          f"{metrics['model']['reliable']} (accuracy {metrics['model']['accuracy']:.3f})")
     assert share <= 0.20
     assert review["n_pending"] == int(pending.sum())
     # suspicions count in neither the pending total nor the flagged rate

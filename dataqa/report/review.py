@@ -31,7 +31,8 @@ class ReviewView:
         self.classes = classes
         n = len(issues)
         ids = issues["id"].to_numpy(dtype=np.int64)
-        sha = manifest["sha256"].astype("string").reindex(issues.index).to_numpy(dtype=object)
+        sha = (manifest["sha256"].astype("string").reindex(issues.index).to_numpy(dtype=object)
+               if "sha256" in manifest else np.full(n, pd.NA, dtype=object))
 
         def strings(col: str) -> list[str]:
             if col not in issues:
