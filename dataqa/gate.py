@@ -14,7 +14,7 @@ Semantics, decided once here:
   (``passed: null``, a ``<skipped>`` JUnit test case); it does not fail the gate,
   so one ``params.yaml`` can hold thresholds for optional checks;
 - a rule of a check whose verdict rests on an out-of-fold model judged too weak
-  (``audit.json: model``, :mod:`dataqa.checks.model_strength`) is *not evaluated*,
+  (``audit.json: model``, :mod:`dataqa.model_strength`) is *not evaluated*,
   with the numbers as the reason (its value is still shown);
 - thresholds are validated when params load (their ranges are declared in
   :class:`~dataqa.params.GateParams`; a check name that does not exist, such as
@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from dataqa.errors import StageInputError
 from dataqa.params import GateParams
+from dataqa.text import xml_text
 
 Comparison = Literal["<=", ">="]
 
@@ -127,7 +128,7 @@ GATES: dict[str, GateSpec] = {
 def evaluate(gate: GateParams, metrics: dict[str, Any], *,
              rules: Sequence[RuleDef] = AUDIT_RULES) -> list[Rule]:
     """Evaluate every switched-on rule of ``rules`` against ``metrics``, in table order."""
-    from dataqa.checks.model_strength import review_only
+    from dataqa.model_strength import review_only
 
     demoted = review_only(metrics)  # checks resting on a model too weak to trust
     out: list[Rule] = []
@@ -225,8 +226,9 @@ def to_junit(rules: Sequence[Rule], *, on: str,
              details: dict[str, str] | None = None) -> bytes:
     """JUnit XML: one ``testcase`` per rule; ``failure`` / ``skipped`` with the message.
     ``details`` (rule name -> text: the report and the first files behind a failed rule,
-    :mod:`dataqa.evidence`) is appended to the failure message. ElementTree escapes every
-    attribute and text."""
+    :mod:`dataqa.evidence`) is appended to the failure message. Every attribute and text
+    goes through :func:`dataqa.text.xml_text` (no character XML 1.0 forbids, so CI's
+    JUnit readers can parse it), then ElementTree escapes markup."""
     details = details or {}
     suite_name = f"dataqa.gate.{on}"
     root = ET.Element("testsuites", name="dataqa gate")
@@ -242,6 +244,10 @@ def to_junit(rules: Sequence[Rule], *, on: str,
                          f"(passes when value {r.comparison} threshold)")
         elif r.passed is None:
             ET.SubElement(case, "skipped", message=r.message)
+    for node in root.iter():  # every attribute and text, whatever added it
+        node.attrib = {k: xml_text(v) for k, v in node.attrib.items()}
+        if node.text:
+            node.text = xml_text(node.text)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 

@@ -77,6 +77,7 @@ class Paths(Section):
     issues: str = Field("dataqa-out/audit/issues.parquet", description="one row per image, a column pair per check")
     audit_metrics: str = Field("dataqa-out/metrics/audit.json", description="the audit's metrics (checks, balance)")
     learning_curve: str = Field("dataqa-out/audit/learning_curve.json", description="accuracy against data fraction")
+    learning_curve_plot: str = Field("reports/plots/learning_curve.csv", description="its points, one row per fraction (DVC plot)")
     gate_json: str = Field("reports/gate.json", description="the audit gate's verdict")
     gate_junit: str = Field("reports/gate.junit.xml", description="the audit gate as JUnit")
     clean: str = Field("dataqa-out/clean/clean.parquet", description="rows the filter keeps")
@@ -195,7 +196,7 @@ class TensorsParams(Section):
 
 class ModelStrengthSettings(Section):
     """``audit.model_strength``: is the out-of-fold model strong enough to judge labels
-    (dataqa/checks/model_strength.py)? A weak model's label flags become review-only."""
+    (dataqa/model_strength.py)? A weak model's label flags become review-only."""
 
     min_skill: float = Field(0.5, ge=-1, le=1, description="lower bound of (acc - baseline) / (1 - baseline) to trust")
     confidence: float = Field(0.95, ge=0.5, lt=1, description="of the accuracy interval (Wilson score)")

@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 
 from dataqa import gate
-from dataqa.checks.model_strength import review_only
 from dataqa.dataset.manifest import labelled_rows, read_manifest
 from dataqa.dataset.sources import source_root
 from dataqa.errors import StageInputError
+from dataqa.model_strength import review_only
 from dataqa.params import Params
 from dataqa.report.page import build_sections, render_page
 from dataqa.report.review import ReviewView

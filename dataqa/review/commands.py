@@ -42,7 +42,7 @@ from dataqa.review.decisions import (
     write_decisions,
 )
 from dataqa.review.status import flag_table, match, pending_checks
-from dataqa.text import printable
+from dataqa.text import printable, say
 
 MAX_IMPORT_BYTES = 64 << 20
 
@@ -93,7 +93,7 @@ class _Audit:
         self.demoted: list[str] = []
         metrics = params.path("audit_metrics")
         if metrics.is_file():
-            from dataqa.checks.model_strength import review_only
+            from dataqa.model_strength import review_only
             try:
                 self.demoted = sorted(review_only(json.loads(metrics.read_text("utf-8"))))
             except ValueError:
@@ -129,29 +129,29 @@ def review_list(params: Params, *, pending: bool = False) -> int:
     pend = pending_checks(flags, matched.decisions, demoted=audit.demoted)
     if pending:
         for i in [i for i, p in enumerate(pend) if p]:
-            print(printable(audit.manifest["path"].iloc[i]))
+            say(audit.manifest["path"].iloc[i])
         return 0
     for line in matched.warnings:
-        print(printable(f"warning: {line}"))
-    print(f"{'check':<20} {'flagged':>8} {'pending':>8} {'decided':>8}")
+        say(f"warning: {line}")
+    say(f"{'check':<20} {'flagged':>8} {'pending':>8} {'decided':>8}")
     for c, mask in flags.items():
         rows = np.flatnonzero(mask)
         if c in audit.demoted:
-            print(f"{c:<20} {len(rows):>8} {'-':>8} {'-':>8}  suspicions of a model too "
+            say(f"{c:<20} {len(rows):>8} {'-':>8} {'-':>8}  suspicions of a model too "
                   f"weak to judge: not flags")
             continue
         n_pend = sum(1 for i in rows if c in pend[i])
-        print(f"{c:<20} {len(rows):>8} {n_pend:>8} {len(rows) - n_pend:>8}")
+        say(f"{c:<20} {len(rows):>8} {n_pend:>8} {len(rows) - n_pend:>8}")
     decided = [d for d in matched.decisions if d is not None]
     counts = {k: sum(d.decision == k for d in decided) for k in ("keep", "exclude", "relabel")}
     n_pending = sum(1 for p in pend if p)
-    print(f"images: {len(pend)}, pending review: {n_pending}, decided: {len(decided)} "
+    say(f"images: {len(pend)}, pending review: {n_pending}, decided: {len(decided)} "
           f"(keep {counts['keep']}, exclude {counts['exclude']}, relabel {counts['relabel']})"
           f"; decisions in {params.paths.reviews}: {len(decisions)}"
           + (f", {len(matched.unmatched)} for images not in the source"
              if matched.unmatched else ""))
     if n_pending:
-        print("pending images: dataqa review list --pending")
+        say("pending images: dataqa review list --pending")
     return 0
 
 
@@ -201,7 +201,7 @@ def review_set(params: Params, paths: Sequence[str], *, decision: str, label: st
     for arg in paths:
         sha, shown, row = resolve(audit, arg)
         if row is None:
-            print(printable(f"review: warning: {arg}: not in the last scan (run dvc repro); "
+            say(printable(f"review: warning: {arg}: not in the last scan (run dvc repro); "
                             f"decided by its content all the same"))
         elif decision == "relabel" and str(audit.manifest["label"].iloc[row]) == label:
             raise DataQAError(f"{arg}: already in class '{label}'; use --keep")
@@ -234,7 +234,7 @@ def review_import(params: Params, file: str, *, by: str = "") -> int:
                 + (f" ({len(bad)} such rows)" if len(bad) > 1 else ""))
         for d in incoming:
             if d.sha256 not in known:
-                print(printable(f"review: warning: {file}: row {d.row}: no image of the last "
+                say(printable(f"review: warning: {file}: row {d.row}: no image of the last "
                                 f"scan has sha256 {d.sha256[:12]}... ({d.path}); imported, "
                                 f"applied when that image is in the source"))
     incoming = [d if d.by else Decision(d.sha256, d.decision, d.path, d.label, d.note, by,
@@ -247,17 +247,17 @@ def _save(params: Params, incoming: list[Decision], *, verb: str, source: str = 
     existing = read_decisions(target)
     result = merge(existing, incoming)
     for old, new in result.replaced:
-        print(printable(f"review: replaced {target.name} row {old.row} ({old.path}: "
+        say(printable(f"review: replaced {target.name} row {old.row} ({old.path}: "
                         f"{_words(old)}) by {_words(new)}"
                         + (f" from {source} row {new.row}" if source else "")))
     for old, new in result.older:
-        print(printable(f"review: kept {target.name} row {old.row} ({old.path}: "
+        say(printable(f"review: kept {target.name} row {old.row} ({old.path}: "
                         f"{_words(old)}, {old.at}): newer than {source} row {new.row} "
                         f"({_words(new)}, {new.at})"))
     for d in result.added:
-        print(printable(f"review: {_words(d)}: {d.path}"))
+        say(f"review: {_words(d)}: {d.path}")
     write_decisions(target, result.decisions)
-    print(f"review {verb}: {len(result.added)} added, {len(result.replaced)} replaced, "
+    say(f"review {verb}: {len(result.added)} added, {len(result.replaced)} replaced, "
           f"{result.unchanged} unchanged"
           + (f", {len(result.older)} older ignored" if result.older else "")
           + f"; {target} holds {len(result.decisions)} decisions (`dvc repro` applies them)")

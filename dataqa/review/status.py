@@ -10,7 +10,7 @@ and ``dataqa review list`` read those; none reads the decisions file again.
 Rules (issue 22):
 
 - a flag of a check whose verdict rests on a model too weak to judge
-  (:func:`dataqa.checks.model_strength.review_only`) is a *suspicion*, not a flag: it is
+  (:func:`dataqa.model_strength.review_only`) is a *suspicion*, not a flag: it is
   never pending and never counted as flagged;
 - ``exclude``: every flag of the image is decided (the image is quarantined);
 - ``keep`` / ``relabel``: the flags of the checks named in the decision's ``checks``

@@ -25,7 +25,6 @@ import pandas as pd
 
 from dataqa.checks import AuditContext, Check, CheckResult
 from dataqa.checks.confidence import get_confidence_histogram
-from dataqa.checks.model_strength import judge_model, review_only
 from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     ID_COLUMNS,
     CheckFailed,
@@ -44,6 +43,7 @@ from dataqa.dataset.manifest import (
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
+from dataqa.model_strength import judge_model, review_only
 from dataqa.params import Params
 from dataqa.review import (
     Matched,
@@ -54,6 +54,7 @@ from dataqa.review import (
     review_columns,
     review_summary,
 )
+from dataqa.text import say
 
 # input name -> the stage that writes it (for "run the ... stage first")
 INPUT_STAGES = {"pred_probs": "crossval", "embeddings": "crossval", "tensors": "tensors"}
@@ -153,7 +154,7 @@ def judge_audit_model(params: Params, ctx: AuditContext) -> dict[str, Any] | Non
         return None
     model = judge_model(np.asarray(probs), ctx.labels, params.audit.model_strength)
     if not model["reliable"]:
-        print(f"audit: WARNING: {model['reason']}; label flags are review-only. "
+        say(f"audit: WARNING: {model['reason']}; label flags are review-only. "
               f"What to do: {model.get('advice', '')}")
     return model
 
@@ -185,10 +186,10 @@ def load_review(params: Params, manifest: pd.DataFrame) -> Matched:
                     classes=load_classes(params, manifest), labels=manifest["label"].tolist(),
                     source=str(params.paths.reviews))
     for line in matched.warnings:
-        print(f"audit: WARNING: {line}")
+        say(f"audit: WARNING: {line}")
     if matched.unmatched:
         rows = ", ".join(str(d.row) for d in matched.unmatched[:8])
-        print(f"audit: {len(matched.unmatched)} decision(s) of {params.paths.reviews} name "
+        say(f"audit: {len(matched.unmatched)} decision(s) of {params.paths.reviews} name "
               f"images not in the source (rows {rows}{', ...' if len(matched.unmatched) > 8 else ''}"
               f"): kept in the file, applied when the image is back")
     return matched
@@ -242,7 +243,7 @@ def run_stage(params: Params) -> int:
     if skipped:
         metrics["not_evaluated"] = {name: f"no model could be trained: {reason}"
                                     for name in skipped}
-        print(f"audit: not evaluated (no model could be trained: {reason}): "
+        say(f"audit: not evaluated (no model could be trained: {reason}): "
               f"{', '.join(skipped)}")
     if ctx.model is not None:
         metrics["model"] = ctx.model
@@ -255,18 +256,18 @@ def run_stage(params: Params) -> int:
 def _print_summary(results: Sequence[CheckResult], metrics: dict[str, Any],
                    issues_path: Path) -> None:
     ds = metrics["dataset"]
-    print(f"audit: {ds['n_files']} files, {ds['n_undecodable']} undecodable, "
+    say(f"audit: {ds['n_files']} files, {ds['n_undecodable']} undecodable, "
           f"{metrics['balance']['n_classes']} classes")
     review = metrics.get("review", {})
     for r in results:
         info = review.get("checks", {}).get(r.name)
         if info is None:
-            print(f"  {r.name:<20} {r.n_issues:>7} suspected ({r.summary['rate']:.2%}; "
-                  f"not flags: the model is too weak to judge)")
+            say(f"  {r.name:<20} {r.n_issues:>7} suspected ({r.summary['rate']:.2%}; "
+                f"not flags: the model is too weak to judge)")
             continue
-        print(f"  {r.name:<20} {r.n_issues:>7} flagged ({r.summary['rate']:.2%}), "
-              f"{info['pending']} pending review")
+        say(f"  {r.name:<20} {r.n_issues:>7} flagged ({r.summary['rate']:.2%}), "
+            f"{info['pending']} pending review")
     if review:
-        print(f"  review: {review['n_pending']} of {review['n_images']} images pending "
-              f"({review['pending_rate']:.1%}), {review['n_decided']} decided")
-    print(f"  -> {issues_path}")
+        say(f"  review: {review['n_pending']} of {review['n_images']} images pending "
+            f"({review['pending_rate']:.1%}), {review['n_decided']} decided")
+    say(f"  -> {issues_path}")

@@ -25,7 +25,8 @@ from tests.pipeline.workspace import draw_digit_folder
 REPO = Path(__file__).resolve().parents[2]
 REGENERATE = ("regenerate it: cd to the repository root and run `dataqa init --source "
               "data/sample --preset digits --force` (edit dataqa/presets/digits.yaml or "
-              "dataqa/project/templates/dvc.yaml.in, not the generated files)")
+              "dataqa/steps/reads.py (what each stage reads: dvc.yaml is generated from it), not "
+              "the generated files)")
 
 
 def test_repository_files_are_what_init_writes() -> None:
@@ -82,7 +83,7 @@ def test_init_in_a_new_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "layout: split/class" in out
     assert "split train: 6 files in 2 classes" in out  # 'Train' matched case-insensitively
     assert "split val: 4 files" in out
-    assert "run `dvc init -q --no-scm`" in out  # not a DVC project yet: says what to run
+    assert "run `dvc init --no-scm`" in out  # not a DVC project yet: says what to run
     params = load_params(proj / "params.yaml")
     assert params.data.source == (tmp_path / "imgs").resolve().as_posix()
     assert params.split.val_split == "val" and params.split.train_splits == ["train"]

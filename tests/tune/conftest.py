@@ -114,6 +114,8 @@ def write_tune_files(root: Path, *, n: int = 240, k: int = 4, size: int = 8,
     params = make_params(root, **sections)
     write_parquet(params.path("manifest"), manifest)
     write_npy(params.path("tensors"), x)
+    write_parquet(params.path("tensor_index"),
+                  pd.DataFrame({"id": np.arange(n), "decoded": np.ones(n, dtype=bool)}))
     clean = np.arange(n - quarantined)
     val = clean[:n_val]
     train = clean[n_val:]
