@@ -29,7 +29,7 @@ from dataqa.params import Params
 from dataqa.text import shown
 
 # ``paths`` entries that the user provides rather than the pipeline writes
-INPUT_KEYS = frozenset({"external"})
+INPUT_KEYS = frozenset({"external", "reviews"})
 
 
 def output_paths(params: Params) -> dict[str, Path]:

@@ -114,8 +114,11 @@ STAGES: dict[str, Reads] = {
                   plot=(("x", "fraction"), ("y", "val_accuracy"))))),
     "audit": Reads(
         params=_p("audit", "engine.seed", "engine.image_size"),
+        # paths.reviews: the people's decisions (issue 22); the audit is their one reader,
+        # report, gate, filter and what follows rerun through its outputs
         files=_p("paths.manifest", "paths.tensors", "paths.pred_probs",
-                 "paths.embeddings", "paths.crossval_metrics", "paths.learning_curve"),
+                 "paths.embeddings", "paths.crossval_metrics", "paths.learning_curve",
+                 "paths.reviews"),
         outs=_p("paths.issues", "paths.audit_metrics")),
     "report": Reads(
         params=_p("report", *AUDIT_GATE, "data.source", "scan.max_pixels",

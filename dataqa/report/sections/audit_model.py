@@ -90,7 +90,9 @@ def label_issues(data: AuditData) -> Section:
         "skipped": summary.get("skipped") or "",
         "issues_path": str(data.params.paths.issues),
         "op": operating_point(summary.get("operating_point")),
-    }, summary=f"{n_flagged} flagged")
+        "suspected": "label" in data.review.demoted,
+    }, summary=f"{n_flagged} suspected, not flags" if "label" in data.review.demoted
+        else f"{n_flagged} flagged")
 
 
 def operating_point(op: dict[str, Any] | None) -> dict[str, Any] | None:
