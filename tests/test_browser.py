@@ -68,11 +68,10 @@ TINY: dict[str, Any] = {
         "rounds": {"lr": {"trials": 1, "epochs": 1},
                    "joint": {"trials": 2, "epochs": 1},
                    "fine": {"trials": 2, "epochs": 1, "top_k": 2}},
-        "space": {"widths": [4, 8], "depths": [1], "batch_size_min": 8,
+        "space": {"widths": [8], "depths": [1], "batch_size_min": 8,
                   "batch_size_max": 32},
-        "fixed": {"width": 4, "depth": 1, "batch_size": 16},
         "stopping": {"min_epochs": 1},
-        "cleaning": {"seeds": 2, "epochs": 1},
+        "cleaning": {"seeds": 2},
     },
 }
 

@@ -30,7 +30,6 @@ from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to impor
     TuneDiagnose,
     TuneFidelity,
     TuneFineRound,
-    TuneFixed,
     TuneJointRound,
     TuneLrRound,
     TuneParams,

@@ -26,7 +26,7 @@ TINY: dict[str, Any] = {
     "tune": {"rounds": {"lr": {"trials": 2, "epochs": 1},
                         "joint": {"trials": 2, "epochs": 1},
                         "fine": {"trials": 1, "epochs": 1}},
-             "cleaning": {"seeds": 1, "epochs": 1}},
+             "cleaning": {"seeds": 1}},
     # a 1-epoch model disagrees with many labels: review them instead of dropping them,
     # so the prepared data keeps every class (the mechanics are under test, not the model)
     "filter": {"policy": {"label": "review", "outlier": "review"}},
