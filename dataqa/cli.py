@@ -24,12 +24,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataqa.errors import DataQAError, ParamsError
-from dataqa.params import Params, load_params
-from dataqa.steps.preflight import check_params
 from dataqa.text import EscapingFormatter, printable
+
+if TYPE_CHECKING:
+    from dataqa.params import Params
 
 EXIT_GATE_FAILED = 1
 EXIT_ERROR = 2
@@ -156,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ParamsError(f"no {args.params} here ({Path.cwd()}): run `dataqa init "
                               f"--source PATH` to set up a dataqa project in this folder, "
                               f"or pass --params FILE")
+        # imported here: `dataqa --help` and `dataqa init` need neither params nor pandas
+        from dataqa.params import load_params
+        from dataqa.steps.preflight import check_params
+
         params: Params = load_params(args.params)
         check_version(params)
         check_params(params)  # registry-level rules: before the stage does any work

@@ -31,8 +31,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 # faiss's OpenMP threads spin while they wait by default: on a CPU shared with other
 # jobs (CI, a dev box, the scan's workers) that made a 3,000-row search 10-80x slower
@@ -225,6 +223,9 @@ def get_groups(n: int, pairs: np.ndarray, *,
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if n == 0 or len(pairs) == 0:
         return np.full(n, -1, dtype=np.int64)
+    from scipy.sparse import coo_matrix  # only when there are pairs (import: ~0.2 s)
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])),
                        shape=(n, n))
     _, comp = connected_components(graph, directed=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dataqa.errors import ParamsError
 from dataqa.params import rules
 
 
@@ -220,3 +221,47 @@ class TuneParams:
     baseline: TuneBaseline = field(default_factory=TuneBaseline)
     fidelity: TuneFidelity = field(default_factory=TuneFidelity)
     cleaning: TuneCleaning = field(default_factory=TuneCleaning)
+
+
+# Cross-field rules of the tune section live here, not in dataqa/tune/, so that checking
+# params imports no tuning code (no Optuna, no SciPy): the CLI checks them before any stage.
+
+# Values a hyperparameter can never leave: a best value at such a bound needs no widening.
+NATURAL_BOUNDS: dict[str, tuple[float, float]] = {
+    "dropout": (0.0, 1.0), "momentum": (0.0, 1.0), "plateau_factor": (0.0, 1.0)}
+
+
+def check_space(tune: TuneParams) -> None:
+    """Cross-field rules of ``tune.space`` and ``tune.fixed``, stated once."""
+    s = tune.space
+    where = "params.yaml: tune.space"
+    for name in ("lr", "weight_decay"):
+        lo, hi = getattr(s, f"{name}_min"), getattr(s, f"{name}_max")
+        if not 0 < lo < hi:
+            raise ParamsError(f"{where}.{name}_min/{name}_max: need 0 < min < max "
+                              f"(log scale), got {lo}, {hi}")
+    for name in ("dropout", "momentum", "plateau_factor"):
+        lo, hi = getattr(s, f"{name}_min"), getattr(s, f"{name}_max")
+        blo, bhi = NATURAL_BOUNDS[name]
+        if not blo <= lo <= hi < bhi:
+            raise ParamsError(f"{where}.{name}_min/{name}_max: need {blo} <= min <= max "
+                              f"< {bhi}, got {lo}, {hi}")
+    if not 1 <= s.batch_size_min <= s.batch_size_max:
+        raise ParamsError(f"{where}.batch_size_min/max: need 1 <= min <= max, got "
+                          f"{s.batch_size_min}, {s.batch_size_max}")
+    bad_opt = [o for o in s.optimizers if o not in ("sgd", "adamw")] + (
+        [tune.fixed.optimizer] if tune.fixed.optimizer not in ("sgd", "adamw") else [])
+    if bad_opt or not s.optimizers:
+        raise ParamsError(f"{where}.optimizers / tune.fixed.optimizer: allowed sgd, adamw; "
+                          f"got {bad_opt or 'an empty list'}")
+    for name in ("widths", "depths"):
+        values = getattr(s, name)
+        if values is None and name == "widths":
+            continue
+        if not values or any(v < 1 for v in values):
+            raise ParamsError(f"{where}.{name}: need a non-empty list of integers >= 1")
+    known = {"lr", "batch_size", "weight_decay", "dropout", "optimizer", "momentum",
+             "plateau_factor", "width", "depth"}
+    unknown = sorted(set(s.searched) - known)
+    if unknown:
+        raise ParamsError(f"{where}.searched: unknown {unknown}; allowed: {sorted(known)}")

@@ -16,6 +16,7 @@ from dataqa.checks.model_strength import ModelStrengthSettings
 from dataqa.checks.runner import build_checks
 from dataqa.errors import ParamsError
 from dataqa.params import Params, check_settings
+from dataqa.params.tune import check_space
 
 
 def check_params(params: Params) -> None:
@@ -34,6 +35,4 @@ def check_params(params: Params) -> None:
                                   ) from None
     for spec in gate.GATES.values():
         gate.evaluate(params.gate, {}, rules=spec.rules)  # thresholds in range, names known
-    from dataqa.tune.space import check_space  # optuna-free, but only the CLI needs it here
-
-    check_space(params.tune)
+    check_space(params.tune)  # dataqa.params.tune: no tuning code imported
