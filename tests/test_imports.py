@@ -113,7 +113,7 @@ def test_help_imports_neither_params_nor_pandas(project: Path) -> None:
     # external predictions are read and aligned, nothing is trained
     ("crossval", (*TRAINING, *TUNING)),
     # the image-level checks: no model, so no torch (1.3-3 s, ~500 MB) and no cleanlab
-    ("audit", (*TRAINING, *TUNING, "cleanlab")),
+    ("audit", (*TRAINING, *TUNING, "cleanlab", "scipy")),
     ("report", (*TRAINING, *TUNING)),
     ("gate", (*TRAINING, *TUNING, "jinja2", "cleanlab")),
 ])

@@ -223,14 +223,29 @@ def get_groups(n: int, pairs: np.ndarray, *,
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if n == 0 or len(pairs) == 0:
         return np.full(n, -1, dtype=np.int64)
-    from scipy.sparse import coo_matrix  # only when there are pairs (import: ~0.2 s)
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])),
-                       shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
+    comp = _components(n, pairs)
     sizes = np.bincount(comp)
     return number_groups(np.where(sizes[comp] > 1, comp, -1), order=order)
+
+
+def _components(n: int, pairs: np.ndarray) -> np.ndarray:
+    """(n,) int64 component label of each row (its smallest member) under the edges
+    ``pairs``: hook every edge's larger root under its smaller one, then compress the
+    paths (pointer jumping), until every edge lies within one component. numpy only:
+    scipy.sparse.csgraph gave the same components but cost ~0.3 s of import per audit."""
+    parent = np.arange(n, dtype=np.int64)
+    a, b = pairs[:, 0], pairs[:, 1]
+    while True:
+        ra, rb = parent[a], parent[b]
+        split = ra != rb
+        if not split.any():
+            return parent
+        np.minimum.at(parent, np.maximum(ra, rb)[split], np.minimum(ra, rb)[split])
+        while True:  # roots only decrease, so this ends with every row on its root
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
 
 
 def number_groups(labels: np.ndarray, *, order: np.ndarray | None = None) -> np.ndarray:
