@@ -84,14 +84,15 @@ def get_knn(features: np.ndarray, *, k: int, exact_max_rows: int | None = None,
            hashlib.blake2b(features.data, digest_size=16).digest())
     kk = min(k, len(features) - 1)
     cached = _KNN_CACHE.get(key)
-    if cached is not None and cached[0].shape[1] >= kk:
-        return cached[0][:, :kk].copy(), cached[1][:, :kk].copy()
-    dist, idx = _float_knn(features, k, exact_max_rows, memory_mb)
-    _KNN_CACHE.clear()
-    _KNN_CACHE[key] = (dist, idx)
-    return dist.copy(), idx.copy()
+    if cached is None or cached[0].shape[1] < kk:
+        # at least SHARED_K: outlier (k=10) and near_duplicate (k=16) then share one search
+        cached = _float_knn(features, max(k, SHARED_K), exact_max_rows, memory_mb)
+        _KNN_CACHE.clear()
+        _KNN_CACHE[key] = cached
+    return cached[0][:, :kk].copy(), cached[1][:, :kk].copy()
 
 
+SHARED_K = 16  # neighbours searched at least (the checks' defaults: 10 and 16)
 _KNN_CACHE: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = {}
 
 
