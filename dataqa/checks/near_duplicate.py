@@ -96,9 +96,6 @@ def letterbox_boxes(heights: np.ndarray, widths: np.ndarray, size: int) -> np.nd
     return np.stack([(size - nh) // 2, (size - nw) // 2, nh, nw], axis=1)
 
 
-SHARED_BOX_MIN = 8  # images sharing a content box: sampled by matrix products
-
-
 def get_thumbnails(tensors: np.ndarray, boxes: np.ndarray, *, size: int,
                    rows: np.ndarray | None = None, crops: tuple[float, ...] = CROPS,
                    memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
@@ -135,42 +132,12 @@ def get_thumbnails(tensors: np.ndarray, boxes: np.ndarray, *, size: int,
         box = boxes[start:start + step].astype(np.float64) / side
         top, left, h, w = box.T
         base = (2 * np.arange(size) + 1) / size - 1  # output pixel centres in [-1, 1]
-        # images of one size share their content box: their samples are two matrix
-        # products with the same weights (most datasets have few sizes: MNIST one)
-        _, first, inverse, counts = np.unique(box, axis=0, return_index=True,
-                                              return_inverse=True, return_counts=True)
-        inverse = inverse.ravel()
-        shared = counts[inverse] >= SHARED_BOX_MIN
         for c, crop in enumerate(crops):
             gy = h[:, None] * (1 - 2 * crop) * base + ((top + h / 2) * 2 - 1)[:, None]
             gx = w[:, None] * (1 - 2 * crop) * base + ((left + w / 2) * 2 - 1)[:, None]
-            py, px = ((gy + 1) * work - 1) / 2, ((gx + 1) * work - 1) / 2
-            v = np.empty((len(x), size * size), dtype=np.float32)
-            for g in np.flatnonzero(counts >= SHARED_BOX_MIN):
-                members = np.flatnonzero(inverse == g)
-                xs = x if len(members) == len(x) else x[members]
-                wy = _interp_matrix(py[first[g]], work).astype(np.float32)
-                wx = _interp_matrix(px[first[g]], work).astype(np.float32)
-                cols = (xs.reshape(-1, work) @ wx.T).reshape(len(xs), work, size)  # one GEMM
-                rows = np.tensordot(wy, cols, axes=([1], [1])).transpose(1, 0, 2)  # and one
-                v[members] = rows.reshape(len(xs), -1)
-            if not shared.all():
-                rest = np.flatnonzero(~shared)
-                v[rest] = _bilinear(x[rest], py[rest], px[rest])
+            v = _bilinear(x, ((gy + 1) * work - 1) / 2, ((gx + 1) * work - 1) / 2)
             out[start:start + len(x), c] = np.clip(np.rint(v), 0, 255).astype(np.uint8)
     return out
-
-
-def _interp_matrix(p: np.ndarray, length: int) -> np.ndarray:
-    """(len(p), length) bilinear weights of samples at pixel coordinates ``p`` along an
-    axis of ``length`` pixels, zero outside (the weights :func:`_bilinear` applies)."""
-    m = np.zeros((len(p), length), dtype=np.float64)
-    p0 = np.floor(p)
-    for d, f in ((0, 1 - (p - p0)), (1, p - p0)):
-        idx = (p0 + d).astype(np.int64)
-        ok = (idx >= 0) & (idx < length)
-        np.add.at(m, (np.flatnonzero(ok), idx[ok]), f[ok])
-    return m
 
 
 def _pool_matrix(side: int, work: int) -> np.ndarray:
@@ -220,12 +187,19 @@ def get_aligned_distances(thumbs: np.ndarray, pairs: np.ndarray, *,
     """(P,) cosine distance of each pair's thumbnails, the best over aligning a crop of
     either side with the other's whole thumbnail. ``thumbs`` from :func:`get_thumbnails`."""
     dist = np.empty(len(pairs), dtype=np.float32)
+    # each row made a unit vector once (not once per pair end: the audit has ~20
+    # candidate pairs a row) when its float32 copy fits the budget; else per chunk.
+    # unit_thumbnails works row by row, so both give the same numbers.
+    unit = (unit_thumbnails(thumbs)
+            if len(thumbs) < 2 * len(pairs) and thumbs.size * 4 * 3 <= memory_mb * 2**20
+            else None)
     # per pair: two uint8 gathers, two float32 copies and their temporaries; at most
     # 8192 pairs (12 MB a side): larger fresh blocks only add page faults
     step = min(8192, rows_per_chunk(thumbs.shape[1] * thumbs.shape[2] * 2 * 10, memory_mb))
     for start in range(0, len(pairs), step):
         i, j = pairs[start:start + step].T
-        a, b = unit_thumbnails(thumbs[i]), unit_thumbnails(thumbs[j])  # (n, crops, d)
+        a, b = ((unit[i], unit[j]) if unit is not None  # (n, crops, d)
+                else (unit_thumbnails(thumbs[i]), unit_thumbnails(thumbs[j])))
         best = np.maximum(np.einsum("ncd,nd->nc", a, b[:, 0]).max(1),
                           np.einsum("nd,ncd->nc", a[:, 0], b).max(1))
         dist[start:start + len(i)] = 1.0 - best

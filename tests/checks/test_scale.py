@@ -62,28 +62,6 @@ def test_thumbnails_match_torch_resampling(side, channels):
     assert np.abs(ours.astype(np.float64) - ref).max() <= 0.5 + 1e-3  # rounding only
 
 
-@pytest.mark.parametrize("side, channels", [(32, 1), (48, 3)])
-def test_thumbnails_of_shared_sizes_match_torch_and_the_per_image_path(side, channels,
-                                                                      monkeypatch):
-    """Images of one size share a content box and are sampled by matrix products
-    (issue 25): the same thumbnails as torch and as the per-image sampling."""
-    import dataqa.checks.near_duplicate as nd
-
-    rng = np.random.default_rng(side)
-    n = 60
-    tensors = rng.integers(0, 256, size=(n, side, side, channels), dtype=np.uint8)
-    sizes = np.array([(28, 28), (300, 200), (90, 160)])[rng.integers(0, 3, size=n)]
-    sizes[-3:] = [(7, 5), (50, 52), (120, 33)]  # three sizes of one image each
-    boxes = letterbox_boxes(sizes[:, 0], sizes[:, 1], side)
-    ours = get_thumbnails(tensors, boxes, size=16)
-    ref = torch_thumbnails(tensors, boxes, 16)
-    assert np.abs(ours.astype(np.float64) - ref).max() <= 0.5 + 1e-3  # rounding only
-    monkeypatch.setattr(nd, "SHARED_BOX_MIN", n + 1)  # every image on its own
-    per_image = get_thumbnails(tensors, boxes, size=16)
-    assert np.abs(ours.astype(int) - per_image).max() <= 1
-    assert (ours == per_image).mean() > 0.999
-
-
 def test_results_do_not_depend_on_the_memory_budget():
     rng = np.random.default_rng(0)
     tensors = rng.integers(0, 256, size=(300, 32, 32, 1), dtype=np.uint8)
