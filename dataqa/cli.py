@@ -158,12 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                               f"--source PATH` to set up a dataqa project in this folder, "
                               f"or pass --params FILE")
         # imported here: `dataqa --help` and `dataqa init` need neither params nor pandas
+        from dataqa.checks import settings_models  # check plugins declare their settings
         from dataqa.params import load_params
-        from dataqa.steps.preflight import check_params
 
-        params: Params = load_params(args.params)
+        # every key, check name and check setting, before the stage does any work
+        params: Params = load_params(args.params, checks=settings_models())
         check_version(params)
-        check_params(params)  # registry-level rules: before the stage does any work
         code = cmd.load()(params, **extra)
     except DataQAError as exc:
         print(f"dataqa {cmd.name}: error: {printable(exc)}", file=sys.stderr)

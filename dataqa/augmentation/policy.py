@@ -9,8 +9,10 @@ import math
 from dataclasses import dataclass
 
 from dataqa.errors import ParamsError
-from dataqa.params import AugmentParams
-from dataqa.params.rules import MIN_AREA_FLOOR  # noqa: F401  (re-exported)
+from dataqa.params import (
+    MIN_AREA_FLOOR,  # noqa: F401  (re-exported)
+    AugmentParams,
+)
 
 _WHERE = "params.yaml: augment"
 
@@ -32,7 +34,7 @@ def get_policy(params: AugmentParams, *, size: int) -> Policy:
     the keys' ranges are checked when params load)."""
     if not isinstance(size, int) or size < 8:
         raise ParamsError(f"{_WHERE}.size: canvas side must be an integer >= 8, got {size!r}")
-    # min_area, rotate_limit, brightness_contrast: checked when params load (params/rules.py)
+    # min_area, rotate_limit, brightness_contrast: checked when params load (dataqa/params)
     return Policy(size=size, geometry=params.geometry, min_area=params.min_area,
                   rotate_limit=params.rotate_limit, hflip=params.hflip,
                   brightness_contrast=params.brightness_contrast)

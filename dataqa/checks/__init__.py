@@ -3,6 +3,8 @@ the audit stage runs the checks that ``params.yaml: audit.checks`` lists, in ord
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from dataqa.checks.base import AuditContext, Check, CheckResult
 from dataqa.errors import ParamsError
 
@@ -24,6 +26,12 @@ def get_check(name: str) -> type[Check]:
     return REGISTRY[name]
 
 
+def settings_models() -> dict[str, type[BaseModel]]:
+    """Check name -> its ``Settings`` model, for :func:`dataqa.params.load_params`."""
+    _load_builtin()
+    return {name: cls.Settings for name, cls in REGISTRY.items()}
+
+
 def _load_builtin() -> None:
     """Import every module of this package; each registers its check class."""
     import importlib
@@ -34,4 +42,5 @@ def _load_builtin() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
 
 
-__all__ = ["REGISTRY", "AuditContext", "Check", "CheckResult", "register", "get_check"]
+__all__ = ["REGISTRY", "AuditContext", "Check", "CheckResult", "register", "get_check",
+           "settings_models"]

@@ -37,13 +37,12 @@ first lines say so, with the numbers and :data:`ADVICE`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
-from dataqa.errors import ParamsError
+from dataqa.params import ModelStrengthSettings  # declared with the audit section
 
 # checks whose flags are the model's opinion (demoted to review when it is weak)
 MODEL_CHECKS = ("label",)
@@ -51,27 +50,6 @@ MODEL_CHECKS = ("label",)
 ADVICE = ("use a pretrained backbone (engine.arch: resnet18, engine.weights: DEFAULT, "
           "crossval.mode: linear_probe; README 'Photos'), train longer "
           "(crossval.epochs), or collect more images, then rerun the audit")
-
-
-@dataclass(frozen=True)
-class ModelStrengthSettings:
-    """``params.yaml: audit.model_strength``."""
-
-    min_skill: float = 0.5  # lower bound of (acc - baseline) / (1 - baseline) to trust
-    confidence: float = 0.95  # of the accuracy interval (Wilson score)
-    ece_bins: int = 15
-    max_ece: float | None = None  # also require ECE <= this (None: reported only)
-
-    def __post_init__(self) -> None:
-        where = "params.yaml: audit.model_strength"
-        if not -1.0 <= self.min_skill <= 1.0:
-            raise ParamsError(f"{where}.min_skill: {self.min_skill} is not in [-1, 1]")
-        if not 0.5 <= self.confidence < 1.0:
-            raise ParamsError(f"{where}.confidence: {self.confidence} is not in [0.5, 1)")
-        if self.ece_bins < 1:
-            raise ParamsError(f"{where}.ece_bins: must be >= 1")
-        if self.max_ece is not None and not 0.0 <= self.max_ece <= 1.0:
-            raise ParamsError(f"{where}.max_ece: {self.max_ece} is not in [0, 1]")
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -117,7 +117,9 @@ def render_params(preset: str, source: str, summary: SourceSummary | None,
             doc["split"]["train_splits"] = trains
     buf = io.StringIO()
     _yaml().dump(doc, buf)
-    return buf.getvalue()
+    from dataqa.params.docs import annotate  # each key's comment: its declaration's
+
+    return annotate(buf.getvalue())
 
 
 # the folder of crossval.mode: external's files is a dependency of the crossval stage:

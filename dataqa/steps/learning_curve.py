@@ -124,16 +124,13 @@ def _judge_last_point(points: list[Any], y_val: np.ndarray, n_classes: int,
                       params: Params) -> dict[str, Any] | None:
     """The last (largest) point's model judged against the majority-class baseline of
     the validation split (:func:`dataqa.checks.model_strength.judge_counts`)."""
-    from dataqa.checks.model_strength import ModelStrengthSettings, judge_counts
-    from dataqa.params import check_settings
+    from dataqa.checks.model_strength import judge_counts
 
     if not points or len(y_val) == 0:
         return None
-    settings = check_settings(ModelStrengthSettings, params.audit.model_strength,
-                              "params.yaml: audit.model_strength")
     right = int(round(points[-1].val_accuracy * len(y_val)))
     return judge_counts(right, len(y_val), np.bincount(y_val, minlength=n_classes),
-                        settings)
+                        params.audit.model_strength)
 
 
 def _finite(obj: Any) -> Any:

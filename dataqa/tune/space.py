@@ -29,7 +29,6 @@ import optuna
 
 from dataqa.errors import ParamsError
 from dataqa.params import EngineParams, TuneParams
-from dataqa.params.tune import NATURAL_BOUNDS, check_space  # noqa: F401  (re-exported)
 
 ROUND_NAMES = ("lr", "joint", "fine")
 
@@ -43,6 +42,10 @@ DEVICE_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
 
 # Widths searched when tune.space.widths is null: wide nets cost little on a GPU only.
 DEVICE_WIDTHS: dict[str, list[int]] = {"cuda": [16, 32, 64], "cpu": [8, 16, 32]}
+
+# Values a hyperparameter can never leave: a best value at such a bound needs no widening.
+NATURAL_BOUNDS: dict[str, tuple[float, float]] = {
+    "dropout": (0.0, 1.0), "momentum": (0.0, 1.0), "plateau_factor": (0.0, 1.0)}
 
 ORDERED = ("batch_size", "width", "depth")  # categorical but ordered: edges make sense
 
@@ -143,11 +146,6 @@ def plan_rounds(tune: TuneParams, device_type: str) -> list[RoundPlan]:
         r = getattr(tune.rounds, name)
         trials = budgets[name][0] if r.trials is None else r.trials
         epochs = budgets[name][1] if r.epochs is None else r.epochs
-        where = f"params.yaml: tune.rounds.{name}"
-        if trials < 0:
-            raise ParamsError(f"{where}.trials: must be >= 0, got {trials}")
-        if epochs < 1:
-            raise ParamsError(f"{where}.epochs: must be >= 1, got {epochs}")
         plans.append(RoundPlan(index, name, trials, epochs, r.subset, r.sampler))
     return plans
 
@@ -217,7 +215,7 @@ def joint_space(tune: TuneParams, engine: EngineParams, *, n_train: int,
         "depth": Dim(choices=tuple(sorted(set(s.depths)))),
     }
     fixed = fixed_config(tune, engine, n_train=n_train)
-    dims = {}
+    dims: dict[str, Dim] = {}
     for name, dim in every.items():
         if name in s.searched and _is_range(dim):
             dims[name] = dim
