@@ -12,8 +12,8 @@ check (:class:`dataqa.checks.label.LabelCheck` when it exists, else cleanlab's
 Printed: precision / recall / F1 of ``is_label_issue`` and AUROC / AUPRC of
 ``1 - label_score`` against the injected truth, out-of-fold accuracy (against the noisy
 and the original labels), and the wall time of the K-fold pass.
-Goals on one H100/H200: 5-fold at >= 99.3 % oof accuracy in <= 10 s, F1 >= 0.90,
-AUROC >= 0.98. On 2 CPU cores the default CPU budget finishes in <= 15 min.
+Goals on one H100/H200: 5-fold at >= 99.4 % oof accuracy in <= 10 s (issue 24; the CPU
+default: >= 99.2 %), F1 >= 0.90, AUROC >= 0.98. On 2 CPU cores the default CPU budget finishes in <= 15 min.
 
     python benchmarks/bench_label_issues.py                     # device budget
     python benchmarks/bench_label_issues.py --epochs 8 12       # one run per value
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from dataqa.dataset.imageio import letterbox  # noqa: E402
 from dataqa.engine import device as dev  # noqa: E402
 from dataqa.engine.crossval import cross_val_predict, crossval_config  # noqa: E402
-from dataqa.params import Params, build  # noqa: E402
+from dataqa.params import Params, validate  # noqa: E402
 
 DATA_CANDIDATES = (ROOT / "shared/datasets/mnist-test", ROOT.parent / "shared/datasets/mnist-test",
                    ROOT.parents[1] / "shared/datasets/mnist-test",
@@ -100,8 +100,8 @@ def find_issues(noisy: np.ndarray, pred_probs: np.ndarray, seed: int
 def run_once(images: np.ndarray, true: np.ndarray, noisy: np.ndarray, overrides: dict[str, Any],
              args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     stem_pool = overrides.pop("stem_pool", None)
-    params = build(Params, {"engine": {"image_size": args.image_size, "device": args.device},
-                            "crossval": {"folds": args.folds, **overrides}}, "bench")
+    params = validate(Params, {"engine": {"image_size": args.image_size, "device": args.device},
+                               "crossval": {"folds": args.folds, **overrides}}, where="bench")
     config = crossval_config(params, device)
     if stem_pool is not None:
         config = dataclasses.replace(config, stem_pool=bool(stem_pool))
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['f1']:>6.3f} {r['auroc']:>6.4f} {r['auprc']:>6.4f}")
     print(f"label check: {rows[-1]['label_code']}. acc: out-of-fold accuracy against the "
           "labels trained on (noisy); acc*: against the original labels. Goals on H100/H200: "
-          "acc* >= 0.993 in <= 10 s, F1 >= 0.90, AUROC >= 0.98")
+          "acc* >= 0.994 in <= 10 s (CPU default: >= 0.992), F1 >= 0.90, AUROC >= 0.98")
     return 0
 
 

@@ -37,7 +37,7 @@ class AuditContext:
     memory_mb: float = 512.0  # working memory a check may use beyond its inputs (audit.memory_mb)
     image_size: int | None = None  # training side (engine.image_size), px
     previous: dict[str, CheckResult] = field(default_factory=dict)  # earlier checks' results
-    # the out-of-fold model's strength (dataqa/checks/model_strength.py), when judged
+    # the out-of-fold model's strength (dataqa/model_strength.py), when judged
     model: dict[str, Any] | None = None
 
     @property

@@ -126,7 +126,7 @@ class OutlierCheck(Check):
         groups = _class_keys(ctx)
         ratios: dict[str, np.ndarray] = {}  # evidence / its threshold: > 1 flags
         words: dict[str, list[str]] = {}
-        # a model too weak to judge labels (dataqa/checks/model_strength.py) gives
+        # a model too weak to judge labels (dataqa/model_strength.py) gives
         # embeddings that say little about what kind of picture an image is
         skipped = ("embedding evidence left out: " + str(ctx.model.get("reason"))
                    if ctx.model is not None and not ctx.model_reliable else None)

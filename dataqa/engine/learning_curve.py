@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from dataqa.engine.fit import TrainConfig, fit, predict
 from dataqa.engine.progress import eta_line
 from dataqa.errors import EngineError, ParamsError
 from dataqa.params import Params
+from dataqa.text import say
 
 log = logging.getLogger("dataqa.engine.learning_curve")
 
@@ -117,7 +117,7 @@ class _Clock:
 
 
 def print_progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    say(line, err=True)
 
 
 def get_learning_curve(images: np.ndarray, labels: np.ndarray, *, classes: list[str],
@@ -228,7 +228,7 @@ def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
     ``gain_se`` is given)
     largest / smallest class count >= ``max_imbalance``         class_weights
     the model is not clearly better than the majority-class     weak_model
-    baseline (``model``: :func:`~dataqa.checks.model_strength.
+    baseline (``model``: :func:`~dataqa.model_strength.
     judge_counts` of the last point's validation predictions)
     none of the above                                           fine
     ==========================================================  ==================
@@ -272,7 +272,7 @@ def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
                      "train with class weights (or class-balanced sampling) so that small "
                      "classes count.")
     if model is not None and not model.get("reliable", True):
-        from dataqa.checks.model_strength import ADVICE, reason
+        from dataqa.model_strength import ADVICE, reason
 
         actions.append("weak_model")
         lines.append(f"On the learning curve's validation split {reason(model)}: the "

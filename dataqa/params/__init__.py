@@ -30,7 +30,6 @@ from dataqa.params.tune import (  # noqa: F401  (re-exported: one place to impor
     TuneDiagnose,
     TuneFidelity,
     TuneFineRound,
-    TuneFixed,
     TuneJointRound,
     TuneLrRound,
     TuneParams,
@@ -77,6 +76,7 @@ class Paths(Section):
     issues: str = Field("dataqa-out/audit/issues.parquet", description="one row per image, a column pair per check")
     audit_metrics: str = Field("dataqa-out/metrics/audit.json", description="the audit's metrics (checks, balance)")
     learning_curve: str = Field("dataqa-out/audit/learning_curve.json", description="accuracy against data fraction")
+    learning_curve_plot: str = Field("reports/plots/learning_curve.csv", description="its points, one row per fraction (DVC plot)")
     gate_json: str = Field("reports/gate.json", description="the audit gate's verdict")
     gate_junit: str = Field("reports/gate.junit.xml", description="the audit gate as JUnit")
     clean: str = Field("dataqa-out/clean/clean.parquet", description="rows the filter keeps")
@@ -99,6 +99,8 @@ class Paths(Section):
     prepared_metrics: str = Field("dataqa-out/metrics/prepared.json", description="subsets table + prepared gate")
     fingerprint: str = Field("dataqa-out/interim/source_fingerprint.json", description="sizes + mtimes of data.source (DVC dep)")
     external: str = Field("predictions", description="your own predictions for crossval.mode: external (a crossval dep)")
+    # issue 22: an input in the user's git (not an output); the audit reads it
+    reviews: str = Field("reviews.csv", description="review decisions: keep / exclude / relabel per image (dataqa review), in git")
     headline: str = Field("reports/metrics.json", description="the headline numbers `dvc metrics show` displays")
     tune_headline: str = Field("reports/tuning_metrics.json", description="the tuning run's headline numbers")
 
@@ -193,7 +195,7 @@ class TensorsParams(Section):
 
 class ModelStrengthSettings(Section):
     """``audit.model_strength``: is the out-of-fold model strong enough to judge labels
-    (dataqa/checks/model_strength.py)? A weak model's label flags become review-only."""
+    (dataqa/model_strength.py)? A weak model's label flags become review-only."""
 
     min_skill: float = Field(0.5, ge=-1, le=1, description="lower bound of (acc - baseline) / (1 - baseline) to trust")
     confidence: float = Field(0.95, ge=0.5, lt=1, description="of the accuracy interval (Wilson score)")

@@ -28,7 +28,7 @@ def run_stage(params: Params, worker: bool = False) -> int:
     ``crossval.distributed`` / ``worker``: the folds go through the queue in
     ``tune.storage`` (:mod:`dataqa.engine.fold_queue`); a worker only runs folds."""
     if params.crossval.mode == "external":
-        from dataqa.dataset.external import run_external
+        from dataqa.steps.crossval_external import run_external
 
         return run_external(params)
     from dataqa.engine import device as dev

@@ -154,11 +154,21 @@ def reason(model: dict[str, Any]) -> str:
     return f"the model is too weak to judge labels: {nums}"
 
 
+def weak_model(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``model`` block of ``audit.json`` (``metrics``) when it says the model is not
+    reliable, else None (a reliable model, or no block: no crossval ran). The one reader
+    of that block: the gate, the filter and the report's verdict go through it."""
+    model = metrics.get("model")
+    if not isinstance(model, dict) or model.get("reliable", True):
+        return None
+    return model
+
+
 def review_only(metrics: dict[str, Any]) -> dict[str, str]:
     """check -> reason, for the checks ``audit.json`` marks review-only (none when the
     audit has no model block, e.g. no crossval ran)."""
-    model = metrics.get("model")
-    if not isinstance(model, dict) or model.get("reliable", True):
+    model = weak_model(metrics)
+    if model is None:
         return {}
     why = str(model.get("reason") or "the out-of-fold model is too weak")
     return {str(c): why for c in model.get("review_only_checks") or []}
