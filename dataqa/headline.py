@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dataqa.dataset.crossval_metrics import read_crossval_metrics
 from dataqa.io import write_json
 from dataqa.params import Params
 
@@ -38,7 +39,7 @@ def audit_headline(params: Params) -> dict[str, Any]:
     from dataqa.gate import evaluate
 
     audit = _read(params.path("audit_metrics"))
-    crossval = _read(params.path("crossval_metrics"))
+    crossval = read_crossval_metrics(params, strict=False) or {}
     ds, bal = audit.get("dataset", {}), audit.get("balance", {})
     out: dict[str, Any] = {
         "images": ds.get("n_files"),

@@ -34,6 +34,7 @@ from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     run_checks,
     validate_result,
 )
+from dataqa.dataset.crossval_metrics import not_evaluated_reason, read_crossval_metrics
 from dataqa.dataset.manifest import (
     decodable,
     has_label,
@@ -164,16 +165,7 @@ MODEL_INPUTS = frozenset({"pred_probs", "embeddings"})
 
 def model_not_evaluated(params: Params) -> str | None:
     """Why crossval trained no model (``evaluated: false`` in its metrics), or None."""
-    from dataqa.engine.crossval import not_evaluated_reason
-
-    path = params.path("crossval_metrics")
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # load_classes names the broken file
-    return not_evaluated_reason(data) if isinstance(data, dict) else None
+    return not_evaluated_reason(read_crossval_metrics(params))
 
 
 def load_review(params: Params, manifest: pd.DataFrame) -> Matched:
