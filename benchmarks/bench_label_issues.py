@@ -100,9 +100,8 @@ def find_issues(noisy: np.ndarray, pred_probs: np.ndarray, seed: int
 def run_once(images: np.ndarray, true: np.ndarray, noisy: np.ndarray, overrides: dict[str, Any],
              args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     stem_pool = overrides.pop("stem_pool", None)
-    params = validate(Params, {"engine": {"image_size": args.image_size,
-                                          "device": args.device},
-                               "crossval": {"folds": args.folds, **overrides}})
+    params = validate(Params, {"engine": {"image_size": args.image_size, "device": args.device},
+                               "crossval": {"folds": args.folds, **overrides}}, where="bench")
     config = crossval_config(params, device)
     if stem_pool is not None:
         config = dataclasses.replace(config, stem_pool=bool(stem_pool))

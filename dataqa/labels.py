@@ -227,6 +227,7 @@ def validate(labels: Any, pred_probs: Any, *, class_names: Sequence[str] | None 
     """``labels`` as int64 (N,) and ``pred_probs`` as float64 (N, K), or a
     :class:`PredictionsError` naming what is wrong (shape, NaN/inf, negative values,
     a row not summing to 1, a label out of range)."""
+    require_real(pred_probs, f"{where}: pred_probs")
     try:
         p = np.asarray(pred_probs, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -273,6 +274,18 @@ def validate(labels: Any, pred_probs: Any, *, class_names: Sequence[str] | None 
                                f"({len(off)} row(s) off by more than {SUM_TOLERANCE:g}); pass "
                                "softmax probabilities")
     return y, p / sums[:, None] if n else p
+
+
+def require_real(values: Any, where: str) -> None:
+    """A :class:`PredictionsError` when ``values`` holds complex numbers: casting them to
+    float silently drops the imaginary part (numpy only warns), so a complex array from
+    an FFT or a bad export would pass as probabilities."""
+    if np.iscomplexobj(values) or (
+            isinstance(values, np.ndarray) and values.dtype == object
+            and any(isinstance(v, complex) for v in values.ravel()[:1000])):
+        raise PredictionsError(f"{where}: holds complex numbers (dtype "
+                               f"{getattr(values, 'dtype', type(values).__name__)}); "
+                               "predictions must be real")
 
 
 def _check_settings(filter_by: str, threshold: float | None, frac_noise: float,

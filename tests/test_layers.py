@@ -21,13 +21,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("reports", ("dataqa.report",)),
     ("tuning", ("dataqa.tune",)),
     ("preparation", ("dataqa.prepare",)),
+    ("review", ("dataqa.review",)),
     ("gate and metrics", ("dataqa.gate", "dataqa.headline", "dataqa.evidence")),
     ("checks", ("dataqa.checks",)),
     ("training engine", ("dataqa.engine",)),
     ("augmentation", ("dataqa.augmentation",)),
     ("dataset", ("dataqa.dataset",)),
     ("foundations", ("dataqa.params", "dataqa.errors", "dataqa.io", "dataqa.text",
-                     "dataqa.labels", "dataqa.model_strength", "dataqa")),
+                     "dataqa.database", "dataqa.workers", "dataqa.labels",
+                     "dataqa.model_strength", "dataqa")),
 ]
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from dataqa.dataset.manifest import decodable
 from dataqa.dataset.reopen import Limits, reopen
 from dataqa.errors import StageInputError
 from dataqa.params import Params
+from dataqa.workers import WorkerPool
 
 log = logging.getLogger("dataqa.dataset.tensors")
 
@@ -76,7 +77,7 @@ def run_jobs(jobs: Sequence[DecodeJob], workers: int
         for job in jobs:
             yield job, *_decode_chunk(job)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1)) as pool:
+    with WorkerPool(min(workers, os.cpu_count() or 1)) as pool:  # Ctrl-C: exit 130
         pending: list[tuple[DecodeJob, Future[tuple[np.ndarray, np.ndarray]]]] = []
         it = iter(jobs)
         for job in it:
@@ -98,12 +99,13 @@ def _decode_chunk(job: DecodeJob) -> tuple[np.ndarray, np.ndarray]:
     arrays = np.zeros((len(job.paths), job.size, job.size, c), dtype=np.uint8)
     boxes = np.zeros((len(job.paths), 4), dtype=np.int64)
     root = Path(job.root)
+    real_dirs: dict[str, str] = {}  # folders resolved once per chunk
     for k, rel in enumerate(job.paths):
         # checked against the manifest (regular file, inside the root, same size and
         # hash), decoded under the scan's limits; draft_side: a large JPEG is decoded at
         # a reduced DCT scale, still >= S
         img = reopen(root, rel, size=job.sizes[k], sha256=job.hashes[k], limits=job.limits,
-                     draft_side=job.size)
+                     draft_side=job.size, real_dirs=real_dirs)
         pixels = np.asarray(img.convert("RGB" if job.rgb else "L"))
         boxed, box = letterbox(pixels, job.size)
         arrays[k] = boxed.reshape(job.size, job.size, c)

@@ -271,10 +271,3 @@ def untrainable_reason(labels: np.ndarray, names: list[str]) -> str | None:
         return (f"{len(ones)} class(es) have a single image ({', '.join(ones[:10])}); "
                 f"at least 2 per class are needed")
     return None
-
-
-def not_evaluated_reason(metrics: dict[str, Any]) -> str | None:
-    """Why crossval did not train (its metrics say ``evaluated: false``), or None."""
-    if metrics.get("evaluated", True) is False:
-        return str(metrics.get("not_evaluated_reason") or "crossval did not train a model")
-    return None
