@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,3 +110,12 @@ def load_classes(params: Params, manifest: pd.DataFrame) -> list[str]:
                 raise StageInputError(f"{path}: key 'classes' must be a list of strings")
             return list(classes)
     return labelled_rows(manifest)[1]
+
+
+def not_evaluated_reason(metrics: dict[str, Any]) -> str | None:
+    """Why crossval did not train (its metrics say ``evaluated: false``), or None. Here,
+    beside the other reader of the crossval metrics, so that the audit reads it without
+    importing the training engine (torch: ~600 MB of a process's memory)."""
+    if metrics.get("evaluated", True) is False:
+        return str(metrics.get("not_evaluated_reason") or "crossval did not train a model")
+    return None

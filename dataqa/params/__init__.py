@@ -193,9 +193,6 @@ class CrossvalParams:
     label_smoothing: float | None = None  # null: by device
     flip: bool = False  # random horizontal flips (wrong for digits and text)
     crop_padding: int = 2  # random translation by up to this many pixels, zero fill
-    # spread the folds over `dataqa crossval --worker` processes through the database of
-    # tune.storage (dataqa/engine/fold_queue.py); this process runs folds too
-    distributed: bool = False
 
     def __post_init__(self) -> None:
         for key, least in (("folds", 2), ("epochs", 1), ("batch_size", 1), ("width", 1),
@@ -344,6 +341,29 @@ class ReportParams:
         rules.check_section("report", self)
 
 
+# ------------------------------------------------------------ cluster (issue 23)
+@dataclass(frozen=True)
+class ClusterParams:
+    """Where scan, tensors, the K-fold pass and tuning trials run (dataqa/cluster.py):
+    ``local`` (this machine, the default; needs no Ray) or a Ray cluster (``pip install
+    "dataqa[ray]"``). Outputs are the same either way and land in this project's
+    folder; no stage depends on these keys in dvc.yaml."""
+
+    backend: Literal["local", "ray"] = "local"
+    # auto: the cluster `ray start` runs on this host (or $RAY_ADDRESS); host:port of a
+    # head node, or ray://host:port (Ray Client)
+    address: str = "auto"
+    num_cpus: float = 1.0  # CPUs each task holds (a scan/tensors chunk, a fold, a trial worker)
+    num_gpus: float = 0.0  # GPUs each fold and trial worker holds; 0.5: two share one GPU
+    max_retries: int = 3  # re-runs of a task whose worker process or node was lost
+    # Ray tasks running tuning trials beside this process (they need tune.storage, a
+    # database every node reaches); null: as many as the cluster holds at once
+    tune_workers: int | None = None
+
+    def __post_init__(self) -> None:
+        rules.check_section("cluster", self)
+
+
 @dataclass(frozen=True)
 class Params:
     dataqa: DataqaParams = field(default_factory=DataqaParams)
@@ -361,6 +381,7 @@ class Params:
     subsample: SubsampleParams = field(default_factory=SubsampleParams)
     tune: TuneParams = field(default_factory=TuneParams)
     report: ReportParams = field(default_factory=ReportParams)
+    cluster: ClusterParams = field(default_factory=ClusterParams)
     root: Path = field(default=Path("."), compare=False)  # folder of params.yaml
 
     def path(self, name: str) -> Path:

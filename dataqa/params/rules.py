@@ -74,6 +74,8 @@ def _where(section: str, key: str = "") -> str:
 
 
 BOUNDS: dict[str, dict[str, Bound]] = {
+    "cluster": {"num_cpus": Bound(0), "num_gpus": Bound(0), "max_retries": Bound(0),
+                "tune_workers": Bound(0)},
     "tensors": {"workers": Bound(0), "chunk_size": Bound(1)},
     "audit": {"learning_curve_epochs": Bound(1), "memory_mb": Bound(64)},
     "filter": {"min_score": Bound(0, 1), "relabel_min_confidence": Bound(0, 1),

@@ -39,6 +39,7 @@ from dataqa.dataset.manifest import (
     decodable,
     has_label,
     load_classes,
+    not_evaluated_reason,
     read_manifest,
 )
 from dataqa.dataset.tensors import open_tensors
@@ -156,8 +157,6 @@ MODEL_INPUTS = frozenset({"pred_probs", "embeddings"})
 
 def model_not_evaluated(params: Params) -> str | None:
     """Why crossval trained no model (``evaluated: false`` in its metrics), or None."""
-    from dataqa.engine.crossval import not_evaluated_reason
-
     path = params.path("crossval_metrics")
     if not path.is_file():
         return None

@@ -17,7 +17,8 @@ def run_stage(params: Params) -> int:
     source = params.resolve(params.data.source)
     frame = scan_source(source, params=params.scan, default_split=params.data.default_split,
                         layout=params.data.layout,
-                        check_paths=lambda root, paths: check_listed_files(params, root, paths))
+                        check_paths=lambda root, paths: check_listed_files(params, root, paths),
+                        cluster=params.cluster)
     print(f"scan: layout {frame.attrs['layout']} (data.layout: {params.data.layout}; "
           f"{frame.attrs['layout_reason']})", file=sys.stderr)
     target = params.path("manifest")

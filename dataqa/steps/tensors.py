@@ -49,7 +49,7 @@ def run_stage(params: Params) -> int:
         out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, channels))
         preallocate(tmp, out.offset + out.nbytes)  # full disk: an error now, not a SIGBUS
         done = 0
-        for job, arrays, job_boxes in _run_jobs(jobs, workers):
+        for job, arrays, job_boxes in _run_jobs(jobs, workers, params.cluster):
             out[list(job.positions)] = arrays
             boxes[list(job.positions)] = job_boxes
             done += len(job.positions)

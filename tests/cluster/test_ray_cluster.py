@@ -1,0 +1,318 @@
+"""``cluster.backend: ray`` on a real two-node Ray cluster on loopback (issue 23).
+
+The module's fixture starts a head node and a second node (``ray start --head`` and
+``ray start --address``, one CPU each, their own temp dirs, on 127.0.0.2 / 127.0.0.3 so
+that Ray keeps every connection on the loopback interface) and stops both after.
+
+- scan, tensors, crossval and audit on a small ImageFolder through the Ray backend give
+  the same manifest and tensor files (bytes) as the local backend, the same issues, and
+  out-of-fold predictions equal within float tolerance (same folds, same seeds, one
+  torch thread on both sides);
+- the second node is killed (SIGKILL to its raylet and workers) while it trains a fold:
+  Ray re-runs the fold on the head and the stage writes the same predictions;
+- Ctrl-C on a ``dataqa crossval`` driver cancels its tasks on the cluster.
+
+Nothing here waits for a duration: every wait is "until this holds" with a generous
+deadline that only bounds a broken run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray", reason="the Ray extra is missing: pip install -e '.[test,ray]'")
+psutil = pytest.importorskip("psutil", reason="psutil (a dependency of Ray) is missing")
+
+from dataqa.params import load_params  # noqa: E402
+from dataqa.steps import audit, crossval, scan, tensors  # noqa: E402
+from tests.pipeline.workspace import draw_digit_folder  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+HEAD_IP, NODE_IP = "127.0.0.2", "127.0.0.3"  # not 127.0.0.1: Ray swaps that for the host IP
+DEADLINE = 120.0  # seconds: bounds a broken run only; nothing asserts on durations
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HEAD_IP, 0))
+        return int(s.getsockname()[1])
+
+
+def _until(cond: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]
+    base: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str) -> None:
+        temp = self.base / name
+        temp.mkdir(exist_ok=True)
+        log = open(self.base / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs[name] = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ray"), "start", "--block", "--num-cpus=1",
+             "--num-gpus=0", f"--temp-dir={temp}", "--disable-usage-stats", *args],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+
+    def tree(self, name: str) -> list[Any]:
+        """The node's processes: its `ray start`, raylet, workers, agents."""
+        try:
+            root = psutil.Process(self.procs[name].pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def busy_workers(self, name: str) -> list[Any]:
+        """Worker processes of this node that are running one of our tasks (Ray titles a
+        worker ``ray::<function>`` while it runs that function)."""
+        out = []
+        for p in self.tree(name):
+            try:
+                if p.cmdline()[:1] == ["ray::_call"]:
+                    out.append(p)
+            except psutil.Error:
+                pass
+        return out
+
+    def kill(self, name: str) -> None:
+        """The node is lost: SIGKILL to every process of it at once."""
+        procs = self.tree(name)
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(procs, timeout=30)
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            self.kill(name)
+            return
+        procs = self.tree(name)
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+    def alive_nodes(self) -> int:
+        return sum(bool(n.get("Alive")) for n in ray.nodes())
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
+                         for p in self.base.glob("*.log"))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    port = _free_port()
+    # short: Ray's socket paths live under the temp dir (AF_UNIX path limit)
+    base = Path(tempfile.mkdtemp(prefix="dq-ray-", dir="/tmp"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1",
+        # a lost node is declared dead after 1 s x 3 missed health checks (default 15 s)
+        RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
+    c = Cluster(address=f"{HEAD_IP}:{port}", env=env, base=base)
+    c.start("head", "--head", f"--port={port}", f"--node-ip-address={HEAD_IP}",
+            "--include-dashboard=false")
+    try:
+        def head_up() -> bool:
+            if c.procs["head"].poll() is not None:
+                pytest.fail(f"the Ray head did not start\n{c.logs()}")
+            with socket.socket() as s:
+                return s.connect_ex((HEAD_IP, port)) == 0
+
+        _until(head_up, "the Ray head's port")
+        c.start("node", f"--address={c.address}", f"--node-ip-address={NODE_IP}")
+        os.environ["RAY_ADDRESS"] = c.address  # what cluster.address: auto joins
+        ray.init(address=c.address, _node_ip_address=HEAD_IP, logging_level="WARNING",
+                 include_dashboard=False)
+        _until(lambda: c.alive_nodes() == 2, "both Ray nodes")
+        yield c
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        os.environ.pop("RAY_ADDRESS", None)
+        for name in ("node", "head"):
+            c.stop(name)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+CROSSVAL = {"folds": 4, "epochs": 2, "batch_size": 16, "lr": 0.05, "width": 4, "depth": 1,
+            "crop_padding": 0, "arch": "small_cnn"}
+
+
+def _workspace(root: Path, backend: str, source: Path, **over: Any) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    params = {
+        "data": {"source": str(source)},
+        "scan": {"workers": 2, "chunk_size": 8},
+        "tensors": {"workers": 2, "chunk_size": 8},
+        "engine": {"image_size": 16, "device": "cpu", "cpu_threads": 1, "seed": 0},
+        "crossval": dict(CROSSVAL, **over.get("crossval", {})),
+        "audit": {"checks": ["integrity", "exact_duplicate", "near_duplicate", "label",
+                             "outlier", "dark", "blurry"]},
+        "cluster": {"backend": backend, "address": "auto", "max_retries": 3},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root / "params.yaml"
+
+
+def _run(params_file: Path, *steps: Any) -> None:
+    params = load_params(params_file)
+    for step in steps:
+        assert step.run_stage(params) == 0
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ray-src") / "images"
+    draw_digit_folder(root, classes=3, per_class=24, seed=3)
+    # an exact copy and an undecodable file: the rows the checks and the scan must agree on
+    shutil.copy(root / "1" / sorted(os.listdir(root / "1"))[0], root / "1" / "zz_copy.png")
+    (root / "2" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_run(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    params_file = _workspace(tmp_path_factory.mktemp("local"), "local", source)
+    _run(params_file, scan, tensors, crossval, audit)
+    return load_params(params_file)
+
+
+@pytest.mark.timeout(300)
+def test_ray_backend_writes_what_the_local_backend_writes(
+        cluster: Cluster, source: Path, local_run: Any, tmp_path: Path) -> None:
+    params_file = _workspace(tmp_path / "ray", "ray", source)
+    _run(params_file, scan, tensors, crossval, audit)
+    params = load_params(params_file)
+
+    for key in ("manifest", "tensors"):  # byte for byte
+        assert params.path(key).read_bytes() == local_run.path(key).read_bytes(), key
+    assert pd.read_parquet(params.path("tensor_index")).equals(
+        pd.read_parquet(local_run.path("tensor_index")))
+    probs, ref = np.load(params.path("pred_probs")), np.load(local_run.path("pred_probs"))
+    assert np.isnan(probs).any(axis=1).sum() == 1  # the undecodable file
+    np.testing.assert_allclose(probs, ref, atol=1e-4, equal_nan=True)
+    np.testing.assert_allclose(np.load(params.path("embeddings")),
+                               np.load(local_run.path("embeddings")), atol=1e-3,
+                               equal_nan=True)
+    mine = pd.read_parquet(params.path("issues"))
+    theirs = pd.read_parquet(local_run.path("issues"))
+    flags = [c for c in mine.columns if c.startswith("is_")]
+    assert mine[["path", *flags]].equals(theirs[["path", *flags]])
+    metrics = json.loads(params.path("crossval_metrics").read_text())
+    assert metrics["cluster"]["backend"] == "ray"
+    assert metrics["folds"] == 4 and len(metrics["fold_details"]) == 4
+
+
+@pytest.mark.timeout(300)
+def test_a_source_the_nodes_cannot_see_is_an_error_not_unreadable_rows(
+        cluster: Cluster, tmp_path: Path) -> None:
+    from dataqa.dataset.scan_worker import scan_chunk_on_node
+    from dataqa.errors import SourceError
+
+    params = load_params(_workspace(tmp_path, "ray", tmp_path / "nowhere"))
+    from dataqa.cluster import map_tasks
+
+    with pytest.raises(SourceError, match="not found on cluster node"):
+        list(map_tasks(scan_chunk_on_node, [(str(tmp_path / "nowhere"), ["a.png"],
+                                             10**6, None, None)], params.cluster,
+                       what="scan"))
+
+
+def _driver(params_file: Path, name: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [
+                   os.environ.get("PYTHONPATH")])]))
+    log = open(params_file.parent / f"{name}.log", "wb")  # noqa: SIM115
+    return subprocess.Popen([sys.executable, "-m", "dataqa.cli", "crossval", "--params",
+                             str(params_file)], stdout=log, stderr=subprocess.STDOUT,
+                            env=env, cwd=params_file.parent)
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_cancels_the_runs_tasks(cluster: Cluster, source: Path, local_run: Any,
+                                       tmp_path: Path) -> None:
+    params_file = _workspace(tmp_path, "ray", source, crossval={"epochs": 200})
+    for src in ("manifest", "tensors", "tensor_index"):
+        dst = load_params(params_file).path(src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(local_run.path(src), dst)
+    proc = _driver(params_file, "driver")
+    try:
+        _until(lambda: proc.poll() is not None or
+               bool(cluster.busy_workers("head") or cluster.busy_workers("node")),
+               "a fold to run on the cluster")
+        assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, (tmp_path / "driver.log").read_text()[-3000:]
+        _until(lambda: not cluster.busy_workers("head") and not cluster.busy_workers("node"),
+               "the run's tasks to stop")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not load_params(params_file).path("pred_probs").exists()  # nothing half-written
+
+
+@pytest.mark.timeout(300)
+def test_losing_a_node_during_crossval_still_ends_with_the_same_predictions(
+        cluster: Cluster, source: Path, local_run: Any, tmp_path: Path) -> None:
+    """Runs last in this module: the second node does not come back."""
+    params_file = _workspace(tmp_path, "ray", source, crossval={"epochs": 6})
+    local_file = _workspace(tmp_path / "local6", "local", source, crossval={"epochs": 6})
+    for folder in (params_file, local_file):
+        for src in ("manifest", "tensors", "tensor_index"):
+            dst = load_params(folder).path(src)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(local_run.path(src), dst)
+    proc = _driver(params_file, "driver")
+    try:
+        _until(lambda: proc.poll() is not None or bool(cluster.busy_workers("node")),
+               "a fold to train on the second node")
+        assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        cluster.kill("node")
+        assert proc.wait(timeout=240) == 0, (tmp_path / "driver.log").read_text()[-4000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _until(lambda: cluster.alive_nodes() == 1, "the head to declare the node dead")
+    _run(local_file, crossval)
+    np.testing.assert_allclose(np.load(load_params(params_file).path("pred_probs")),
+                               np.load(load_params(local_file).path("pred_probs")),
+                               atol=1e-4, equal_nan=True)
+    metrics = json.loads(load_params(params_file).path("crossval_metrics").read_text())
+    assert len(metrics["fold_details"]) == 4
