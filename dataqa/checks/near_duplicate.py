@@ -58,6 +58,7 @@ from dataqa.checks.neighbors import (
     unique_sorted,
 )
 from dataqa.errors import ParamsError, StageInputError
+from dataqa.io import release_pages
 
 CROPS = (0.0, 0.04, 0.08)  # share of each side cut away when aligning a cropped copy
 
@@ -138,6 +139,7 @@ def get_thumbnails(tensors: np.ndarray, boxes: np.ndarray, *, size: int,
             gx = w[:, None] * (1 - 2 * crop) * base + ((left + w / 2) * 2 - 1)[:, None]
             v = _bilinear(x, ((gy + 1) * work - 1) / 2, ((gx + 1) * work - 1) / 2)
             out[start:start + len(x), c] = np.clip(np.rint(v), 0, 255).astype(np.uint8)
+        release_pages(tensors)  # a memory-mapped file: its rows are done with
     return out
 
 
@@ -294,7 +296,7 @@ class NearDuplicateCheck(Check):
         m = len(rows)
         plans: dict[str, dict[str, Any]] = {"thumbnail": {}, "hash": {}}
         _, knn_idx = get_knn(_search_vectors(thumbs[:, 0], s.thumb_size, mb), k=s.neighbors,
-                             memory_mb=mb, report=plans["thumbnail"])
+                             memory_mb=mb, report=plans["thumbnail"], overwrite=True)
         sources = {"thumbnail": _pair_keys(knn_idx, m),
                    "hash": self._hash_pairs(manifest, rows, memory_mb=mb,
                                             report=plans["hash"])}
@@ -374,7 +376,7 @@ class NearDuplicateCheck(Check):
         emb = np.asarray(embeddings, dtype=np.float32)
         ok = np.flatnonzero(decoded & np.isfinite(emb).all(axis=1))
         _, idx = get_knn(emb[ok], k=self.settings.neighbors, memory_mb=memory_mb,
-                         report=report, cache=True)
+                         report=report, cache=True, overwrite=True)
         position = np.full(len(emb), -1, dtype=np.int64)
         position[rows] = np.arange(len(rows))
         keys = _pair_keys(idx, len(ok))

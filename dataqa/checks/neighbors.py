@@ -75,7 +75,7 @@ def hex_to_uint64(values: Sequence[object] | pd.Series) -> tuple[np.ndarray, np.
 
 def get_knn(features: np.ndarray, *, k: int, exact_max_rows: int | None = None,
             memory_mb: float = DEFAULT_MEMORY_MB, report: dict[str, Any] | None = None,
-            cache: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            cache: bool = False, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours of every row of ``features`` (N, D) among the other rows,
     by cosine distance. Returns ``(distances (N, k') float32 in [0, 2], indices (N, k')
     int32)``, sorted by distance, ``k' = min(k, N - 1)``; read-only arrays.
@@ -86,6 +86,7 @@ def get_knn(features: np.ndarray, *, k: int, exact_max_rows: int | None = None,
     the recall against exact search on a sample). Queries run in chunks sized from
     ``memory_mb``. ``cache``: keep this result for the next call on the same features
     (the audit asks for the embeddings' neighbours twice: near_duplicate, outlier).
+    ``overwrite``: ``features`` (float32) may be normalised in place (no copy of N x D).
     """
     features = np.ascontiguousarray(features, dtype=np.float32)
     exact_max_rows = EXACT_MAX_ROWS if exact_max_rows is None else exact_max_rows
@@ -98,7 +99,7 @@ def get_knn(features: np.ndarray, *, k: int, exact_max_rows: int | None = None,
             report.update(cached[2])
         return cached[0][:, :kk], cached[1][:, :kk]
     plan: dict[str, Any] = {}
-    dist, idx = _float_knn(features, k, exact_max_rows, memory_mb, plan)
+    dist, idx = _float_knn(features, k, exact_max_rows, memory_mb, plan, overwrite)
     dist.flags.writeable = idx.flags.writeable = False
     if report is not None:
         report.update(plan)
@@ -116,9 +117,10 @@ PROBE_QUERIES = 256  # rows searched exactly to time exact search (and to measur
 PROBE_SAMPLE = 20_000  # rows of the HNSW graph built to time the approximate search
 
 
-def _unit_rows(x: np.ndarray, memory_mb: float) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), in chunks (no float64 copy)."""
-    out = np.empty_like(x, dtype=np.float32)
+def _unit_rows(x: np.ndarray, memory_mb: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), in chunks (no float64 copy),
+    into ``out`` (may be ``x``)."""
+    out = np.empty_like(x, dtype=np.float32) if out is None else out
     step = rows_per_chunk(x.shape[1] * 8, memory_mb)
     for s in range(0, len(x), step):
         c = x[s:s + step]
@@ -127,15 +129,16 @@ def _unit_rows(x: np.ndarray, memory_mb: float) -> np.ndarray:
     return out
 
 
-def _float_knn(features: np.ndarray, k: int, exact_max_rows: int,
-               memory_mb: float, plan: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def _float_knn(features: np.ndarray, k: int, exact_max_rows: int, memory_mb: float,
+               plan: dict[str, Any], overwrite: bool = False
+               ) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
     n, d = features.shape
     k = min(k, n - 1)
     if k <= 0:
         return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int32)
-    x = _unit_rows(features, memory_mb)
+    x = _unit_rows(features, memory_mb, out=features if overwrite else None)
     sim, idx = _knn(x, k, exact_max_rows, memory_mb, plan,
                     flat=lambda: faiss.IndexFlatIP(d),
                     hnsw=lambda: _tune(faiss.IndexHNSWFlat(d, HNSW_M,

@@ -180,7 +180,7 @@ class OutlierCheck(Check):
         if len(ok) < 3:
             return out
         dist, _ = get_knn(emb[ok], k=self.settings.neighbors, memory_mb=ctx.memory_mb,
-                          cache=True)
+                          cache=True, overwrite=True)
         values = np.full(len(emb), np.nan)
         values[ok] = np.log(dist.mean(axis=1).astype(float) + 1e-6)
         z = _class_and_dataset_z(values, EMBEDDING_FLOOR, groups, self.settings.min_class_size)
