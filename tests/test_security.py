@@ -23,6 +23,14 @@ RULES: dict[str, tuple[list[Path], re.Pattern[str], str]] = {
     # torch.load must pass weights_only=True on the same call line (no pickle code run)
     "torch_load": (SOURCES, re.compile(r"torch\.load\((?![^)\n]*weights_only=True)"),
                    "torch.load(..., weights_only=True)"),
+    # the one checkpoint loader (dataqa/engine/checkpoint.py) reads every weights file;
+    # torchvision's/torch.hub's loaders unpickle with weights_only=False and never check
+    # the hash of a cached file
+    "hub_loader": (SOURCES, re.compile(r"(load_state_dict_from_url|get_state_dict|"
+                                       r"torch\.hub\.load)\s*\("),
+                   "dataqa.engine.checkpoint.load_checkpoint"),
+    "torch_load_outside_checkpoint": (SOURCES, re.compile(r"\btorch\.load\s*\("),
+                                      "dataqa.engine.checkpoint.load_checkpoint"),
     # no shell: file names must never reach a shell command line
     "shell": (SOURCES, re.compile(r"shell\s*=\s*True|os\.system\s*\(|os\.popen\s*\("),
               "subprocess with an argument list"),
@@ -45,6 +53,7 @@ RULES: dict[str, tuple[list[Path], re.Pattern[str], str]] = {
     "markup": (SOURCES, re.compile(r"\bMarkup\((?!\"\"\))"), "escape() each piece first"),
 }
 ALLOW: dict[str, set[str]] = {
+    "torch_load_outside_checkpoint": {"dataqa/engine/checkpoint.py"},
     # charts.py:_svg wraps SVG whose every text piece went through _text()/escape()
     "markup": {"dataqa/report/charts.py"},
 }
@@ -80,6 +89,9 @@ CATCHES = [
     ("yaml_load", "yaml.full_load(text)"),  # full_load builds Python objects too
     ("torch_load", "state = torch.load(path, map_location='cpu')"),  # no weights_only
     ("torch_load", "torch.load(path, weights_only=False)"),  # explicitly unsafe
+    ("hub_loader", "state = entry.get_state_dict(progress=False)"),  # unpickles the cache
+    ("hub_loader", "torch.hub.load_state_dict_from_url(url)"),  # weights_only=False
+    ("torch_load_outside_checkpoint", "torch.load(p, weights_only=True)"),  # a 2nd loader
     ("shell", "subprocess.run(cmd, shell=True)"),  # a shell line
     ("shell", "os.system(f'convert {name}')"),  # a file name in a shell command
     ("pickle", "np.load(p, allow_pickle=True)"),  # pickled object arrays

@@ -7,10 +7,11 @@ model name (``resnet18``, ``resnet50``, ``mobilenet_v3_large``, ``efficientnet_b
 - null: random init (train from scratch);
 - a torchvision weights name of that model: ``DEFAULT``, ``IMAGENET1K_V1``,
   ``IMAGENET1K_V2``, or the full ``ResNet18_Weights.IMAGENET1K_V1``. Resolved with
-  :func:`torchvision.models.get_model_weights` and loaded with the enum's own
-  ``get_state_dict`` (``torch.hub.load_state_dict_from_url``), so the file lives where
-  torchvision keeps it: ``$TORCH_HOME/hub/checkpoints/<file>`` (``TORCH_HOME`` default
-  ``~/.cache/torch``). An online machine downloads it there once, as torchvision does;
+  :func:`torchvision.models.get_model_weights`. The file lives where torchvision keeps
+  it, ``$TORCH_HOME/hub/checkpoints/<file>`` (``TORCH_HOME`` default
+  ``~/.cache/torch``), and is read by :func:`dataqa.engine.checkpoint.load_checkpoint`
+  (never pickled code; its SHA-256 checked against the prefix in its published name on
+  every load, not only on download). An online machine downloads it there once, as torchvision does;
   offline with nothing cached, :class:`EngineError` names the file torchvision expects,
   the folder to put it in and the URL to fetch it from on another machine;
 - a local file (a path that exists, or ends in ``.pt``/``.pth``/``.bin``): a state_dict
@@ -88,6 +89,38 @@ def cache_file(entry: Any) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(entry.url)
 
 
+def published_hash(entry: Any) -> str | None:
+    """The SHA-256 prefix torchvision's file name for ``entry`` carries (checked on every
+    load of the cached file, not only on download)."""
+    from dataqa.engine.checkpoint import hash_prefix_of
+
+    return hash_prefix_of(os.path.basename(entry.url))
+
+
+def download(entry: Any, target: Path, prefix: str | None) -> None:
+    """Fetch ``entry``'s file into torchvision's cache as torch.hub does (a temporary
+    file renamed into place once its hash matched); offline: an :class:`EngineError`
+    naming the file, the folder and the URL."""
+    import torch
+
+    log.info("%s: not cached; downloading %s as torchvision does", target, entry.url)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(entry.url, str(target), hash_prefix=prefix,
+                                       progress=False)
+    except Exception as exc:  # noqa: BLE001 - urllib/OSError/hash errors all mean: no file
+        raise EngineError(
+            f"engine.weights: {entry} is not cached and cannot be downloaded "
+            f"({type(exc).__name__}: {str(exc)[:120]}). torchvision expects the file "
+            f"'{target.name}' in {target.parent} (set TORCH_HOME to use another cache, or "
+            f"give engine.weights a local file); fetch it from {entry.url} on a machine "
+            "with internet and copy it there") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def preprocessing(arch: str, weights: str | None) -> Preprocessing | None:
     """The weights' own preprocessing, or None (scratch or a local file)."""
     if not weights or is_local(weights):
@@ -100,29 +133,19 @@ def preprocessing(arch: str, weights: str | None) -> Preprocessing | None:
 def load_pretrained(model: nn.Module, arch: str, weights: str) -> list[str]:
     """Load ``weights`` (a torchvision name or a local file) into ``model``; returns
     the keys left at their init (the classifier head)."""
+    from dataqa.engine.checkpoint import load_checkpoint
     from dataqa.engine.nets import load_state, load_weights
 
     if is_local(weights):
         return load_weights(model, Path(weights).expanduser())
     entry = weights_entry(arch, weights)
     target = cache_file(entry)
+    prefix = published_hash(entry)
     if not target.is_file():
-        log.info("%s: not cached; downloading %s as torchvision does", target, entry.url)
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+        download(entry, target, prefix)
     try:
-        state = entry.get_state_dict(progress=False, check_hash=True)
-    except Exception as exc:  # noqa: BLE001 - urllib/OSError/hash errors all mean: no file
-        if target.is_file():
-            raise EngineError(f"{target}: cannot load the {arch} weights "
-                              f"{entry}: {type(exc).__name__}: {str(exc)[:200]}; delete "
-                              "the file to download it again") from None
-        raise EngineError(
-            f"engine.weights: {arch} {entry} is not cached and cannot be downloaded "
-            f"({type(exc).__name__}: {str(exc)[:120]}). torchvision expects the file "
-            f"'{target.name}' in {target.parent} (set TORCH_HOME to use another cache, or "
-            f"give engine.weights a local file); fetch it from {entry.url} on a machine "
-            "with internet and copy it there") from None
-    finally:
-        socket.setdefaulttimeout(previous)
+        state = load_checkpoint(target, hash_prefix=prefix)
+    except EngineError as exc:
+        raise EngineError(f"{exc} (the cached {arch} weights {entry}; delete the file to "
+                          "download it again)") from None
     return load_state(model, state, target)

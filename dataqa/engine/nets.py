@@ -206,21 +206,18 @@ def head_of(model: nn.Module) -> nn.Linear:
 
 
 def load_weights(model: nn.Module, path: str | Path) -> list[str]:
-    """Load a local state_dict file into ``model`` (``torch.load(weights_only=True)``).
+    """Load a local state_dict file into ``model`` (through
+    :func:`dataqa.engine.checkpoint.load_checkpoint`: no pickled code runs).
 
     Tolerated differences, each logged: a classifier head of another class count (left
     at its random init), a first conv with 3 input channels loaded into a 1-channel
     model (summed over colour, the usual grayscale adaptation). Anything else missing
     or mis-shaped is an :class:`EngineError` naming the file. Returns the skipped keys.
     """
+    from dataqa.engine.checkpoint import load_checkpoint
+
     path = Path(path)
-    if not path.is_file():
-        raise EngineError(f"{path}: weights file not found (engine.weights)")
-    try:
-        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise EngineError(f"{path}: not a loadable state_dict (engine.weights): "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    loaded = load_checkpoint(path)
     return load_state(model, loaded, path)
 
 

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from dataqa.engine import probe
 from dataqa.errors import EngineError
@@ -44,7 +45,7 @@ def test_folds_drop_to_the_smallest_class_with_a_warning() -> None:
 
 def test_embed_streams_batches_from_a_memory_map(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    seed_torch_home(tmp_path / "torch", "resnet18")
+    seed_torch_home(tmp_path / "torch", "resnet18", monkeypatch)
     images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     np.save(tmp_path / "t.npy", images)
     mm = np.load(tmp_path / "t.npy", mmap_mode="r")
@@ -78,17 +79,19 @@ def test_modes_need_a_pretrained_backbone() -> None:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("mode", ["linear_probe", "finetune"])
 def test_backbone_modes_end_to_end_in_dvc_repro(mode, tmp_path, monkeypatch) -> None:
-    home = tmp_path / "torch"
-    seed_torch_home(home, "resnet18")
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    over = {"engine": {"arch": "resnet18", "weights": "DEFAULT", "image_size": 16},
+    # a dvc subprocess cannot be told a generated file's hash: a local state_dict file
+    # (the torchvision-cache path is covered in-process in test_backbones.py)
+    weights = tmp_path / "resnet18_random.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    over = {"engine": {"arch": "resnet18", "weights": str(weights), "image_size": 16},
             "crossval": {"mode": mode, "epochs": 1}}
     root = make_workspace(tmp_path / "ws", overrides=over)
     proc = run(["dvc", "repro"], root, timeout=840)
     assert "crossval" in stages_run(proc.stdout + proc.stderr)
     params = read_params(root)
     cv = json.loads((root / params["paths"]["crossval_metrics"]).read_text())
-    assert cv["mode"] == mode and cv["weights"] == "DEFAULT" and cv["arch"] == "resnet18"
+    assert cv["mode"] == mode and cv["weights"] == str(weights) and cv["arch"] == "resnet18"
     emb = np.load(root / params["paths"]["embeddings"])
     assert emb.shape[1] == 512  # resnet18's features feed the duplicate/outlier checks
     probs = np.load(root / params["paths"]["pred_probs"])
