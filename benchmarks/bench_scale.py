@@ -263,8 +263,9 @@ CHILD = """\
 import resource, subprocess, sys, json, time
 t = time.perf_counter()
 rc = subprocess.run(sys.argv[1:]).returncode
-print(json.dumps({"rc": rc, "wall_s": time.perf_counter() - t,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": rc, "wall_s": time.perf_counter() - t, "cpu_s": u.ru_utime + u.ru_stime,
+                  "peak_mb": u.ru_maxrss / 1024}))
 """
 
 OLD = ("import sys; sys.path.insert(0, {src!r}); "
@@ -378,7 +379,8 @@ def _search_summary(ws: Path) -> dict:
 
 
 def exponents(results: list[dict]) -> list[dict]:
-    """Growth exponent log(t2/t1) / log(n2/n1) of each stage between successive sizes."""
+    """Growth exponent log(t2/t1) / log(n2/n1) of each stage between successive sizes,
+    of the wall time and of the CPU time (user + system of the stage's processes)."""
     rows = []
     by_mode: dict[str, list[dict]] = {}
     for r in results:
@@ -387,11 +389,15 @@ def exponents(results: list[dict]) -> list[dict]:
         rs = sorted(rs, key=lambda r: r["n"])
         for a, b in zip(rs, rs[1:]):
             for stage in a["stages"]:
-                ta = a["stages"][stage].get("wall_s")
-                tb = b["stages"].get(stage, {}).get("wall_s")
-                if ta and tb:
-                    rows.append({"mode": mode, "stage": stage, "from": a["n"], "to": b["n"],
-                                 "exponent": round(math.log(tb / ta) / math.log(b["n"] / a["n"]), 2)})
+                row = {"mode": mode, "stage": stage, "from": a["n"], "to": b["n"]}
+                for key in ("wall_s", "cpu_s"):  # CPU seconds: less sensitive to the load
+                    ta = a["stages"][stage].get(key)
+                    tb = b["stages"].get(stage, {}).get(key)
+                    if ta and tb:
+                        row[f"exponent_{key[:-2]}"] = round(
+                            math.log(tb / ta) / math.log(b["n"] / a["n"]), 2)
+                if len(row) > 4:
+                    rows.append(row)
     return rows
 
 
@@ -437,6 +443,7 @@ def main() -> None:
                      if stage == "audit:new" and old and old.get("wall_s") and new.get("wall_s")
                      else "")
             print(f"{r['mode']:>10} {r['n']:>8} {stage:<12} wall {s.get('wall_s') or 0:8.1f} s"
+                  f"  cpu {s.get('cpu_s') or 0:8.1f} s"
                   f"  peak {s.get('peak_mb') or 0:7.0f} MB  load {s.get('load')}  "
                   f"recall {s.get('recall', '-')}{ratio}")
     if args.out:

@@ -71,8 +71,7 @@ def connect(cluster: ClusterParams) -> Any:
     address = None if cluster.address == "auto" and os.environ.get("RAY_ADDRESS") \
         else cluster.address
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True,
-                 configure_logging=True, include_dashboard=False)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = os.environ.get("RAY_ADDRESS") if address is None else cluster.address
         raise ClusterError(

@@ -1,8 +1,5 @@
-"""``cluster.backend: ray`` on a real two-node Ray cluster on loopback (issue 23).
-
-The module's fixture starts a head node and a second node (``ray start --head`` and
-``ray start --address``, one CPU each, their own temp dirs, on 127.0.0.2 / 127.0.0.3 so
-that Ray keeps every connection on the loopback interface) and stops both after.
+"""``cluster.backend: ray`` on a real two-node Ray cluster on loopback (issue 23; the
+cluster is tests/raycluster.py, started once per session by the ``ray_cluster`` fixture).
 
 - scan, tensors, crossval and audit on a small ImageFolder through the Ray backend give
   the same manifest and tensor files (bytes) as the local backend, the same issues, and
@@ -22,13 +19,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,138 +29,10 @@ import pandas as pd
 import pytest
 import yaml
 
-ray = pytest.importorskip("ray", reason="the Ray extra is missing: pip install -e '.[test,ray]'")
-psutil = pytest.importorskip("psutil", reason="psutil (a dependency of Ray) is missing")
-
-from dataqa.params import load_params  # noqa: E402
-from dataqa.steps import audit, crossval, scan, tensors  # noqa: E402
-from tests.pipeline.workspace import draw_digit_folder  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-HEAD_IP, NODE_IP = "127.0.0.2", "127.0.0.3"  # not 127.0.0.1: Ray swaps that for the host IP
-DEADLINE = 120.0  # seconds: bounds a broken run only; nothing asserts on durations
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HEAD_IP, 0))
-        return int(s.getsockname()[1])
-
-
-def _until(cond: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.1)
-
-
-@dataclass
-class Cluster:
-    address: str
-    env: dict[str, str]
-    base: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str, *args: str) -> None:
-        temp = self.base / name
-        temp.mkdir(exist_ok=True)
-        log = open(self.base / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(
-            [str(Path(sys.executable).parent / "ray"), "start", "--block", "--num-cpus=1",
-             "--num-gpus=0", f"--temp-dir={temp}", "--disable-usage-stats", *args],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-
-    def tree(self, name: str) -> list[Any]:
-        """The node's processes: its `ray start`, raylet, workers, agents."""
-        try:
-            root = psutil.Process(self.procs[name].pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def busy_workers(self, name: str) -> list[Any]:
-        """Worker processes of this node that are running one of our tasks (Ray titles a
-        worker ``ray::<function>`` while it runs that function)."""
-        out = []
-        for p in self.tree(name):
-            try:
-                if p.cmdline()[:1] == ["ray::_call"]:
-                    out.append(p)
-            except psutil.Error:
-                pass
-        return out
-
-    def kill(self, name: str) -> None:
-        """The node is lost: SIGKILL to every process of it at once."""
-        procs = self.tree(name)
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(procs, timeout=30)
-
-    def stop(self, name: str) -> None:
-        proc = self.procs.get(name)
-        if proc is None or proc.poll() is not None:
-            self.kill(name)
-            return
-        procs = self.tree(name)
-        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-
-    def alive_nodes(self) -> int:
-        return sum(bool(n.get("Alive")) for n in ray.nodes())
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
-                         for p in self.base.glob("*.log"))
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    port = _free_port()
-    # short: Ray's socket paths live under the temp dir (AF_UNIX path limit)
-    base = Path(tempfile.mkdtemp(prefix="dq-ray-", dir="/tmp"))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1",
-        # a lost node is declared dead after 1 s x 3 missed health checks (default 15 s)
-        RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
-    c = Cluster(address=f"{HEAD_IP}:{port}", env=env, base=base)
-    c.start("head", "--head", f"--port={port}", f"--node-ip-address={HEAD_IP}",
-            "--include-dashboard=false")
-    try:
-        def head_up() -> bool:
-            if c.procs["head"].poll() is not None:
-                pytest.fail(f"the Ray head did not start\n{c.logs()}")
-            with socket.socket() as s:
-                return s.connect_ex((HEAD_IP, port)) == 0
-
-        _until(head_up, "the Ray head's port")
-        c.start("node", f"--address={c.address}", f"--node-ip-address={NODE_IP}")
-        os.environ["RAY_ADDRESS"] = c.address  # what cluster.address: auto joins
-        ray.init(address=c.address, _node_ip_address=HEAD_IP, logging_level="WARNING",
-                 include_dashboard=False)
-        _until(lambda: c.alive_nodes() == 2, "both Ray nodes")
-        yield c
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        os.environ.pop("RAY_ADDRESS", None)
-        for name in ("node", "head"):
-            c.stop(name)
-        shutil.rmtree(base, ignore_errors=True)
-
+from dataqa.params import load_params
+from dataqa.steps import audit, crossval, scan, tensors
+from tests.pipeline.workspace import draw_digit_folder
+from tests.raycluster import REPO, Cluster, _until
 
 CROSSVAL = {"folds": 4, "epochs": 2, "batch_size": 16, "lr": 0.05, "width": 4, "depth": 1,
             "crop_padding": 0, "arch": "small_cnn"}
@@ -215,7 +79,7 @@ def local_run(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.mark.timeout(300)
 def test_ray_backend_writes_what_the_local_backend_writes(
-        cluster: Cluster, source: Path, local_run: Any, tmp_path: Path) -> None:
+        ray_cluster: Cluster, source: Path, local_run: Any, tmp_path: Path) -> None:
     params_file = _workspace(tmp_path / "ray", "ray", source)
     _run(params_file, scan, tensors, crossval, audit)
     params = load_params(params_file)
@@ -241,7 +105,7 @@ def test_ray_backend_writes_what_the_local_backend_writes(
 
 @pytest.mark.timeout(300)
 def test_a_source_the_nodes_cannot_see_is_an_error_not_unreadable_rows(
-        cluster: Cluster, tmp_path: Path) -> None:
+        ray_cluster: Cluster, tmp_path: Path) -> None:
     from dataqa.dataset.scan_worker import scan_chunk_on_node
     from dataqa.errors import SourceError
 
@@ -265,7 +129,7 @@ def _driver(params_file: Path, name: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.timeout(300)
-def test_ctrl_c_cancels_the_runs_tasks(cluster: Cluster, source: Path, local_run: Any,
+def test_ctrl_c_cancels_the_runs_tasks(ray_cluster: Cluster, source: Path, local_run: Any,
                                        tmp_path: Path) -> None:
     params_file = _workspace(tmp_path, "ray", source, crossval={"epochs": 200})
     for src in ("manifest", "tensors", "tensor_index"):
@@ -275,12 +139,12 @@ def test_ctrl_c_cancels_the_runs_tasks(cluster: Cluster, source: Path, local_run
     proc = _driver(params_file, "driver")
     try:
         _until(lambda: proc.poll() is not None or
-               bool(cluster.busy_workers("head") or cluster.busy_workers("node")),
+               bool(ray_cluster.busy_workers("head") or ray_cluster.busy_workers("node")),
                "a fold to run on the cluster")
         assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130, (tmp_path / "driver.log").read_text()[-3000:]
-        _until(lambda: not cluster.busy_workers("head") and not cluster.busy_workers("node"),
+        _until(lambda: not ray_cluster.busy_workers("head") and not ray_cluster.busy_workers("node"),
                "the run's tasks to stop")
     finally:
         if proc.poll() is None:
@@ -290,8 +154,9 @@ def test_ctrl_c_cancels_the_runs_tasks(cluster: Cluster, source: Path, local_run
 
 @pytest.mark.timeout(300)
 def test_losing_a_node_during_crossval_still_ends_with_the_same_predictions(
-        cluster: Cluster, source: Path, local_run: Any, tmp_path: Path) -> None:
-    """Runs last in this module: the second node does not come back."""
+        ray_cluster: Cluster, source: Path, local_run: Any, tmp_path: Path) -> None:
+    """Runs last among the Ray tests of this module: the second node does not come
+    back (the tuning test on the cluster needs only the head)."""
     params_file = _workspace(tmp_path, "ray", source, crossval={"epochs": 6})
     local_file = _workspace(tmp_path / "local6", "local", source, crossval={"epochs": 6})
     for folder in (params_file, local_file):
@@ -301,15 +166,15 @@ def test_losing_a_node_during_crossval_still_ends_with_the_same_predictions(
             shutil.copy(local_run.path(src), dst)
     proc = _driver(params_file, "driver")
     try:
-        _until(lambda: proc.poll() is not None or bool(cluster.busy_workers("node")),
+        _until(lambda: proc.poll() is not None or bool(ray_cluster.busy_workers("node")),
                "a fold to train on the second node")
         assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
-        cluster.kill("node")
+        ray_cluster.kill("node")
         assert proc.wait(timeout=240) == 0, (tmp_path / "driver.log").read_text()[-4000:]
     finally:
         if proc.poll() is None:
             proc.kill()
-    _until(lambda: cluster.alive_nodes() == 1, "the head to declare the node dead")
+    _until(lambda: ray_cluster.alive_nodes() == 1, "the head to declare the node dead")
     _run(local_file, crossval)
     np.testing.assert_allclose(np.load(load_params(params_file).path("pred_probs")),
                                np.load(load_params(local_file).path("pred_probs")),
