@@ -28,7 +28,6 @@ from typing import Any
 
 from dataqa.errors import DataQAError, ParamsError
 from dataqa.params import Params, load_params
-from dataqa.steps.preflight import check_params
 from dataqa.text import EscapingFormatter, printable
 
 EXIT_GATE_FAILED = 1
@@ -149,9 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ParamsError(f"no {args.params} here ({Path.cwd()}): run `dataqa init "
                               f"--source PATH` to set up a dataqa project in this folder, "
                               f"or pass --params FILE")
-        params: Params = load_params(args.params)
+        from dataqa.checks import settings_models  # check plugins declare their settings
+
+        # every key, check name and check setting, before the stage does any work
+        params: Params = load_params(args.params, checks=settings_models())
         check_version(params)
-        check_params(params)  # registry-level rules: before the stage does any work
         code = cmd.load()(params, **extra)
     except DataQAError as exc:
         print(f"dataqa {cmd.name}: error: {printable(exc)}", file=sys.stderr)

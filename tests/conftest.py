@@ -17,7 +17,6 @@ and the module name ``conftest`` is ambiguous.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 from collections.abc import Callable
@@ -157,11 +156,11 @@ def manifest_for() -> Callable[..., pd.DataFrame]:
 def params_for(tmp_path: Path) -> Callable[..., Params]:
     """``params_for(source=..., audit={...}, gate={...}, report={...})``: Params rooted
     in tmp_path, sections given as keyword dicts (validated like params.yaml)."""
-    from dataqa.params import build
+    from dataqa.params import validate
 
     def make(**sections: Any) -> Params:
-        params = build(Params, sections, where="test params")
-        return dataclasses.replace(params, root=tmp_path)
+        params = validate(Params, sections)
+        return params.replace(root=tmp_path)
     return make
 
 

@@ -35,7 +35,7 @@ def test_stage_params_exist_in_params_yaml() -> None:
 def test_templated_paths_are_known() -> None:
     text = (REPO / "dvc.yaml").read_text()
     used = set(re.findall(r"\$\{paths\.(\w+)\}", text))
-    assert used <= set(Paths.__dataclass_fields__)
+    assert used <= set(Paths.model_fields)
     assert used <= set(PARAMS["paths"])  # templating reads params.yaml, not the defaults
 
 

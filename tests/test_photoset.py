@@ -14,9 +14,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from dataqa.checks.model_strength import review_only
 from dataqa.cli import main
 from dataqa.gate import evaluate
+from dataqa.model_strength import review_only
 from dataqa.params import load_params
 from tests.photoset import PhotoSet, make_photo_set
 from tests.pipeline.workspace import deep_merge

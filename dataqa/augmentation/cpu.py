@@ -19,7 +19,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dataqa.augmentation.policy import (  # noqa: E402
-    _WHERE,
+    WHERE,
     canvas_crop,
     get_policy,
     zoom_range,
@@ -42,7 +42,7 @@ def build_transform(params: AugmentParams, *, size: int,
     s = policy.size
     shape = source_shape or (s, s)
     if min(shape) < 1:
-        raise ParamsError(f"{_WHERE}: source shape {shape} has no pixels")
+        raise ParamsError(f"{WHERE}: source shape {shape} has no pixels")
     crop_h, crop_w, kept = canvas_crop(shape, policy)
     ops: list[Any] = []
     if crop_h:
@@ -88,7 +88,7 @@ def check_aspect_preserving(transform: A.BaseCompose) -> None:
         name = type(t).__name__
         why = _distortion(t)
         if why:
-            raise ParamsError(f"{_WHERE}: transform {name} may distort the aspect ratio "
+            raise ParamsError(f"{WHERE}: transform {name} may distort the aspect ratio "
                               f"({why}); only aspect-preserving geometry is allowed")
 
 

@@ -9,10 +9,12 @@ import math
 from dataclasses import dataclass
 
 from dataqa.errors import ParamsError
-from dataqa.params import AugmentParams
-from dataqa.params.rules import MIN_AREA_FLOOR  # noqa: F401  (re-exported)
+from dataqa.params import (
+    MIN_AREA_FLOOR,  # noqa: F401  (re-exported)
+    AugmentParams,
+)
 
-_WHERE = "params.yaml: augment"
+WHERE = "params.yaml: augment"
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,8 @@ def get_policy(params: AugmentParams, *, size: int) -> Policy:
     """The policy of ``params`` on a ``size`` canvas (:class:`ParamsError` for a size under 8;
     the keys' ranges are checked when params load)."""
     if not isinstance(size, int) or size < 8:
-        raise ParamsError(f"{_WHERE}.size: canvas side must be an integer >= 8, got {size!r}")
-    # min_area, rotate_limit, brightness_contrast: checked when params load (params/rules.py)
+        raise ParamsError(f"{WHERE}.size: canvas side must be an integer >= 8, got {size!r}")
+    # min_area, rotate_limit, brightness_contrast: checked when params load (dataqa/params)
     return Policy(size=size, geometry=params.geometry, min_area=params.min_area,
                   rotate_limit=params.rotate_limit, hflip=params.hflip,
                   brightness_contrast=params.brightness_contrast)

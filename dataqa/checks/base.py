@@ -1,7 +1,8 @@
 """The contract every check plugin fulfils.
 
-A check is one small class: a ``name``, a ``Settings`` dataclass (unknown settings are
-an error), the inputs it ``requires``, and ``find(ctx)`` that *returns* a
+A check is one small class: a ``name``, a ``Settings`` model (a
+:class:`dataqa.params.base.Section`: each setting's type, default, bounds and one-line
+description, validated with the rest of params.yaml as ``audit.settings.<name>``), the inputs it ``requires``, and ``find(ctx)`` that *returns* a
 :class:`CheckResult`: a frame aligned with the manifest (same index, same order) with
 ``is_<name>_issue`` (bool) and ``<name>_score`` (float in [0, 1], 1 = clean), plus any
 extra columns prefixed ``<name>_``, and a summary dict (JSON-serialisable). Checks never
@@ -12,14 +13,13 @@ from the tensors.
 from __future__ import annotations
 
 import abc
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from dataqa.params import check_settings
+from dataqa.params.base import Section, validate
 
 
 @dataclass
@@ -37,7 +37,7 @@ class AuditContext:
     memory_mb: float = 512.0  # working memory a check may use beyond its inputs (audit.memory_mb)
     image_size: int | None = None  # training side (engine.image_size), px
     previous: dict[str, CheckResult] = field(default_factory=dict)  # earlier checks' results
-    # the out-of-fold model's strength (dataqa/checks/model_strength.py), when judged
+    # the out-of-fold model's strength (dataqa/model_strength.py), when judged
     model: dict[str, Any] | None = None
 
     @property
@@ -69,9 +69,8 @@ class CheckResult:
         return int(self.frame[self.issue_col].sum())
 
 
-@dataclass(frozen=True)
-class NoSettings:
-    pass
+class NoSettings(Section):
+    """A check without settings: ``audit.settings.<name>`` must be empty."""
 
 
 class Check(abc.ABC):
@@ -79,13 +78,16 @@ class Check(abc.ABC):
     and implement ``find``."""
 
     name: ClassVar[str]
-    Settings: ClassVar[type] = NoSettings
+    Settings: ClassVar[type[Section]] = NoSettings
     requires: ClassVar[frozenset[str]] = frozenset()  # of: pred_probs, embeddings, tensors
     description: ClassVar[str] = ""  # one sentence for the report: what a flag means
 
-    def __init__(self, settings: dict[str, Any] | None = None, *, where: str = "") -> None:
-        self.settings: Any = check_settings(self.Settings, settings,
-                                       where or f"params.yaml: audit.settings.{self.name}")
+    def __init__(self, settings: dict[str, Any] | Section | None = None) -> None:
+        if isinstance(settings, self.Settings):
+            self.settings: Any = settings
+        else:
+            self.settings = validate(self.Settings, settings or {},
+                                     prefix=("audit", "settings", self.name))
 
     @abc.abstractmethod
     def find(self, ctx: AuditContext) -> CheckResult:
@@ -105,6 +107,6 @@ class Check(abc.ABC):
         for key, values in extra.items():
             frame[f"{self.name}_{key}"] = values
         base = {"count": int(is_issue.sum()), "rate": float(is_issue.mean()) if n else 0.0,
-                "settings": dataclasses.asdict(self.settings)}
+                "settings": self.settings.model_dump()}
         base.update(summary or {})
         return CheckResult(self.name, frame, base)

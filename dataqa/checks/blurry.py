@@ -20,22 +20,24 @@ landscape class is legitimately soft), so only the relative rule applies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext
 from dataqa.checks.quality import StatCheck, stat
+from dataqa.params.base import BIG, Section
 
 
-@dataclass(frozen=True)
-class BlurrySettings:
-    threshold: float = 3.5  # robust z below the class median of log(sharpness)
-    floor: float = 0.25  # least scale of log(sharpness)
-    min_class_size: int = 20  # smaller classes are compared with the whole dataset
-    min_std: float = 0.02  # luminance std under which sharpness is undefined
+class BlurrySettings(Section):
+    """``audit.settings.blurry``."""
+
+    threshold: float = Field(3.5, gt=0, le=100, description="robust z below the class median of log(sharpness)")
+    floor: float = Field(0.25, gt=0, le=100, description="least scale of log(sharpness)")
+    min_class_size: int = Field(20, ge=1, le=BIG, description="smaller classes are compared with the whole dataset")
+    min_std: float = Field(0.02, ge=0, le=1, description="luminance std under which sharpness is undefined")
 
 
 @register

@@ -29,24 +29,26 @@ No absolute bound: "complex" only means something relative to the task.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext
 from dataqa.checks.quality import StatCheck, stat
+from dataqa.params.base import BIG, Section
 
 EPS = 1e-6  # keeps log finite for a flat image (gradient and entropy 0)
 WEIGHTS = (0.5, 0.3, 0.2)  # exponents of bpp, gradient, entropy (sum 1)
 
 
-@dataclass(frozen=True)
-class ComplexitySettings:
-    threshold: float = 3.5  # robust z above the class median of log(complexity)
-    floor: float = 0.15  # least scale of log(complexity)
-    min_class_size: int = 20  # smaller classes are compared with the whole dataset
+class ComplexitySettings(Section):
+    """``audit.settings.complexity``."""
+
+    threshold: float = Field(3.5, gt=0, le=100, description="robust z above the class median of log(complexity)")
+    floor: float = Field(0.15, gt=0, le=100, description="least scale of log(complexity)")
+    min_class_size: int = Field(20, ge=1, le=BIG, description="smaller classes are compared with the whole dataset")
 
 
 def get_complexity_values(bpp: np.ndarray, gradient: np.ndarray, entropy: np.ndarray

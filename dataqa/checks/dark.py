@@ -20,24 +20,26 @@ the relative rule only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext
 from dataqa.checks.quality import StatCheck, stat
+from dataqa.params.base import BIG, Section
 
 EPS = 1.0 / 255.0  # one grey level: keeps log finite for an all-black image
 
 
-@dataclass(frozen=True)
-class DarkSettings:
-    threshold: float = 3.5  # robust z below the class median of log(highlight level)
-    floor: float = 0.15  # least scale of log(highlight level): ~15% brightness
-    min_class_size: int = 20  # smaller classes are compared with the whole dataset
-    absolute_max: float | None = 0.08  # highlight level under this is dark regardless
+class DarkSettings(Section):
+    """``audit.settings.dark``."""
+
+    threshold: float = Field(3.5, gt=0, le=100, description="robust z below the class median of log(highlight level)")
+    floor: float = Field(0.15, gt=0, le=100, description="least scale of log(highlight level): ~15% brightness")
+    min_class_size: int = Field(20, ge=1, le=BIG, description="smaller classes are compared with the whole dataset")
+    absolute_max: float | None = Field(0.08, ge=0, le=1, description="highlight level under this is dark regardless")
 
 
 def highlight_level(mean: np.ndarray, std: np.ndarray, p05: np.ndarray, p95: np.ndarray

@@ -8,20 +8,22 @@ Reads the manifest only; undecodable files are left to ``integrity``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
 from dataqa.checks.neighbors import get_groups
+from dataqa.params.base import Section
 
 
-@dataclass(frozen=True)
-class ExactDuplicateSettings:
-    max_examples: int = 20  # cross-split pairs listed in the summary (all are counted)
+class ExactDuplicateSettings(Section):
+    """``audit.settings.exact_duplicate``."""
+
+    max_examples: int = Field(20, ge=0, le=1_000_000, description="cross-split pairs listed in the summary (all are counted)")
 
 
 def find_exact_groups(manifest: pd.DataFrame, valid: np.ndarray) -> np.ndarray:

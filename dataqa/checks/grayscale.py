@@ -14,19 +14,20 @@ bound), 1 otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
 from dataqa.checks.quality import stat
+from dataqa.params.base import Section
 
 
-@dataclass(frozen=True)
-class GrayscaleSettings:
-    max_colorfulness: float = 0.01  # colourfulness under this = a grey image (~2.5/255)
-    min_colour_share: float = 0.8  # fire only when this share of images is colour
+class GrayscaleSettings(Section):
+    """``audit.settings.grayscale``."""
+
+    max_colorfulness: float = Field(0.01, ge=0, le=1, description="colourfulness under this = a grey image (~2.5/255)")
+    min_colour_share: float = Field(0.8, ge=0, le=1, description="fire only when this share of images is colour")
 
 
 @register

@@ -25,13 +25,13 @@ the file. ``integrity_reason`` says the same in words for the report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
+from dataqa.params.base import Section
 
 # Formats that are the same thing for a user picking an extension. MPO is the
 # multi-picture JPEG that cameras write into ordinary .jpg files.
@@ -75,10 +75,11 @@ class IntegrityCheck(Check):
                    "pixel limit), or readable but mislabelled by its extension or "
                    "holding several frames.")
 
-    @dataclass(frozen=True)
-    class Settings:
-        flag_wrong_extension: bool = True  # a .png holding a JPEG is flagged (score 0.5)
-        flag_multi_frame: bool = True  # animated GIF / multi-page TIFF flagged (score 0.5)
+    class Settings(Section):
+        """``audit.settings.integrity``."""
+
+        flag_wrong_extension: bool = Field(True, description="a .png holding a JPEG is flagged (score 0.5)")
+        flag_multi_frame: bool = Field(True, description="animated GIF / multi-page TIFF flagged (score 0.5)")
 
     def find(self, ctx: AuditContext) -> CheckResult:
         m = ctx.manifest

@@ -13,15 +13,16 @@ Rows without a usable prediction (undecodable, unknown label, NaN) are never fla
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
-from dataqa.errors import ParamsError, StageInputError
+from dataqa.errors import StageInputError
 from dataqa.labels import DEFAULT_FILTER_BY, DEFAULT_THRESHOLD, FilterBy, label_issues
+from dataqa.params.base import BIG, Section
 
 # Below this out-of-fold accuracy (against the given labels) the summary warns that the
 # flags mostly reflect a weak model: cleanlab estimates the noise from the model's
@@ -29,27 +30,17 @@ from dataqa.labels import DEFAULT_FILTER_BY, DEFAULT_THRESHOLD, FilterBy, label_
 WEAK_MODEL_ACCURACY = 0.8
 
 
-@dataclass(frozen=True)
-class LabelSettings:
-    filter_by: FilterBy = DEFAULT_FILTER_BY  # cleanlab.filter.find_label_issues method
-    frac_noise: float = 1.0  # cleanlab: share of the estimated label errors to return
-    min_examples_per_class: int = 1  # cleanlab: never flag a class below this count
-    score_method: Literal["self_confidence", "normalized_margin"] = "self_confidence"
-    # Also flag label_score below this (None: off); default: dataqa.labels
-    threshold: float | None = DEFAULT_THRESHOLD
-    top_pairs: int = 10  # (given -> suggested) pairs listed in the summary
-    max_confusion_classes: int = 50  # larger K: no K x K matrix in audit.json
+class LabelSettings(Section):
+    """``audit.settings.label``."""
 
-    def __post_init__(self) -> None:
-        where = "params.yaml: audit.settings.label"
-        if not 0 < self.frac_noise <= 1:
-            raise ParamsError(f"{where}.frac_noise: {self.frac_noise} is not in (0, 1]")
-        if self.min_examples_per_class < 0:
-            raise ParamsError(f"{where}.min_examples_per_class: must be >= 0")
-        if self.threshold is not None and not 0 <= self.threshold <= 1:
-            raise ParamsError(f"{where}.threshold: {self.threshold} is not in [0, 1]")
-        if self.top_pairs < 0 or self.max_confusion_classes < 0:
-            raise ParamsError(f"{where}: top_pairs and max_confusion_classes must be >= 0")
+    filter_by: FilterBy = Field(DEFAULT_FILTER_BY, description="cleanlab.filter.find_label_issues method")
+    frac_noise: float = Field(1.0, gt=0, le=1, description="cleanlab: share of the estimated label errors to return")
+    min_examples_per_class: int = Field(1, ge=0, le=BIG, description="cleanlab: never flag a class below this count")
+    score_method: Literal["self_confidence", "normalized_margin"] = Field(
+        "self_confidence", description="self_confidence | normalized_margin")
+    threshold: float | None = Field(DEFAULT_THRESHOLD, ge=0, le=1, description="also flag label_score below this; null: off")
+    top_pairs: int = Field(10, ge=0, le=BIG, description="(given -> suggested) pairs listed in the summary")
+    max_confusion_classes: int = Field(50, ge=0, le=BIG, description="larger K: no K x K matrix in audit.json")
 
 
 @register

@@ -19,24 +19,26 @@ any dataset; null disables it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext
 from dataqa.checks.quality import StatCheck, stat
+from dataqa.params.base import BIG, Section
 
 EPS = 1.0 / 255.0  # one grey level: keeps log finite for an all-white image
 
 
-@dataclass(frozen=True)
-class LightSettings:
-    threshold: float = 3.5  # robust z above the class median of -log(1 - shadow level)
-    floor: float = 0.15  # least scale of -log(1 - shadow level)
-    min_class_size: int = 20  # smaller classes are compared with the whole dataset
-    absolute_min: float | None = 0.92  # shadow level over this is light regardless
+class LightSettings(Section):
+    """``audit.settings.light``."""
+
+    threshold: float = Field(3.5, gt=0, le=100, description="robust z above the class median of -log(1 - shadow level)")
+    floor: float = Field(0.15, gt=0, le=100, description="least scale of -log(1 - shadow level)")
+    min_class_size: int = Field(20, ge=1, le=BIG, description="smaller classes are compared with the whole dataset")
+    absolute_min: float | None = Field(0.92, ge=0, le=1, description="shadow level over this is light regardless")
 
 
 def shadow_level(mean: np.ndarray, std: np.ndarray, p05: np.ndarray, p95: np.ndarray

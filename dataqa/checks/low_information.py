@@ -17,24 +17,26 @@ default 0.01 = 2.5/255) carries nothing in any dataset and is flagged regardless
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext
 from dataqa.checks.quality import StatCheck, stat
+from dataqa.params.base import BIG, Section
 
 EPS = 0.01  # bits: keeps log finite for a flat image (entropy 0)
 
 
-@dataclass(frozen=True)
-class LowInformationSettings:
-    threshold: float = 3.5  # robust z below the class median of log(entropy)
-    floor: float = 0.3  # least scale of log(entropy): ~35%
-    min_class_size: int = 20  # smaller classes are compared with the whole dataset
-    absolute_max_std: float | None = 0.01  # luminance std under this = flat image
+class LowInformationSettings(Section):
+    """``audit.settings.low_information``."""
+
+    threshold: float = Field(3.5, gt=0, le=100, description="robust z below the class median of log(entropy)")
+    floor: float = Field(0.3, gt=0, le=100, description="least scale of log(entropy): ~35%")
+    min_class_size: int = Field(20, ge=1, le=BIG, description="smaller classes are compared with the whole dataset")
+    absolute_max_std: float | None = Field(0.01, ge=0, le=1, description="luminance std under this = flat image")
 
 
 @register

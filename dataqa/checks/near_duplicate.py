@@ -38,11 +38,11 @@ torch import.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
@@ -57,35 +57,23 @@ from dataqa.checks.neighbors import (
     rows_per_chunk,
     unique_sorted,
 )
-from dataqa.errors import ParamsError, StageInputError
+from dataqa.errors import StageInputError
 from dataqa.io import release_pages
+from dataqa.params.base import Section
 
 CROPS = (0.0, 0.04, 0.08)  # share of each side cut away when aligning a cropped copy
 
 
-@dataclass(frozen=True)
-class NearDuplicateSettings:
-    hash_max_distance: int = 4  # bits, phash and dhash: candidate pairs from the hashes
-    neighbors: int = 16  # k of the thumbnail and embedding k-NN (largest group found)
-    max_distance: float = 0.1  # thumbnail cosine distance never accepted above (sim 0.9)
-    ratio: float = 0.1  # a copy must be this much closer than the nearest distinct image
-    thumb_size: int = 16  # side of the grey thumbnail, pixels
-    use_embeddings: bool = True  # embedding k-NN as a third source of candidates
-    max_examples: int = 20  # cross-split pairs listed in the summary (all are counted)
+class NearDuplicateSettings(Section):
+    """``audit.settings.near_duplicate``."""
 
-    def __post_init__(self) -> None:
-        where = "params.yaml: audit.settings.near_duplicate"
-        if not 0 <= self.hash_max_distance <= 16:
-            raise ParamsError(f"{where}.hash_max_distance: {self.hash_max_distance} "
-                              "is not in [0, 16] bits")
-        if self.neighbors < 1:
-            raise ParamsError(f"{where}.neighbors: must be >= 1, got {self.neighbors}")
-        if not 0 < self.max_distance <= 1:
-            raise ParamsError(f"{where}.max_distance: {self.max_distance} is not in (0, 1]")
-        if not 0 < self.ratio < 1:
-            raise ParamsError(f"{where}.ratio: {self.ratio} is not in (0, 1)")
-        if not 4 <= self.thumb_size <= 64:
-            raise ParamsError(f"{where}.thumb_size: {self.thumb_size} is not in [4, 64]")
+    hash_max_distance: int = Field(4, ge=0, le=16, description="bits, phash and dhash: candidate pairs from the hashes")
+    neighbors: int = Field(16, ge=1, le=10_000, description="k of the thumbnail and embedding k-NN (largest group found)")
+    max_distance: float = Field(0.1, gt=0, le=1, description="thumbnail cosine distance never accepted above (sim 0.9)")
+    ratio: float = Field(0.1, gt=0, lt=1, description="a copy must be this much closer than the nearest distinct image")
+    thumb_size: int = Field(16, ge=4, le=64, description="side of the grey thumbnail, px")
+    use_embeddings: bool = Field(True, description="embedding k-NN as a third source of candidates")
+    max_examples: int = Field(20, ge=0, le=1_000_000, description="cross-split pairs listed in the summary (all are counted)")
 
 
 def letterbox_boxes(heights: np.ndarray, widths: np.ndarray, size: int) -> np.ndarray:

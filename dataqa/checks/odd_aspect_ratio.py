@@ -23,28 +23,24 @@ instead: ``augment.geometry: shortest``), without flagging every image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, CheckResult
 from dataqa.checks.quality import StatCheck, find_stat_outliers, stat
-from dataqa.errors import ParamsError
+from dataqa.params.base import Section
 
 
-@dataclass(frozen=True)
-class OddAspectRatioSettings:
-    threshold: float = 3.5  # robust z of log(longer / shorter side), high side
-    floor: float = 0.1  # least scale of log(elongation)
-    max_padding: float = 0.5  # share of the letterboxed square left empty that may flag
-    absolute_max_ratio: float | None = 10.0  # longer/shorter side over this is odd regardless
+class OddAspectRatioSettings(Section):
+    """``audit.settings.odd_aspect_ratio``."""
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.max_padding < 1.0:
-            raise ParamsError("params.yaml: audit.settings.odd_aspect_ratio.max_padding: "
-                              f"{self.max_padding} is not in [0, 1)")
+    threshold: float = Field(3.5, gt=0, le=100, description="robust z of log(longer / shorter side), high side")
+    floor: float = Field(0.1, gt=0, le=100, description="least scale of log(elongation)")
+    max_padding: float = Field(0.5, ge=0, lt=1, description="share of the letterboxed square left empty that may flag")
+    absolute_max_ratio: float | None = Field(10.0, ge=1, le=1e6, description="longer/shorter side over this is odd regardless")
 
 
 @register

@@ -22,31 +22,24 @@ nothing training can use, and decompression bombs are the scan's business
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, CheckResult
 from dataqa.checks.quality import StatCheck, stat
-from dataqa.errors import ParamsError
+from dataqa.params.base import Section
 
 
-@dataclass(frozen=True)
-class OddSizeSettings:
-    max_upscale: float = 2.0  # training size / longer side above this flags
-    max_relative: float | None = 8.0  # side this many times off the median flags; null: off
-    threshold: float = 0.0  # unused (kept for the StatCheck contract)
-    floor: float = 0.0  # unused
+class OddSizeSettings(Section):
+    """``audit.settings.odd_size``."""
 
-    def __post_init__(self) -> None:
-        if self.max_relative is not None and not self.max_relative > 1.0:
-            raise ParamsError("params.yaml: audit.settings.odd_size.max_relative: must be > 1 "
-                              f"or null, got {self.max_relative}")
-        if not self.max_upscale > 1.0:
-            raise ParamsError("params.yaml: audit.settings.odd_size.max_upscale: must be > 1, "
-                              f"got {self.max_upscale}")
+    max_upscale: float = Field(2.0, gt=1, le=1e6, description="training size / longer side above this flags")
+    max_relative: float | None = Field(8.0, gt=1, le=1e6, description="side this many times off the median flags; null: off")
+    threshold: float = Field(0.0, ge=0, le=100, description="unused (kept for the StatCheck contract)")
+    floor: float = Field(0.0, ge=0, le=100, description="unused")
 
 
 @register

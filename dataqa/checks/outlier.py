@@ -64,16 +64,16 @@ the statistics, which ones and how far.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
 from dataqa.checks.neighbors import get_knn
 from dataqa.checks.robust import get_robust_z
-from dataqa.errors import ParamsError
+from dataqa.params.base import BIG, Section, rule_error
 
 # statistic -> floor of its robust scale: differences under this are never remarkable.
 # Only statistics that say what kind of picture it is; brightness spread, sharpness and
@@ -89,30 +89,25 @@ STAT_FLOORS: dict[str, float] = {
 EMBEDDING_FLOOR = 0.1  # log mean k-NN distance: 10% further is never remarkable
 
 
-@dataclass(frozen=True)
-class OutlierSettings:
-    threshold: float = 5.0  # robust z of the embedding k-NN distance that flags
-    stats_threshold: float = 3.5  # geometric mean of the stats_top largest capped |z| that flags
-    stats_top: int = 3  # how many of the image's most unusual statistics count
-    neighbors: int = 10  # k of the embedding k-NN
-    min_class_size: int = 20  # smaller classes are compared with the whole dataset
-    z_cap: float = 6.0  # most one statistic contributes (see the module docstring)
-    use_embeddings: bool = True
-    use_stats: bool = True
-    use_pred_probs: bool = False  # cleanlab entropy OOD score of the predictions
+class OutlierSettings(Section):
+    """``audit.settings.outlier``."""
 
-    def __post_init__(self) -> None:
-        where = "params.yaml: audit.settings.outlier"
-        for key in ("threshold", "stats_threshold", "z_cap"):
-            if not getattr(self, key) > 0:
-                raise ParamsError(f"{where}.{key}: must be > 0, got {getattr(self, key)}")
-        if self.neighbors < 1:
-            raise ParamsError(f"{where}.neighbors: must be >= 1, got {self.neighbors}")
-        if self.stats_top < 1:
-            raise ParamsError(f"{where}.stats_top: must be >= 1, got {self.stats_top}")
+    threshold: float = Field(5.0, gt=0, le=100, description="robust z of the embedding k-NN distance that flags")
+    stats_threshold: float = Field(3.5, gt=0, le=100, description="geometric mean of the stats_top largest capped |z| that flags")
+    stats_top: int = Field(3, ge=1, le=1000, description="how many of the image's most unusual statistics count")
+    neighbors: int = Field(10, ge=1, le=10_000, description="k of the embedding k-NN")
+    min_class_size: int = Field(20, ge=1, le=BIG, description="smaller classes are compared with the whole dataset")
+    z_cap: float = Field(6.0, gt=0, le=100, description="most one statistic contributes (module docstring)")
+    use_embeddings: bool = Field(True, description="distance to the embedding k-NN")
+    use_stats: bool = Field(True, description="unusual image statistics")
+    use_pred_probs: bool = Field(False, description="cleanlab entropy OOD score of the predictions")
+
+    @model_validator(mode="after")
+    def _one_signal(self) -> OutlierSettings:
         if not (self.use_embeddings or self.use_stats or self.use_pred_probs):
-            raise ParamsError(f"{where}: use_embeddings, use_stats and use_pred_probs are "
-                              "all false; enable at least one")
+            raise rule_error("at least one of use_embeddings, use_stats, use_pred_probs true",
+                             False, "use_embeddings")
+        return self
 
 
 @register
@@ -131,7 +126,7 @@ class OutlierCheck(Check):
         groups = _class_keys(ctx)
         ratios: dict[str, np.ndarray] = {}  # evidence / its threshold: > 1 flags
         words: dict[str, list[str]] = {}
-        # a model too weak to judge labels (dataqa/checks/model_strength.py) gives
+        # a model too weak to judge labels (dataqa/model_strength.py) gives
         # embeddings that say little about what kind of picture an image is
         skipped = ("embedding evidence left out: " + str(ctx.model.get("reason"))
                    if ctx.model is not None and not ctx.model_reliable else None)

@@ -1,7 +1,7 @@
-"""``crossval.mode: external``: the user's own out-of-sample predictions (and
-optionally embeddings), read from files keyed by image path, checked against the
-manifest and written where the crossval stage writes its own, so every later stage
-and check uses them unchanged.
+"""``crossval.mode: external``: reading the user's own out-of-sample predictions (and
+optionally embeddings) from files keyed by image path, checked against the manifest.
+The stage that writes them where the crossval stage writes its own, so every later
+stage and check uses them unchanged, is :mod:`dataqa.steps.crossval_external`.
 
 Accepted files (``crossval.external``):
 
@@ -36,59 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dataqa.dataset.manifest import decodable, has_label, labelled_rows, read_manifest
-from dataqa.dataset.sources import source_root
 from dataqa.errors import PredictionsError
-from dataqa.io import write_json, write_npy
 from dataqa.labels import SUM_TOLERANCE
 from dataqa.params import ExternalPredictionsParams, Params
 
 log = logging.getLogger("dataqa.external")
 SHOWN = 5  # offending rows/columns named in a message
-
-
-def run_external(params: Params) -> int:
-    """Write ``paths.pred_probs``, ``paths.embeddings`` and ``paths.crossval_metrics``
-    from ``crossval.external``, aligned with the manifest."""
-    ext = params.crossval.external
-    if not ext.pred_probs:
-        raise PredictionsError("params.yaml: crossval.external.pred_probs: required with "
-                               "crossval.mode: external (a .parquet, .csv or .npy file)")
-    manifest = read_manifest(params.path("manifest"))
-    rows, names, ids = labelled_rows(manifest)  # the one rule crossval also uses
-    classes = [str(c) for c in names]
-    known = has_label(manifest)
-    required = np.zeros(len(manifest), dtype=bool)
-    required[rows] = True
-    if not required.any():
-        raise PredictionsError(f"{params.path('manifest')}: no decodable image has a label; "
-                               "nothing to check predictions against")
-    keys = Keys(manifest, source_root(params.resolve(params.data.source)), required)
-    probs = read_pred_probs(params.resolve(ext.pred_probs), ext, keys, classes, params)
-    if ext.embeddings:
-        emb = read_embeddings(params.resolve(ext.embeddings), ext, keys, params)
-    else:
-        emb = np.full((len(manifest), 1), np.nan, dtype=np.float32)
-    write_npy(params.path("pred_probs"), probs)
-    write_npy(params.path("embeddings"), emb)
-    right = probs[rows].argmax(axis=1) == ids
-    per_class = {c: float(right[ids == i].mean()) for i, c in enumerate(classes)}
-    metrics: dict[str, Any] = {
-        "mode": "external", "classes": classes, "oof_accuracy": float(right.mean()),
-        "per_class_accuracy": per_class, "n_rows": len(manifest),
-        "n_used": int(required.sum()), "n_undecodable": int((~decodable(manifest)).sum()),
-        "n_unlabelled": int((decodable(manifest).to_numpy() & ~known).sum()),
-        "pred_probs_file": str(ext.pred_probs), "embeddings_file": ext.embeddings,
-        "embedding_dim": int(emb.shape[1]) if ext.embeddings else 0,
-        "warnings": [] if ext.embeddings else [
-            "crossval.external.embeddings not given: the embedding evidence of the "
-            "outlier and near_duplicate checks is off"],
-    }
-    write_json(params.path("crossval_metrics"), metrics)
-    log.info("crossval (external): %d images, %d classes from %s; accuracy of the given "
-             "predictions %.4f", int(required.sum()), len(classes), ext.pred_probs,
-             metrics["oof_accuracy"])
-    return 0
 
 
 class Keys:

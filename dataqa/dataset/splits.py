@@ -65,7 +65,7 @@ def per_class_holdout(labels: np.ndarray, ids: np.ndarray, *, fraction: float, s
     for label in sorted(set(labels[among])):
         rows = np.flatnonzero(among & (labels == label))
         rows = rows[np.argsort(ids[rows], kind="stable")]
-        k = _round(fraction * len(rows))
+        k = round_half_up(fraction * len(rows))
         if len(rows) >= 2:
             k = min(max(k, 1), len(rows) - 1)
         else:
@@ -74,5 +74,5 @@ def per_class_holdout(labels: np.ndarray, ids: np.ndarray, *, fraction: float, s
     return val
 
 
-def _round(x: float) -> int:
+def round_half_up(x: float) -> int:
     return int(np.floor(x + 0.5))  # half up, not to even: the same count for the same x

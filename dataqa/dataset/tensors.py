@@ -45,7 +45,7 @@ COLOUR_SHARE = 0.10  # auto picks RGB when at least this share of images has col
 
 
 @dataclass(frozen=True)
-class _Job:
+class DecodeJob:
     """One chunk of rows for a worker: positions in the output and their files."""
 
     positions: tuple[int, ...]
@@ -73,8 +73,8 @@ def choose_channels(manifest: pd.DataFrame, setting: str) -> int:
     return 3 if share >= COLOUR_SHARE else 1
 
 
-def _run_jobs(jobs: Sequence[_Job], workers: int, cluster: ClusterParams | None = None
-              ) -> Iterator[tuple[_Job, np.ndarray, np.ndarray]]:
+def run_jobs(jobs: Sequence[DecodeJob], workers: int, cluster: ClusterParams | None = None
+             ) -> Iterator[tuple[DecodeJob, np.ndarray, np.ndarray]]:
     """Results in job order (on a cluster: as they finish); at most ``2 * workers``
     chunks in flight (bounded memory)."""
     if cluster is not None and cluster.backend == "ray":
@@ -89,7 +89,7 @@ def _run_jobs(jobs: Sequence[_Job], workers: int, cluster: ClusterParams | None 
             yield job, *_decode_chunk(job)
         return
     with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1)) as pool:
-        pending: list[tuple[_Job, Future[tuple[np.ndarray, np.ndarray]]]] = []
+        pending: list[tuple[DecodeJob, Future[tuple[np.ndarray, np.ndarray]]]] = []
         it = iter(jobs)
         for job in it:
             pending.append((job, pool.submit(_decode_chunk, job)))
@@ -104,7 +104,7 @@ def _run_jobs(jobs: Sequence[_Job], workers: int, cluster: ClusterParams | None 
             yield job, arrays, boxes
 
 
-def _decode_chunk_on_node(job: _Job) -> tuple[np.ndarray, np.ndarray]:
+def _decode_chunk_on_node(job: DecodeJob) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_decode_chunk` as a Ray task: the source root must exist on the node."""
     from dataqa.dataset.scan_worker import check_root_visible
 
@@ -112,7 +112,7 @@ def _decode_chunk_on_node(job: _Job) -> tuple[np.ndarray, np.ndarray]:
     return _decode_chunk(job)
 
 
-def _decode_chunk(job: _Job) -> tuple[np.ndarray, np.ndarray]:
+def _decode_chunk(job: DecodeJob) -> tuple[np.ndarray, np.ndarray]:
     """Decode and letterbox one chunk: (n, S, S, C) uint8 and (n, 4) content boxes."""
     c = 3 if job.rgb else 1
     arrays = np.zeros((len(job.paths), job.size, job.size, c), dtype=np.uint8)
@@ -153,15 +153,29 @@ def open_tensors(path: Path, *, rows: int | None = None, what: str = "tensors",
     return images
 
 
+def read_tensor_index(index_path: Path) -> pd.DataFrame:
+    """``paths.tensor_index`` (row i describes tensor row i: ``id``, ``decoded``, the
+    content box); the one reader of that file."""
+    if not index_path.is_file():
+        raise StageInputError(f"{index_path}: not found; run the 'tensors' stage first")
+    try:
+        index = pd.read_parquet(index_path)
+    except (OSError, ValueError) as exc:
+        raise StageInputError(f"{index_path}: not a readable Parquet file ({exc}); "
+                              f"rerun the 'tensors' stage") from None
+    missing = [c for c in ("id", "decoded") if c not in index]
+    if missing:
+        raise StageInputError(f"{index_path}: no column(s) {missing}; rerun the 'tensors' stage")
+    return index
+
+
 def load_tensors(params: Params, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The memory-mapped tensors and the decoded mask, checked against the manifest
     (every stage that trains reads the tensors through this)."""
     path, index_path = params.path("tensors"), params.path("tensor_index")
     n = len(manifest)
     images = open_tensors(path, rows=n)
-    if not index_path.is_file():
-        raise StageInputError(f"{index_path}: not found; run the 'tensors' stage first")
-    index = pd.read_parquet(index_path)
+    index = read_tensor_index(index_path)
     if len(index) != n:
         raise StageInputError(f"{index_path}: {len(index)} rows but the manifest has {n}; "
                               "rerun the 'tensors' stage")

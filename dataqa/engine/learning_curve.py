@@ -228,7 +228,7 @@ def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
     ``gain_se`` is given)
     largest / smallest class count >= ``max_imbalance``         class_weights
     the model is not clearly better than the majority-class     weak_model
-    baseline (``model``: :func:`~dataqa.checks.model_strength.
+    baseline (``model``: :func:`~dataqa.model_strength.
     judge_counts` of the last point's validation predictions)
     none of the above                                           fine
     ==========================================================  ==================
@@ -272,7 +272,7 @@ def recommend(*, gain_per_doubling: float | None, gain_se: float | None = None,
                      "train with class weights (or class-balanced sampling) so that small "
                      "classes count.")
     if model is not None and not model.get("reliable", True):
-        from dataqa.checks.model_strength import ADVICE, reason
+        from dataqa.model_strength import ADVICE, reason
 
         actions.append("weak_model")
         lines.append(f"On the learning curve's validation split {reason(model)}: the "

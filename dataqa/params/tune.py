@@ -1,222 +1,229 @@
-"""Typed params of the ``tune`` section (the tuning run, dataqa/tune/): search space,
+"""Declarations of the ``tune`` section (the tuning run, dataqa/tune/): search space,
 fixed values, rounds, stopping, pruning, diagnoses, fidelity and the cleaning comparison.
 Kept apart from :mod:`dataqa.params` because it is the largest section; validated by the
-same strict loader. Every leaf is a scalar or a list of scalars, so
+same loader. Every leaf is a scalar or a list of scalars, so
 ``dvc exp run -S tune.<key>=<value>`` works."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
-from dataqa.params import rules
+from pydantic import Field, model_validator
 
+from dataqa.params.base import BIG, SEED_MAX, Section, rule_error
 
-@dataclass(frozen=True)
-class TuneSpace:
-    """Search ranges of the joint round (round 2); the fine round narrows them. Every
-    leaf is a scalar or a list of scalars, so ``dvc exp run -S tune.space.<key>=...``
-    works."""
-
-    lr_min: float = 1e-5  # round 1 searches [lr_min, lr_max] log-uniformly
-    lr_max: float = 1e-1
-    batch_size_min: int = 16  # powers of two in [min, max], capped at n_train // 4
-    batch_size_max: int = 256
-    weight_decay_min: float = 1e-6  # log-uniform
-    weight_decay_max: float = 1e-2
-    dropout_min: float = 0.0
-    dropout_max: float = 0.5
-    optimizers: list[str] = field(default_factory=lambda: ["sgd", "adamw"])
-    momentum_min: float = 0.8  # sgd momentum / adamw beta1
-    momentum_max: float = 0.99
-    plateau_factor_min: float = 0.2  # LR decay factor on plateau (the guide: 0.9, /2, /5)
-    plateau_factor_max: float = 0.9
-    widths: list[int] | None = None  # small_resnet widths; null: 16,32,64 (GPU) / 8,16,32 (CPU)
-    depths: list[int] = field(default_factory=lambda: [1, 2])  # blocks per stage
-    searched: list[str] = field(default_factory=lambda: [
-        "lr", "batch_size", "weight_decay", "dropout", "optimizer", "momentum",
-        "plateau_factor", "width", "depth"])  # round 2/3 search these; the rest stay fixed
+Optimizer = Literal["sgd", "adamw"]
+Sampler = Literal["qmc", "random", "tpe"]
+Hyper = Literal["lr", "batch_size", "weight_decay", "dropout", "optimizer", "momentum",
+                "plateau_factor", "width", "depth"]
+OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
+HYPERS: tuple[Hyper, ...] = get_args(Hyper)
+Width = Annotated[int, Field(ge=1, le=4096)]
+Depth = Annotated[int, Field(ge=1, le=64)]
 
 
-@dataclass(frozen=True)
-class TuneFixed:
+def _lr(default: float, description: str) -> float:
+    return Field(default, gt=0, le=10.0, description=description)  # type: ignore[no-any-return]
+
+
+class TuneSpace(Section):
+    """Search ranges of the joint round (round 2); the fine round narrows them."""
+
+    lr_min: float = _lr(1e-5, "round 1 searches [lr_min, lr_max] log-uniformly")
+    lr_max: float = _lr(1e-1, "upper end of the learning-rate range")
+    batch_size_min: int = Field(16, ge=1, le=65_536, description="powers of two in [min, max], capped at n_train // 4")
+    batch_size_max: int = Field(256, ge=1, le=65_536, description="largest batch size searched")
+    weight_decay_min: float = Field(1e-6, gt=0, le=1, description="log-uniform")
+    weight_decay_max: float = Field(1e-2, gt=0, le=1, description="upper end of the weight-decay range")
+    dropout_min: float = Field(0.0, ge=0, lt=1, description="lower end of the dropout range")
+    dropout_max: float = Field(0.5, ge=0, lt=1, description="upper end of the dropout range")
+    optimizers: list[Optimizer] = Field(default_factory=lambda: list(OPTIMIZERS), min_length=1,
+                                        description="sgd | adamw")
+    momentum_min: float = Field(0.8, ge=0, lt=1, description="sgd momentum / adamw beta1")
+    momentum_max: float = Field(0.99, ge=0, lt=1, description="upper end of the momentum range")
+    plateau_factor_min: float = Field(0.2, gt=0, lt=1, description="learning-rate decay factor on a plateau")
+    plateau_factor_max: float = Field(0.9, gt=0, lt=1, description="upper end of the decay-factor range")
+    widths: list[Width] | None = Field(None, min_length=1, description="small_resnet widths; null: 16,32,64 (GPU) / 8,16,32 (CPU)")
+    depths: list[Depth] = Field(default_factory=lambda: [1, 2], min_length=1, description="blocks per stage")
+    searched: list[Hyper] = Field(default_factory=lambda: list(HYPERS),
+                                  description="round 2/3 search these; the rest stay fixed")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TuneSpace:
+        for name in ("lr", "weight_decay"):
+            lo, hi = getattr(self, f"{name}_min"), getattr(self, f"{name}_max")
+            if not lo < hi:
+                raise rule_error(f"{name}_min < {name}_max", [lo, hi], f"{name}_min")
+        for name in ("batch_size", "dropout", "momentum", "plateau_factor"):
+            lo, hi = getattr(self, f"{name}_min"), getattr(self, f"{name}_max")
+            if not lo <= hi:
+                raise rule_error(f"{name}_min <= {name}_max", [lo, hi], f"{name}_min")
+        return self
+
+
+class TuneFixed(Section):
     """Values of the hyperparameters a round does not search (round 1: all but lr).
     null width/depth/dropout take engine.width/depth/dropout."""
 
-    lr: float = 1e-2  # used only when a round does not search lr
-    batch_size: int = 64
-    weight_decay: float = 5e-4
-    dropout: float | None = None
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    plateau_factor: float = 0.5
-    width: int | None = None
-    depth: int | None = None
-    label_smoothing: float = 0.0
+    lr: float = _lr(1e-2, "used only when a round does not search lr")
+    batch_size: int = Field(64, ge=1, le=65_536, description="batch size when not searched")
+    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay when not searched")
+    dropout: float | None = Field(None, ge=0, le=1, description="null: engine.dropout")
+    optimizer: Optimizer = Field("sgd", description="sgd | adamw")
+    momentum: float = Field(0.9, ge=0, le=1, description="sgd momentum / adamw beta1")
+    plateau_factor: float = Field(0.5, gt=0, le=1, description="learning-rate decay factor on a plateau")
+    width: Width | None = Field(None, description="null: engine.width")
+    depth: Depth | None = Field(None, description="null: engine.depth")
+    label_smoothing: float = Field(0.0, ge=0, le=1, description="cross-entropy label smoothing")
 
 
-@dataclass(frozen=True)
-class TuneLrRound:
+def _trials() -> int | None:
+    return Field(None, ge=0, le=100_000, description="null: by device (dataqa/tune/space.py DEVICE_BUDGETS); 0 skips")  # type: ignore[no-any-return]
+
+
+def _epochs() -> int | None:
+    return Field(None, ge=1, le=10_000, description="null: by device")  # type: ignore[no-any-return]
+
+
+class TuneLrRound(Section):
     """Round 1: the learning rate alone, few epochs, smallest subset."""
 
-    trials: int | None = None  # null: by device (see dataqa/tune/space.py DEVICE_BUDGETS)
-    epochs: int | None = None
-    subset: str = "p10"  # data/subsets/<subset>.parquet
-    sampler: Literal["qmc", "random", "tpe"] = "qmc"
+    trials: int | None = _trials()
+    epochs: int | None = _epochs()
+    subset: str = Field("p10", description="the subset the round trains on (subsample)")
+    sampler: Sampler = Field("qmc", description="qmc | random | tpe")
 
 
-@dataclass(frozen=True)
-class TuneJointRound:
+class TuneJointRound(Section):
     """Round 2: every name in space.searched, lr narrowed around round 1's best."""
 
-    trials: int | None = None
-    epochs: int | None = None
-    subset: str = "p10"
-    sampler: Literal["qmc", "random", "tpe"] = "qmc"
-    lr_decades: float = 1.0  # lr range = round-1 best x/÷ 10**lr_decades (within space)
+    trials: int | None = _trials()
+    epochs: int | None = _epochs()
+    subset: str = Field("p10", description="the subset the round trains on (subsample)")
+    sampler: Sampler = Field("qmc", description="qmc | random | tpe")
+    lr_decades: float = Field(1.0, gt=0, le=10, description="lr range = round-1 best x/÷ 10**lr_decades")
 
 
-@dataclass(frozen=True)
-class TuneFineRound:
+class TuneFineRound(Section):
     """Round 3: ranges narrowed around round 2's top trials, more epochs, larger subset.
     Its first trials re-run round 2's top configurations (subsample fidelity)."""
 
-    trials: int | None = None
-    epochs: int | None = None
-    subset: str = "p100"
-    sampler: Literal["qmc", "random", "tpe"] = "tpe"
-    top_k: int = 5  # round-2 top trials: they span the narrowed ranges and are re-run first
-    margin: float = 0.1  # share of the round-2 range added on each side of that span
+    trials: int | None = _trials()
+    epochs: int | None = _epochs()
+    subset: str = Field("p100", description="the subset the round trains on (subsample)")
+    sampler: Sampler = Field("tpe", description="qmc | random | tpe")
+    top_k: int = Field(5, ge=1, le=10_000, description="round-2 configurations re-run first (fidelity needs >= 5)")
+    margin: float = Field(0.1, ge=0, le=10, description="share of the round-2 range added on each side")
 
 
-@dataclass(frozen=True)
-class TuneRounds:
-    lr: TuneLrRound = field(default_factory=TuneLrRound)
-    joint: TuneJointRound = field(default_factory=TuneJointRound)
-    fine: TuneFineRound = field(default_factory=TuneFineRound)
+class TuneRounds(Section):
+    """The three rounds (null trials/epochs: by device)."""
+
+    lr: TuneLrRound = Field(default_factory=TuneLrRound, description="round 1: the learning rate")
+    joint: TuneJointRound = Field(default_factory=TuneJointRound, description="round 2: every searched name")
+    fine: TuneFineRound = Field(default_factory=TuneFineRound, description="round 3: narrowed ranges")
 
 
-@dataclass(frozen=True)
-class TuneStopping:
+class TuneStopping(Section):
     """Per-trial training control, passed to the engine (dataqa/engine/fit.py)."""
 
-    patience: int = 3  # epochs without val-loss improvement before early stopping
-    min_epochs: int = 3  # early stopping never stops a trial before this many epochs
-    plateau_patience: int = 1  # LR x plateau_factor after more epochs than this without val-loss improvement
-    diverge_factor: float = 10.0  # non-finite loss, or an epoch's train loss over this x the first steps': diverged
-    stall_tolerance: float = 0.01  # train loss moved less than this share by epoch 2-3: stalled
+    patience: int = Field(3, ge=1, le=10_000, description="epochs without val-loss improvement before stopping")
+    min_epochs: int = Field(3, ge=1, le=10_000, description="early stopping never stops before this many epochs")
+    plateau_patience: int = Field(1, ge=0, le=10_000, description="LR decays after more epochs than this without improvement")
+    diverge_factor: float = Field(10.0, gt=1, le=float(BIG), description="train loss over this x the first steps': diverged")
+    stall_tolerance: float = Field(0.01, ge=0, le=1, description="train loss moved less than this share by epoch 2-3: stalled")
 
 
-@dataclass(frozen=True)
-class TunePruning:
-    pruner: Literal["median", "halving", "none"] = "median"
-    startup_trials: int = 3  # trials of a round that are never pruned (median)
-    warmup_epochs: int = 1  # epochs reported before a trial may be pruned
+class TunePruning(Section):
+    """Stopping unpromising trials early (Optuna pruners)."""
+
+    pruner: Literal["median", "halving", "none"] = Field("median", description="median | halving | none")
+    startup_trials: int = Field(3, ge=0, le=100_000, description="trials of a round never pruned (median)")
+    warmup_epochs: int = Field(1, ge=0, le=10_000, description="epochs reported before a trial may be pruned")
 
 
-@dataclass(frozen=True)
-class TuneDiagnose:
+def _ratio(default: float, description: str) -> float:
+    return Field(default, ge=0, le=float(BIG), description=description)  # type: ignore[no-any-return]
+
+
+class TuneDiagnose(Section):
     """Thresholds of the automatic diagnoses (dataqa/tune/diagnose.py; README "Reading
     the reports" explains each verdict)."""
 
-    overfit_gap: float = 0.10  # train acc - val acc above this (and val loss rising): overfitting
-    overfit_rise: float = 0.05  # val loss this share above its minimum, rising 2+ epochs
-    chance_ratio: float = 0.80  # final train loss >= this x ln(K) (chance): undertrained
-    still_improving: float = 0.02  # train loss fell this share in the last epoch: undertrained
-    barely_moves: float = 0.05  # train loss moved less than this share over the run: lr too low
-    oscillation: float = 0.10  # 2+ epochs whose train loss rose this share: lr too high
-    noise_cv: float = 0.50  # step-loss std / mean train loss in the last epoch: noisy
-    edge_fraction: float = 0.10  # best within this share of a range's end: on the edge
-
-    def __post_init__(self) -> None:
-        rules.check_section("tune.diagnose", self)
+    overfit_gap: float = _ratio(0.10, "train - val accuracy above this, val loss rising: overfitting")
+    overfit_rise: float = _ratio(0.05, "val loss this share above its minimum, rising 2+ epochs")
+    chance_ratio: float = _ratio(0.80, "final train loss >= this x ln(K): undertrained")
+    still_improving: float = _ratio(0.02, "train loss fell this share in the last epoch: undertrained")
+    barely_moves: float = _ratio(0.05, "train loss moved less than this share: lr too low")
+    oscillation: float = _ratio(0.10, "train loss up this share in 2+ epochs: lr too high")
+    noise_cv: float = _ratio(0.50, "step-loss std / mean train loss in the last epoch: noisy")
+    edge_fraction: float = Field(0.10, ge=0, le=0.5, description="best within this share of a range's end: on the edge")
 
 
-@dataclass(frozen=True)
-class TuneSizing:
-    """Per-class minimum images a round's subset must give (original images: augmented
-    copies are not counted). A round whose subset has fewer moves to the next larger
-    subset with the same classes, and says so."""
+class TuneSizing(Section):
+    """Per-class minimum images a round's subset must give (original images); a round
+    whose subset has fewer moves to the next larger subset with the same classes."""
 
-    min_train_per_class: int = 20
-    min_val_per_class: int = 5
-
-    def __post_init__(self) -> None:
-        rules.check_section("tune.sizing", self)
+    min_train_per_class: int = Field(20, ge=1, le=BIG, description="training images per class")
+    min_val_per_class: int = Field(5, ge=1, le=BIG, description="validation images per class")
 
 
-@dataclass(frozen=True)
-class TuneSelection:
+class TuneSelection(Section):
     """How trials are ranked: ``smoothed`` = the best mean validation accuracy over
-    ``window`` consecutive evaluated epochs (a one-epoch spike does not win),
-    ``checkpoint`` = validation accuracy at the lowest-validation-loss epoch (the
-    checkpoint early stopping keeps), ``max`` = the best single epoch (optimistic)."""
+    ``window`` consecutive epochs, ``checkpoint`` = at the lowest-validation-loss epoch,
+    ``max`` = the best single epoch (optimistic)."""
 
-    metric: Literal["smoothed", "checkpoint", "max"] = "smoothed"
-    window: int = 3
-
-    def __post_init__(self) -> None:
-        rules.check_section("tune.selection", self)
+    metric: Literal["smoothed", "checkpoint", "max"] = Field("smoothed", description="smoothed | checkpoint | max")
+    window: int = Field(3, ge=1, le=10_000, description="epochs averaged by smoothed")
 
 
-@dataclass(frozen=True)
-class TuneBaseline:
-    """The reference: crossval's configuration (dataqa/engine/crossval.py) trained on the
-    final round's data, and the best tuned configuration re-trained there, ``seeds`` times
-    each (the same seeds); both are reported as mean ± std."""
+class TuneBaseline(Section):
+    """The reference: crossval's configuration trained on the final round's data, and
+    the best tuned configuration re-trained there, ``seeds`` times each."""
 
-    enabled: bool = True
-    seeds: int = 3
-    epochs: int | None = None  # null: crossval's epochs for the baseline
-
-    def __post_init__(self) -> None:
-        rules.check_section("tune.baseline", self)
+    enabled: bool = Field(True, description="compare the best configuration with crossval's")
+    seeds: int = Field(3, ge=1, le=1000, description="runs of each, reported as mean ± std")
+    epochs: int | None = Field(None, ge=1, le=10_000, description="null: crossval's epochs for the baseline")
 
 
-@dataclass(frozen=True)
-class TuneFidelity:
-    """Subsample fidelity: the fine round first re-runs round 2's ``rounds.fine.top_k``
-    best configurations on its larger subset; the Spearman rank correlation of the two
-    scores says whether the small subset (and few epochs) can be trusted; with fewer than
-    ``min_configs`` pairs no verdict is given."""
+class TuneFidelity(Section):
+    """Subsample fidelity: Spearman rank agreement of round 2's top configurations on
+    the small and the large subset."""
 
-    min_spearman: float = 0.5  # rank agreement below this: warning
-    min_configs: int = 5  # fewer configurations on both subsets: "not enough to judge"
-
-    def __post_init__(self) -> None:
-        rules.check_section("tune.fidelity", self)
+    min_spearman: float = Field(0.5, ge=-1, le=1, description="rank agreement below this: warning")
+    min_configs: int = Field(5, ge=3, le=BIG, description="fewer configurations on both subsets: not judged")
 
 
-@dataclass(frozen=True)
-class TuneCleaning:
+class TuneCleaning(Section):
     """'Does cleaning help?': the best configuration on the clean training set against
     the unfiltered one (same val set, epochs and config), several seeds each."""
 
-    enabled: bool = True
-    seeds: int = 2
-    epochs: int | None = None  # null: the fine round's epochs
-    subset: str = "p100"  # the clean training set
-    with_augmented: bool = False  # include augmented copies in the clean arm
+    enabled: bool = Field(True, description="run the comparison")
+    seeds: int = Field(2, ge=1, le=1000, description="runs of each arm")
+    epochs: int | None = Field(None, ge=1, le=10_000, description="null: the fine round's epochs")
+    subset: str = Field("p100", description="the clean training set")
+    with_augmented: bool = Field(False, description="include augmented copies in the clean arm")
 
 
-@dataclass(frozen=True)
-class TuneParams:
-    storage: str | None = None  # None: journal file under paths.tune_dir; or an RDB URL
-    study_name: str = "dataqa"  # rounds are studies <study_name>-lr, -joint, -fine
-    seed: int = 0  # trial seed = seed + round offset + trial number
-    heartbeat_interval: int = 10  # seconds (RDB storage): a killed worker's trial fails
-    grace_period: int = 30  # seconds without heartbeat before a trial is stale
-    max_retry: int = 1  # re-runs of a trial whose worker died
-    round_wait_seconds: int = 3600  # longest wait for other workers' trials of a round
-    augment: bool = True  # train with params.augment's policy, batched on the device
-    space: TuneSpace = field(default_factory=TuneSpace)
-    fixed: TuneFixed = field(default_factory=TuneFixed)
-    rounds: TuneRounds = field(default_factory=TuneRounds)
-    stopping: TuneStopping = field(default_factory=TuneStopping)
-    pruning: TunePruning = field(default_factory=TunePruning)
-    diagnose: TuneDiagnose = field(default_factory=TuneDiagnose)
-    sizing: TuneSizing = field(default_factory=TuneSizing)
-    selection: TuneSelection = field(default_factory=TuneSelection)
-    baseline: TuneBaseline = field(default_factory=TuneBaseline)
-    fidelity: TuneFidelity = field(default_factory=TuneFidelity)
-    cleaning: TuneCleaning = field(default_factory=TuneCleaning)
+class TuneParams(Section):
+    """The tuning run (dataqa/tune/)."""
+
+    storage: str | None = Field(None, description="null: a journal file under paths.tune_dir; or a database URL")
+    study_name: str = Field("dataqa", description="rounds are the studies <study_name>-lr, -joint, -fine")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="trial seed = seed + round offset + trial number")
+    heartbeat_interval: int = Field(10, ge=1, le=86_400, description="seconds (database storage)")
+    grace_period: int = Field(30, ge=1, le=86_400, description="seconds without heartbeat before a trial is stale")
+    max_retry: int = Field(1, ge=0, le=100, description="re-runs of a trial whose worker died")
+    round_wait_seconds: int = Field(3600, ge=0, le=30 * 86_400, description="longest wait for other workers' trials")
+    augment: bool = Field(True, description="train with the augment section's policy, batched on the device")
+    space: TuneSpace = Field(default_factory=TuneSpace, description="ranges of the joint round")
+    fixed: TuneFixed = Field(default_factory=TuneFixed, description="values of what a round does not search")
+    rounds: TuneRounds = Field(default_factory=TuneRounds, description="lr / joint / fine")
+    stopping: TuneStopping = Field(default_factory=TuneStopping, description="per-trial training control")
+    pruning: TunePruning = Field(default_factory=TunePruning, description="stopping unpromising trials")
+    diagnose: TuneDiagnose = Field(default_factory=TuneDiagnose, description="thresholds of the diagnoses")
+    sizing: TuneSizing = Field(default_factory=TuneSizing, description="per-class minimum images per round")
+    selection: TuneSelection = Field(default_factory=TuneSelection, description="how trials are ranked")
+    baseline: TuneBaseline = Field(default_factory=TuneBaseline, description="crossval's configuration vs the best")
+    fidelity: TuneFidelity = Field(default_factory=TuneFidelity, description="small vs large subset agreement")
+    cleaning: TuneCleaning = Field(default_factory=TuneCleaning, description="does cleaning help?")

@@ -40,7 +40,7 @@ LABEL_CHECK = "label"  # the check whose flags relabelling may fix
 DECODE = "decode"  # pseudo-check: the file did not decode (always dropped)
 NO_LABEL = "no_label"  # pseudo-check: the row has no class (always dropped)
 SEVERAL = "several_checks"  # pseudo-check: >= quarantine_min_flags review checks flag it
-_WHERE = "params.yaml: filter"
+WHERE = "params.yaml: filter"
 
 
 @dataclass
@@ -67,11 +67,11 @@ def validate_policy(params: FilterParams, checks: list[str], *,
     for key, mapping in (("policy", params.policy), ("min_score", params.min_score)):
         for check in mapping:
             if check not in checks:
-                raise ParamsError(f"{_WHERE}.{key}.{check}: {_unknown(check)}; checks in the "
+                raise ParamsError(f"{WHERE}.{key}.{check}: {_unknown(check)}; checks in the "
                                   f"audit's issues table: {', '.join(checks) or 'none'}")
     for check in params.min_score:  # the ranges: checked when params load
         if check in group_checks:
-            raise ParamsError(f"{_WHERE}.min_score.{check}: '{check}' flags duplicate "
+            raise ParamsError(f"{WHERE}.min_score.{check}: '{check}' flags duplicate "
                               "groups, not scores; set its threshold in audit.settings")
     return {c: params.policy.get(c, params.default_policy) for c in checks}
 
@@ -93,7 +93,7 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
     """Apply the policy. ``issues`` is aligned with ``manifest`` (same length and ids);
     ``pred_probs`` (N, K) with class names ``classes`` is needed only with ``relabel``.
     ``demoted``: check -> reason, checks whose word rests on a model too weak to trust
-    (:func:`dataqa.checks.model_strength.review_only`): ``drop`` becomes ``review``, no
+    (:func:`dataqa.model_strength.review_only`): ``drop`` becomes ``review``, no
     relabelling, and their flags do not count towards ``quarantine_min_flags``."""
     n = len(manifest)
     _check_aligned(manifest, issues)
@@ -145,7 +145,7 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
     several = np.zeros(n, dtype=bool)
     votes = np.zeros(n, dtype=np.int64)
     if params.quarantine_min_flags is not None and params.quarantine_min_flags < 2:
-        raise ParamsError(f"{_WHERE}.quarantine_min_flags: must be >= 2 or null (one flag "
+        raise ParamsError(f"{WHERE}.quarantine_min_flags: must be >= 2 or null (one flag "
                           f"is the check's own policy), got {params.quarantine_min_flags}")
     if params.quarantine_min_flags is not None and voters:
         votes = np.sum([fails[c] for c in voters], axis=0)
@@ -265,9 +265,9 @@ def _relabel_mask(issues: pd.DataFrame, labels: pd.Series, flagged: np.ndarray, 
     col = f"{LABEL_CHECK}_suggested"
     if col not in issues:
         raise StageInputError(f"issues table has no '{col}' column, which "
-                              f"{_WHERE}.relabel needs; run the '{LABEL_CHECK}' check")
+                              f"{WHERE}.relabel needs; run the '{LABEL_CHECK}' check")
     if pred_probs is None or classes is None:
-        raise StageInputError(f"{_WHERE}.relabel needs out-of-fold pred_probs")
+        raise StageInputError(f"{WHERE}.relabel needs out-of-fold pred_probs")
     if pred_probs.shape != (len(issues), len(classes)):
         raise StageInputError(f"pred_probs has shape {pred_probs.shape}, expected "
                               f"({len(issues)}, {len(classes)}) for the manifest and classes")

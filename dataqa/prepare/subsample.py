@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from dataqa.dataset.balance import class_counts
-from dataqa.dataset.splits import _round, class_rng, find_training_rows, find_validation
+from dataqa.dataset.splits import class_rng, find_training_rows, find_validation, round_half_up
 from dataqa.errors import ParamsError, StageInputError
 from dataqa.params import ClassSubset, SplitParams, SubsampleParams
 
@@ -89,7 +89,7 @@ def order_pool(pool: pd.DataFrame, *, seed: int) -> dict[str, np.ndarray]:
 def subset_counts(pool_counts: dict[str, int], *, fraction: float, min_per_class: int
                   ) -> dict[str, int]:
     """Per class ``round(fraction * n)``, at least ``min(min_per_class, n)``, at most n."""
-    return {c: min(n, max(_round(fraction * n), min(min_per_class, n)))
+    return {c: min(n, max(round_half_up(fraction * n), min(min_per_class, n)))
             for c, n in pool_counts.items()}
 
 

@@ -9,8 +9,10 @@ from typing import Any
 
 from PIL import Image
 
+from dataqa.dataset.imageio import ImageDecodeError, open_image, read_regular
 from dataqa.dataset.reopen import Limits, optional, optional_int, reopen
 from dataqa.dataset.sources import source_root
+from dataqa.errors import StageInputError
 from dataqa.params import Params
 from dataqa.prepare.common import read_table
 from dataqa.report.thumbs import encode_thumbnail
@@ -46,7 +48,13 @@ def get_augmentation_grid(params: Params, *, per_class: int = 3,
             before = reopen(root, str(rec.source_path), limits=limits,
                             size=optional_int(row["bytes"]) if "bytes" in row else None,
                             sha256=optional(row["sha256"]) if "sha256" in row else None)
-            after = Image.open(folder / str(rec.path))
+            copy = folder / str(rec.path)  # the augment stage's own PNG, same limits
+            try:
+                after = open_image(copy, limits.max_pixels,
+                                   data=read_regular(copy, limits.max_bytes))
+            except (ImageDecodeError, OSError) as exc:
+                raise StageInputError(f"{copy}: augmented copy cannot be read ({exc}); "
+                                      f"rerun the 'augment' stage") from None
             caption = f"copy {rec.id} of image {rec.source_id}"
             if "area_kept" in records:
                 caption += f": {rec.area_kept:.0%} kept, {rec.padding:.0%} padding"

@@ -25,7 +25,6 @@ import pandas as pd
 
 from dataqa.checks import AuditContext, Check, CheckResult
 from dataqa.checks.confidence import get_confidence_histogram
-from dataqa.checks.model_strength import ModelStrengthSettings, judge_model
 from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     ID_COLUMNS,
     CheckFailed,
@@ -45,7 +44,8 @@ from dataqa.dataset.manifest import (
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
-from dataqa.params import Params, check_settings
+from dataqa.model_strength import judge_model
+from dataqa.params import Params
 
 # input name -> the stage that writes it (for "run the ... stage first")
 INPUT_STAGES = {"pred_probs": "crossval", "embeddings": "crossval", "tensors": "tensors"}
@@ -143,9 +143,7 @@ def judge_audit_model(params: Params, ctx: AuditContext) -> dict[str, Any] | Non
         probs = np.load(params.path("pred_probs"), mmap_mode="r", allow_pickle=False)
     if probs is None or ctx.labels is None or probs.shape[0] != len(ctx.manifest):
         return None
-    settings = check_settings(ModelStrengthSettings, params.audit.model_strength,
-                              "params.yaml: audit.model_strength")
-    model = judge_model(np.asarray(probs), ctx.labels, settings)
+    model = judge_model(np.asarray(probs), ctx.labels, params.audit.model_strength)
     if not model["reliable"]:
         print(f"audit: WARNING: {model['reason']}; label flags are review-only. "
               f"What to do: {model.get('advice', '')}")

@@ -33,7 +33,7 @@ def run_stage(params: Params) -> int:
     (:func:`~dataqa.engine.crossval.cross_val_predict_on_cluster`); the linear probe
     runs here."""
     if params.crossval.mode == "external":
-        from dataqa.dataset.external import run_external
+        from dataqa.steps.crossval_external import run_external
 
         return run_external(params)
     show_progress()

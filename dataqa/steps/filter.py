@@ -11,7 +11,7 @@ from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
 from dataqa.params import Params
 from dataqa.prepare.common import read_table
-from dataqa.prepare.filter import _WHERE, filter_rows
+from dataqa.prepare.filter import WHERE, filter_rows
 
 
 def run_stage(params: Params) -> int:
@@ -43,7 +43,7 @@ def _demoted(params: Params) -> dict[str, str]:
     ``audit.json``; none when that file is absent."""
     import json
 
-    from dataqa.checks.model_strength import review_only
+    from dataqa.model_strength import review_only
 
     path = params.path("audit_metrics")
     if not path.is_file():
@@ -60,6 +60,6 @@ def _load_predictions(params: Params, manifest: pd.DataFrame
                       ) -> tuple[np.ndarray, list[str]]:
     path = params.path("pred_probs")
     if not path.is_file():
-        raise StageInputError(f"{path}: not found; {_WHERE}.relabel needs the 'crossval' "
+        raise StageInputError(f"{path}: not found; {WHERE}.relabel needs the 'crossval' "
                               "stage's out-of-fold predictions")
     return np.load(path, mmap_mode="r"), load_classes(params, manifest)

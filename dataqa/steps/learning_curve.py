@@ -1,6 +1,8 @@
 """DVC stage ``learning_curve``: would more data help? The curve, its slope and the
 recommendation are :mod:`dataqa.engine.learning_curve`; this step reads the inputs and
-writes ``paths.learning_curve``."""
+writes ``paths.learning_curve`` and its points as a flat table for ``dvc plots``
+(``paths.learning_curve_plot``: DVC reads a JSON plot from every list in the file, and
+an empty list anywhere, e.g. no class under the minimum, breaks it)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from dataqa.engine.learning_curve import (
     stratified_holdout,
 )
 from dataqa.errors import EngineError
-from dataqa.io import write_json
+from dataqa.io import atomic_path, write_json
 from dataqa.params import Params
 
 
@@ -60,6 +62,7 @@ def run_stage(params: Params) -> int:
                                       "classes_under_min": under,
                                       "min_per_class": min_per_class},
             "seconds": time.perf_counter() - start})
+        write_plot(params, [])
         log.warning("WARNING: learning curve not evaluated: %s", reason)
         return 0
     split = params.split  # the one validation rule (dataqa/dataset/splits.py)
@@ -100,11 +103,27 @@ def run_stage(params: Params) -> int:
         "model": model,
         "seconds": time.perf_counter() - start,
     }
-    write_json(params.path("learning_curve"), _finite(out))
+    out = _finite(out)
+    write_json(params.path("learning_curve"), out)
+    write_plot(params, out["points"])
     print("learning curve: val accuracy "
           + ", ".join(f"{p.fraction:g}: {p.val_accuracy:.3f}" for p in points)
           + f"; {slope.gain_per_doubling:+.2%} per doubling -> {', '.join(advice.actions)}")
     return 0
+
+
+PLOT_COLUMNS = ["fraction", "n_train", "val_accuracy", "train_accuracy", "val_loss", "status"]
+
+
+def write_plot(params: Params, points: list[dict[str, Any]]) -> None:
+    """``paths.learning_curve_plot``: one CSV row per fraction (the columns of
+    :data:`PLOT_COLUMNS`; a value that is not finite is left empty)."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{c: p.get(c) for c in PLOT_COLUMNS} for p in points],
+                         columns=PLOT_COLUMNS)
+    with atomic_path(params.path("learning_curve_plot"), suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def _probe_embeddings(params: Params, rows: np.ndarray) -> np.ndarray:
@@ -123,17 +142,14 @@ def _probe_embeddings(params: Params, rows: np.ndarray) -> np.ndarray:
 def _judge_last_point(points: list[Any], y_val: np.ndarray, n_classes: int,
                       params: Params) -> dict[str, Any] | None:
     """The last (largest) point's model judged against the majority-class baseline of
-    the validation split (:func:`dataqa.checks.model_strength.judge_counts`)."""
-    from dataqa.checks.model_strength import ModelStrengthSettings, judge_counts
-    from dataqa.params import check_settings
+    the validation split (:func:`dataqa.model_strength.judge_counts`)."""
+    from dataqa.model_strength import judge_counts
 
     if not points or len(y_val) == 0:
         return None
-    settings = check_settings(ModelStrengthSettings, params.audit.model_strength,
-                              "params.yaml: audit.model_strength")
     right = int(round(points[-1].val_accuracy * len(y_val)))
     return judge_counts(right, len(y_val), np.bincount(y_val, minlength=n_classes),
-                        settings)
+                        params.audit.model_strength)
 
 
 def _finite(obj: Any) -> Any:

@@ -12,7 +12,7 @@ from numpy.lib.format import open_memmap
 from dataqa.dataset.manifest import decodable, read_manifest
 from dataqa.dataset.reopen import Limits, optional, optional_int
 from dataqa.dataset.sources import source_root
-from dataqa.dataset.tensors import _Job, _run_jobs, choose_channels, log
+from dataqa.dataset.tensors import DecodeJob, choose_channels, log, run_jobs
 from dataqa.engine.progress import show_progress
 from dataqa.io import atomic_path, preallocate, release_pages, write_parquet
 from dataqa.params import Params
@@ -39,7 +39,7 @@ def run_stage(params: Params) -> int:
     sizes = [optional_int(v) for v in manifest["bytes"]] if "bytes" in manifest else [None] * n
     hashes = [optional(v) for v in manifest["sha256"]] if "sha256" in manifest else [None] * n
     limits = Limits.of(params.scan)
-    jobs = [_Job(tuple(int(i) for i in positions[s:s + chunk]),
+    jobs = [DecodeJob(tuple(int(i) for i in positions[s:s + chunk]),
                  tuple(paths[positions[s:s + chunk]]),
                  tuple(sizes[i] for i in positions[s:s + chunk]),
                  tuple(hashes[i] for i in positions[s:s + chunk]),
@@ -51,7 +51,7 @@ def run_stage(params: Params) -> int:
         out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, channels))
         preallocate(tmp, out.offset + out.nbytes)  # full disk: an error now, not a SIGBUS
         done = written = 0
-        for job, arrays, job_boxes in _run_jobs(jobs, workers, params.cluster):
+        for job, arrays, job_boxes in run_jobs(jobs, workers, params.cluster):
             out[list(job.positions)] = arrays
             boxes[list(job.positions)] = job_boxes
             done += len(job.positions)

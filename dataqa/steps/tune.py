@@ -37,7 +37,6 @@ from dataqa.tune.sizing import batch_note, size_rounds
 from dataqa.tune.space import (
     RoundPlan,
     Space,
-    check_space,
     design_trials,
     fine_space,
     joint_space,
@@ -62,7 +61,6 @@ def run_stage(params: Params, *, worker: bool = False, n_trials: int | None = No
     """Entry point of ``dataqa tune``; returns the exit code."""
     from dataqa.tune.load import load_tune_data
 
-    check_space(params.tune)
     device = pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     plans = plan_rounds(params.tune, device.type)
     names = [p.subset for p in plans if p.trials > 0]
@@ -331,9 +329,9 @@ def _summarise(td: TuneData, params: Params, plans: list[RoundPlan],
         "fidelity": fidelity,
         "baseline": baseline,
         "cleaning": cleaning,
-        "selection": dataclasses.asdict(tune.selection),
+        "selection": tune.selection.model_dump(),
         "data": _data_info(td),
-        "params": {"tune": dataclasses.asdict(tune)},
+        "params": {"tune": tune.model_dump()},
         "seconds": seconds_so_far + time.perf_counter() - start,
     }
     return summary
@@ -416,11 +414,11 @@ def _data_info(td: TuneData) -> dict[str, Any]:
 
 def _fingerprint(params: Params, plans: list[RoundPlan]) -> dict[str, Any]:
     """What must be equal for workers to share a study: the search itself."""
-    tune = dataclasses.asdict(params.tune)
+    tune = params.tune.model_dump()
     for key in ("storage", "heartbeat_interval", "grace_period", "max_retry",
                 "round_wait_seconds", "diagnose", "fidelity", "cleaning", "baseline"):
         tune.pop(key, None)
-    engine = dataclasses.asdict(params.engine)
+    engine = params.engine.model_dump()
     engine.pop("device", None)
     return {"tune": tune, "engine": engine, "plans": [dataclasses.asdict(p) for p in plans]}
 

@@ -5,8 +5,8 @@ Inputs (all named in ``paths``):
 - ``subsets_dir/<name>.parquet`` and ``subsets_dir/val.parquet`` (the ``subsample``
   stage): one row per image with ``id``, ``augmented`` and ``label``; the ``id`` of an
   augmented copy is the augmented manifest's.
-- ``tensors`` (M, H, W, C) uint8, row i = manifest ``id`` i (``tensor_index`` may map
-  ids to rows explicitly with columns ``id, row``);
+- ``tensors`` (M, H, W, C) uint8, row i = the image whose manifest ``id`` is row i of
+  ``tensor_index``;
 - ``augmented_manifest`` and ``augmented_tensors``: the copy with augmented ``id`` k is
   row ``row`` of the tensors (the manifest's ``row`` column; its position when absent);
 - ``manifest``: the unfiltered set for the cleaning comparison.
@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from dataqa.dataset.manifest import labelled_rows, read_manifest
-from dataqa.dataset.tensors import open_tensors
+from dataqa.dataset.tensors import open_tensors, read_tensor_index
 from dataqa.errors import StageInputError
 from dataqa.params import Params
 from dataqa.tune.data import VAL_NAME, TuneData, assemble, available_subsets, read_subset
@@ -64,14 +64,13 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
     return open_tensors(path, what=what, stage=stage)  # the one tensor-file reader
 
 
-def _id_to_row(index_path: Path, n: int) -> dict[int, int] | None:
-    """None: tensor row = manifest id."""
-    if not index_path.is_file():
-        return None
-    idx = pd.read_parquet(index_path)
-    if "id" in idx and "row" in idx:
-        return dict(zip(idx["id"].astype(int), idx["row"].astype(int)))
-    return None
+def _id_to_row(index_path: Path, n: int) -> dict[int, int]:
+    """manifest id -> tensor row (the index's row i describes tensor row i)."""
+    ids = read_tensor_index(index_path)["id"].astype(int).tolist()
+    if len(ids) != n:
+        raise StageInputError(f"{index_path}: {len(ids)} rows but the tensors have {n}; "
+                              "rerun the 'tensors' stage")
+    return {k: i for i, k in enumerate(ids)}
 
 
 def _aug_id_to_row(path: Path) -> dict[int, int]:

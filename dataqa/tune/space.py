@@ -146,49 +146,8 @@ def plan_rounds(tune: TuneParams, device_type: str) -> list[RoundPlan]:
         r = getattr(tune.rounds, name)
         trials = budgets[name][0] if r.trials is None else r.trials
         epochs = budgets[name][1] if r.epochs is None else r.epochs
-        where = f"params.yaml: tune.rounds.{name}"
-        if trials < 0:
-            raise ParamsError(f"{where}.trials: must be >= 0, got {trials}")
-        if epochs < 1:
-            raise ParamsError(f"{where}.epochs: must be >= 1, got {epochs}")
         plans.append(RoundPlan(index, name, trials, epochs, r.subset, r.sampler))
     return plans
-
-
-def check_space(tune: TuneParams) -> None:
-    """Cross-field rules of ``tune.space`` and ``tune.fixed``, stated once."""
-    s = tune.space
-    where = "params.yaml: tune.space"
-    for name in ("lr", "weight_decay"):
-        lo, hi = getattr(s, f"{name}_min"), getattr(s, f"{name}_max")
-        if not 0 < lo < hi:
-            raise ParamsError(f"{where}.{name}_min/{name}_max: need 0 < min < max "
-                              f"(log scale), got {lo}, {hi}")
-    for name in ("dropout", "momentum", "plateau_factor"):
-        lo, hi = getattr(s, f"{name}_min"), getattr(s, f"{name}_max")
-        blo, bhi = NATURAL_BOUNDS[name]
-        if not blo <= lo <= hi < bhi:
-            raise ParamsError(f"{where}.{name}_min/{name}_max: need {blo} <= min <= max "
-                              f"< {bhi}, got {lo}, {hi}")
-    if not 1 <= s.batch_size_min <= s.batch_size_max:
-        raise ParamsError(f"{where}.batch_size_min/max: need 1 <= min <= max, got "
-                          f"{s.batch_size_min}, {s.batch_size_max}")
-    bad_opt = [o for o in s.optimizers if o not in ("sgd", "adamw")] + (
-        [tune.fixed.optimizer] if tune.fixed.optimizer not in ("sgd", "adamw") else [])
-    if bad_opt or not s.optimizers:
-        raise ParamsError(f"{where}.optimizers / tune.fixed.optimizer: allowed sgd, adamw; "
-                          f"got {bad_opt or 'an empty list'}")
-    for name in ("widths", "depths"):
-        values = getattr(s, name)
-        if values is None and name == "widths":
-            continue
-        if not values or any(v < 1 for v in values):
-            raise ParamsError(f"{where}.{name}: need a non-empty list of integers >= 1")
-    known = {"lr", "batch_size", "weight_decay", "dropout", "optimizer", "momentum",
-             "plateau_factor", "width", "depth"}
-    unknown = sorted(set(s.searched) - known)
-    if unknown:
-        raise ParamsError(f"{where}.searched: unknown {unknown}; allowed: {sorted(known)}")
 
 
 def fixed_config(tune: TuneParams, engine: EngineParams, *, n_train: int) -> dict[str, Any]:
@@ -256,7 +215,7 @@ def joint_space(tune: TuneParams, engine: EngineParams, *, n_train: int,
         "depth": Dim(choices=tuple(sorted(set(s.depths)))),
     }
     fixed = fixed_config(tune, engine, n_train=n_train)
-    dims = {}
+    dims: dict[str, Dim] = {}
     for name, dim in every.items():
         if name in s.searched and _is_range(dim):
             dims[name] = dim

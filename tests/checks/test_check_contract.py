@@ -8,7 +8,6 @@ up as a failure here rather than in production.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 from dataqa.checks import REGISTRY, get_check
 from dataqa.errors import ParamsError
 from dataqa.io import _json_default
+from dataqa.params.base import Section
 
 get_check("integrity")  # loads every check module, filling REGISTRY
 NAMES = sorted(REGISTRY)
@@ -43,7 +43,8 @@ class TestCheckContract:
         cls = REGISTRY[name]
         assert cls.name == name and name.isidentifier()
         assert set(cls.requires) <= INPUTS, f"{name}: unknown inputs {set(cls.requires) - INPUTS}"
-        assert dataclasses.is_dataclass(cls.Settings)
+        assert issubclass(cls.Settings, Section)  # declared like every params section
+        assert all(f.description for f in cls.Settings.model_fields.values())
         assert isinstance(cls.description, str) and cls.description, "describe the flag"
 
     def test_columns_scores_alignment(self, name, audit_context):

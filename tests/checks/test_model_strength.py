@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from dataqa import gate
-from dataqa.checks.model_strength import (
+from dataqa.engine.learning_curve import recommend
+from dataqa.errors import ParamsError
+from dataqa.model_strength import (
     ModelStrengthSettings,
     expected_calibration_error,
     judge_counts,
@@ -15,8 +17,6 @@ from dataqa.checks.model_strength import (
     review_only,
     wilson_interval,
 )
-from dataqa.engine.learning_curve import recommend
-from dataqa.errors import ParamsError
 from dataqa.params import FilterParams, GateParams
 from dataqa.prepare.filter import filter_rows
 

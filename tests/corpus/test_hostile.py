@@ -123,15 +123,15 @@ PARAMS_ERRORS: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "duplicate_section": (with_text(b"scan:\n  workers: 1\n"),
                           ("key 'scan' appears twice", "first on line")),
     "thumb_size_zero": (with_values(report={"thumb_size": 0}),
-                        ("report.thumb_size: 0 is outside [16, 1024]",)),
-    "thumb_size_negative": (with_values(report={"thumb_size": -5}), ("report.thumb_size: -5",)),
-    "seed_negative": (with_values(engine={"seed": -1}), ("engine.seed: -1 is outside",)),
+                        ("report.thumb_size: expected a value in [16, 1024], got 0",)),
+    "thumb_size_negative": (with_values(report={"thumb_size": -5}), ("report.thumb_size: expected a value in [16, 1024], got -5",)),
+    "seed_negative": (with_values(engine={"seed": -1}), ("engine.seed: expected a value in [0, ", "got -1")),
     "image_size_huge": (with_values(engine={"image_size": 100000}),
-                        ("engine.image_size: 100000 is outside [8, 1024]",)),
+                        ("engine.image_size: expected a value in [8, 1024], got 100000",)),
     "nan_rate": (with_values(gate={"max_undecodable_rate": float("nan")}),
-                 ("gate.max_undecodable_rate: nan is outside",)),
+                 ("gate.max_undecodable_rate: expected a finite number", "got nan")),
     "share_over_one": (with_values(split={"val_fraction": 1.5}),
-                       ("split.val_fraction: 1.5 is outside",)),
+                       ("split.val_fraction: expected a value in (0, 1), got 1.5",)),
 }
 
 

@@ -123,7 +123,7 @@ def test_workers_give_identical_output(make_tensors: Callable[..., tuple[Params,
     shapes = {f"c{i % 2}/{i}.png": (10 + i, 30 - i, 3) for i in range(7)}
     p0, _ = make_tensors(shapes, workers=0, channels="rgb")
     serial = np.load(p0.path("tensors"))
-    p2 = dataclasses.replace(p0, tensors=dataclasses.replace(p0.tensors, workers=2))
+    p2 = p0.replace(tensors=p0.tensors.replace(workers=2))
     run_stage(p2)
     assert np.array_equal(np.load(p2.path("tensors")), serial) and serial.shape[-1] == 3
 

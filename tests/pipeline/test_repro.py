@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dataqa.steps import reads
 from tests.pipeline.workspace import make_workspace, read_params, run, stages_run, write_params
 
 pytestmark = pytest.mark.slow
@@ -47,6 +48,38 @@ def test_second_repro_is_a_no_op(workspace: Path) -> None:
     assert (workspace / "dvc.lock").read_text() == lock
     status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
     assert status == {"fingerprint": ["always changed"]}
+
+
+def test_every_declared_plot_renders(workspace: Path) -> None:
+    # `dvc plots show` reads every plot dvc.yaml declares; a JSON whose shape DVC cannot
+    # read (the learning curve's once) is an error there and a missing chart for the user
+    out = json.loads(run(["dvc", "plots", "show", "--json"], workspace).stdout)
+    assert out.get("errors") in (None, []), out.get("errors")
+    declared = [o.key for r in reads.STAGES.values() for o in r.out_list() if o.kind == "plots"]
+    params = read_params(workspace)
+    for key in declared:
+        rel = params["paths"][key.split(".", 1)[1]]
+        shown = out["data"].get(rel)
+        assert shown, f"{key} ({rel}): no chart in `dvc plots show --json`"
+        assert shown[0]["content"]["data"]["values"], f"{key} ({rel}): an empty chart"
+
+
+def test_a_scan_limit_makes_every_stage_reading_it_stale(workspace: Path) -> None:
+    # the report, augment and tuning report re-open images under scan's limits: changing
+    # one makes them stale, as it does the scan (issue 20: dvc.yaml listed only max_pixels)
+    params = read_params(workspace)
+    before = params["scan"]["decode_timeout"]
+    params["scan"]["decode_timeout"] = before + 1
+    write_params(workspace, params)
+    status = json.loads(run(["dvc", "status", "--json"], workspace).stdout)
+    readers = {name for name, r in reads.STAGES.items()
+               if any(k in ("scan", "scan.decode_timeout") for k in r.params)}
+    assert {"report", "augment", "tuning_report", "scan", "tensors"} <= readers
+    assert set(status) == readers | {"fingerprint"}
+    params["scan"]["decode_timeout"] = before
+    write_params(workspace, params)
+    assert json.loads(run(["dvc", "status", "--json"], workspace).stdout) == {
+        "fingerprint": ["always changed"]}
 
 
 def test_tuning_report_inputs_never_rerun_the_search(workspace: Path) -> None:

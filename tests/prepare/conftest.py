@@ -8,7 +8,6 @@ tensors, and returns a :class:`PrepProject` whose ``params`` point at them.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,13 +92,12 @@ def prep_project(tmp_path: Path) -> Callable[..., PrepProject]:
         manifest = manifest.astype({"path": "string", "label": "string", "split": "string",
                                     "decode_error": "string", "height": "Int64",
                                     "width": "Int64"})
-        params = dataclasses.replace(
-            Params(), root=tmp_path, data=DataParams(source="src"),
+        params = Params().replace(root=tmp_path, data=DataParams(source="src"),
             engine=EngineParams(image_size=image_size),
-            augment=dataclasses.replace(AugmentParams(), **(augment or {})),
-            split=dataclasses.replace(SplitParams(), **(split or {})),
-            subsample=dataclasses.replace(SubsampleParams(), **(subsample or {})),
-            filter=dataclasses.replace(FilterParams(), **(filter or {})))
+            augment=AugmentParams().replace(**(augment or {})),
+            split=SplitParams().replace(**(split or {})),
+            subsample=SubsampleParams().replace(**(subsample or {})),
+            filter=FilterParams().replace(**(filter or {})))
         write_parquet(params.path("manifest"), manifest)
         issues = manifest[["id", "path", "label", "split"]].copy()
         issues["is_outlier_issue"] = False

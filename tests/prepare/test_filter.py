@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from dataqa.errors import DataQAError, ParamsError
-from dataqa.params import FilterParams
+from dataqa.params import FilterParams, validate
 from dataqa.prepare import filter as flt
 from dataqa.steps import filter as filter_step
 
@@ -125,7 +123,7 @@ def test_group_without_survivor_is_all_quarantined():
 
 ERRORS = [
     (dict(policy={"lable": "drop"}), "filter.policy.lable: unknown check 'lable'"),  # typo
-    (dict(min_score={"outlier": 1.5}), "filter.min_score.outlier: 1.5 is outside"),  # range
+    (dict(min_score={"outlier": 1.5}), r"filter.min_score.outlier: expected a value in \[0, 1\], got 1.5"),  # range
     (dict(min_score={"near_duplicate": 0.5}), "flags duplicate groups"),  # no score cut
     (dict(relabel_min_confidence=2.0), "relabel_min_confidence"),  # range
 ]
@@ -135,7 +133,7 @@ ERRORS = [
 def test_bad_params(kw, message):
     manifest, issues, _, _ = planted()
     with pytest.raises(ParamsError, match=message):
-        flt.filter_rows(manifest, issues, params=FilterParams(**kw))
+        flt.filter_rows(manifest, issues, params=validate(FilterParams, kw))
 
 
 def test_relabel_needs_predictions():
@@ -176,5 +174,4 @@ def test_policy_for_check_not_run_names_audit_checks():
     manifest, issues, _, _ = planted()
     issues = issues.drop(columns=["is_outlier_issue", "outlier_score"])
     with pytest.raises(ParamsError, match="filter.policy.outlier"):
-        flt.filter_rows(manifest, issues, params=dataclasses.replace(
-            FilterParams(), policy={"outlier": "drop"}))
+        flt.filter_rows(manifest, issues, params=FilterParams().replace(policy={"outlier": "drop"}))

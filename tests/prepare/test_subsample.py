@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dataqa.errors import ParamsError
-from dataqa.params import ClassSubset, SplitParams, SubsampleParams
+from dataqa.params import ClassSubset, SplitParams, SubsampleParams, validate
 from dataqa.prepare import subsample as sub
 from dataqa.steps import augment as augment_step
 from dataqa.steps import filter as filter_step
@@ -125,20 +125,20 @@ def test_class_subsets(spec, chosen):
 
 
 BAD = [
-    (dict(fractions={"val": 0.5}), "'val' is the validation split"),  # reserved name
+    (dict(fractions={"val": 0.5}), "'val': the validation split"),  # reserved name
     (dict(fractions={"bad/name": 0.5}), "bad/name"),  # not a file name
-    (dict(fractions={"p": 1.5}), "fractions.p: 1.5"),  # out of range
-    (dict(class_subsets={"x": ClassSubset()}), "exactly one of"),  # neither rule
-    (dict(class_subsets={"x": ClassSubset(classes=["zebra"])}), "zebra"),  # unknown class
-    (dict(class_subsets={"x": ClassSubset(largest=9)}), "largest: 9"),  # too many
-    (dict(fractions={}, class_subsets={}), "no subsets"),  # nothing to make
+    (dict(fractions={"p": 1.5}), r"fractions.p: expected a value in \(0, 1\], got 1.5"),  # out of range
+    (dict(class_subsets={"x": {}}), "class_subsets.x: expected exactly one of"),  # neither rule
+    (dict(class_subsets={"x": {"classes": ["zebra"]}}), "zebra"),  # unknown class
+    (dict(class_subsets={"x": {"largest": 9}}), "largest: 9"),  # too many
+    (dict(fractions={}, class_subsets={}), "at least one subset"),  # nothing to make
 ]
 
 
 @pytest.mark.parametrize("kw, message", BAD)
 def test_bad_subset_params(kw, message):
     with pytest.raises(ParamsError, match=message):
-        sub.make_subsets(clean_table({"a": 10, "b": 4}), None, params=SubsampleParams(**kw),
+        sub.make_subsets(clean_table({"a": 10, "b": 4}), None, params=validate(SubsampleParams, kw),
                          split=SplitParams())
 
 

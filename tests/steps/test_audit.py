@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -151,7 +150,7 @@ def test_audit_stage_outputs(image_folder, manifest_for, params_for):
     ({"checks": ["integrity"], "settings": {"integrty": {}}}, "unknown check 'integrty'"),
     ({"checks": ["integrity"], "settings": {"integrity": {"x": 1}}},
      "audit.settings.integrity.x: unknown key 'x'"),  # unknown setting names it
-    ({"checks": ["integrity", "integrity"]}, "listed twice: integrity"),
+    ({"checks": ["integrity", "integrity"]}, "audit.checks: expected each check listed once"),
 ])
 def test_bad_audit_params(params_for, audit_params, needle):
     with pytest.raises(ParamsError, match=needle):
@@ -184,10 +183,6 @@ class RaisesOwn(Check):
 
 class SeesPrevious(Check):
     name = "sees_previous"
-
-    @dataclass(frozen=True)
-    class Settings:
-        pass
 
     def find(self, ctx):
         prev = ctx.previous["integrity"].frame["is_integrity_issue"].to_numpy()

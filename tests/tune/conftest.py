@@ -11,7 +11,6 @@ files the preparation stages would write (tensors, manifest, subsets), so that t
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import yaml
 
 from dataqa.engine.data import DeviceData
 from dataqa.io import write_npy, write_parquet
-from dataqa.params import Params, build
+from dataqa.params import Params, validate
 
 
 @pytest.fixture(autouse=True)
@@ -63,8 +62,8 @@ def quadrants() -> Callable[..., DeviceData]:
 
 
 def make_params(root: Path, **sections: Any) -> Params:
-    params = build(Params, sections, where="test params")
-    return dataclasses.replace(params, root=root)
+    params = validate(Params, sections)
+    return params.replace(root=root)
 
 
 # small, fast defaults for stage-level tests: 2+2+2 one-epoch trials on 8x8 images; the
@@ -115,6 +114,8 @@ def write_tune_files(root: Path, *, n: int = 240, k: int = 4, size: int = 8,
     params = make_params(root, **sections)
     write_parquet(params.path("manifest"), manifest)
     write_npy(params.path("tensors"), x)
+    write_parquet(params.path("tensor_index"),
+                  pd.DataFrame({"id": np.arange(n), "decoded": np.ones(n, dtype=bool)}))
     clean = np.arange(n - quarantined)
     val = clean[:n_val]
     train = clean[n_val:]

@@ -6,7 +6,6 @@ trial recorded once, some run by the Ray task's process."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -69,6 +68,6 @@ def test_tuning_on_the_cluster_needs_a_database(tune_files: Callable[..., Params
     share: a clear error before any work (no cluster is needed to say so)."""
     from dataqa.errors import ParamsError
 
-    params = dataclasses.replace(tune_files(), cluster=ClusterParams(backend="ray"))
+    params = tune_files().model_copy(update={"cluster": ClusterParams(backend="ray")})
     with pytest.raises(ParamsError, match="tune.storage: tuning on a Ray cluster"):
         run_stage(params)

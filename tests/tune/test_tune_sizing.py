@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataqa.params import TuneSizing, build
+from dataqa.params import TuneSizing, validate
 from dataqa.params.tune import TuneParams
 from dataqa.tune.baseline import get_baseline_verdict
 from dataqa.tune.results import best_params_yaml, separation
@@ -65,7 +65,7 @@ def test_shortfall_counts_validation_of_the_subsets_classes_only() -> None:
 
 
 def test_batch_cap_is_reported_when_it_bites() -> None:
-    tune = build(TuneParams, {}, where="t")  # batch 16..256, fixed 64
+    tune = validate(TuneParams, {})  # batch 16..256, fixed 64
     note = batch_note(tune, 20)  # 20 images: at most batch 4 for 4 steps per epoch
     assert note is not None and note["cap"] == 4 and note["asked"] == 256
     assert "capped at 4 by 20 training images" in note["message"]

@@ -9,13 +9,12 @@ import optuna
 import pytest
 
 from dataqa.errors import ParamsError
-from dataqa.params import EngineParams, TuneParams, build
+from dataqa.params import EngineParams, TuneParams, validate
 from dataqa.tune.space import (
     DEVICE_BUDGETS,
     Dim,
     Space,
     batch_sizes,
-    check_space,
     fine_space,
     joint_space,
     lr_space,
@@ -24,7 +23,7 @@ from dataqa.tune.space import (
 
 
 def tune(**raw: object) -> TuneParams:
-    return build(TuneParams, raw, where="params.yaml: tune")
+    return validate(TuneParams, raw)
 
 
 @pytest.mark.parametrize(("raw", "device", "expected"), [
@@ -113,19 +112,17 @@ def test_fine_space_clips_to_the_joint_range() -> None:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"space": {"lr_min": 0.1, "lr_max": 0.01}}, "tune.space.lr_min/lr_max"),  # reversed
-    ({"space": {"lr_min": 0.0}}, "need 0 < min < max"),  # log range through zero
-    ({"space": {"dropout_max": 1.0}}, "tune.space.dropout_min/dropout_max"),  # dropout 1
-    ({"space": {"optimizers": ["lion"]}}, "allowed sgd, adamw"),  # unknown optimizer
-    ({"space": {"searched": ["lr", "colour"]}}, "unknown ['colour']"),  # unknown name
+    ({"space": {"lr_min": 0.1, "lr_max": 0.01}}, "tune.space.lr_min: expected lr_min < lr_max"),  # reversed
+    ({"space": {"lr_min": 0.0}}, "tune.space.lr_min: expected a value in (0, 10], got 0.0"),  # log range through zero
+    ({"space": {"dropout_max": 1.0}}, "tune.space.dropout_max: expected a value in [0, 1)"),  # dropout 1
+    ({"space": {"optimizers": ["lion"]}}, "tune.space.optimizers[0]: expected one of 'sgd' or 'adamw'"),  # unknown optimizer
+    ({"space": {"searched": ["lr", "colour"]}}, "tune.space.searched[1]: expected one of 'lr'"),  # unknown name
     ({"space": {"widths": []}}, "tune.space.widths"),  # nothing to choose from
-    ({"rounds": {"lr": {"epochs": 0}}}, "tune.rounds.lr.epochs: must be >= 1"),  # no epochs
+    ({"rounds": {"lr": {"epochs": 0}}}, "tune.rounds.lr.epochs: expected a value in [1, 10000], got 0"),  # no epochs
 ])
 def test_bad_space_is_a_params_error(raw: dict, message: str) -> None:
     with pytest.raises(ParamsError) as info:
-        t = tune(**raw)
-        check_space(t)
-        plan_rounds(t, "cpu")
+        tune(**raw)
     assert message in str(info.value)
 
 

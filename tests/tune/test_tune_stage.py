@@ -3,7 +3,6 @@ progress lines, resuming, workers, and clear errors."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -102,8 +101,7 @@ def test_other_params_on_the_same_study_are_refused(tune_files: Callable[..., Pa
                               "rounds": {"lr": {"trials": 1, "epochs": 1, "subset": "small"},
                                          "joint": {"trials": 0}, "fine": {"trials": 0}}})
     run_stage(params)
-    changed = dataclasses.replace(params, tune=dataclasses.replace(
-        params.tune, space=dataclasses.replace(params.tune.space, lr_max=0.5)))
+    changed = params.replace(tune=params.tune.replace(space=params.tune.space.replace(lr_max=0.5)))
     with pytest.raises(ParamsError, match=r"study 'dataqa-lr' .* other tune/engine params "
                                           r"\(differing: tune.space.lr_max\)"):
         run_stage(changed)

@@ -4,7 +4,6 @@ decay behave as configured."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -137,7 +136,7 @@ def test_early_stopping_and_plateau_decay_follow_params(
 
 @pytest.mark.parametrize(("stopping", "status"), [
     (STOP, "completed"),  # a healthy run with the default thresholds
-    (dataclasses.replace(STOP, stall_tolerance=0.99), "stalled"),  # "moved < 99%": stalled
+    (STOP.replace(stall_tolerance=0.99), "stalled"),  # "moved < 99%": stalled
 ])
 def test_stall_threshold_from_params_reaches_the_engine(
         quadrants: Callable[..., DeviceData], stopping: TuneStopping, status: str) -> None:

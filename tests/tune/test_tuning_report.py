@@ -82,8 +82,7 @@ def test_points_chart_log_axis_and_choices() -> None:
 
 
 def test_missing_summary_says_run_tune(tmp_path: Path) -> None:
-    import dataclasses
 
     with pytest.raises(StageInputError, match="run the 'tune' stage first"):
-        load(dataclasses.replace(Params(), root=tmp_path))
+        load(Params().replace(root=tmp_path))
     assert TuningData  # the data class sections receive

@@ -55,7 +55,7 @@ def curve_chart(lc: dict[str, Any]) -> Any:
 @section("audit", order=35)
 def balance(data: AuditData) -> Section:
     bal = data.metrics.get("balance") or {}
-    lc = data.metrics.get("learning_curve") or data.optional_json("learning_curve")
+    lc = data.metrics.get("learning_curve")  # the audit stage copies it (its one reader)
     if not bal and not lc:
         return Section("balance", "Class balance and sufficiency", "balance.html.j2",
                        {"not_run": "No balance block in audit.json: run the 'audit' "

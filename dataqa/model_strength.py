@@ -37,12 +37,11 @@ first lines say so, with the numbers and :data:`ADVICE`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dataqa.errors import ParamsError
+from dataqa.params import ModelStrengthSettings  # declared with the audit section
 
 # checks whose flags are the model's opinion (demoted to review when it is weak)
 MODEL_CHECKS = ("label",)
@@ -50,27 +49,6 @@ MODEL_CHECKS = ("label",)
 ADVICE = ("use a pretrained backbone (engine.arch: resnet18, engine.weights: DEFAULT, "
           "crossval.mode: linear_probe; README 'Photos'), train longer "
           "(crossval.epochs), or collect more images, then rerun the audit")
-
-
-@dataclass(frozen=True)
-class ModelStrengthSettings:
-    """``params.yaml: audit.model_strength``."""
-
-    min_skill: float = 0.5  # lower bound of (acc - baseline) / (1 - baseline) to trust
-    confidence: float = 0.95  # of the accuracy interval (Wilson score)
-    ece_bins: int = 15
-    max_ece: float | None = None  # also require ECE <= this (None: reported only)
-
-    def __post_init__(self) -> None:
-        where = "params.yaml: audit.model_strength"
-        if not -1.0 <= self.min_skill <= 1.0:
-            raise ParamsError(f"{where}.min_skill: {self.min_skill} is not in [-1, 1]")
-        if not 0.5 <= self.confidence < 1.0:
-            raise ParamsError(f"{where}.confidence: {self.confidence} is not in [0.5, 1)")
-        if self.ece_bins < 1:
-            raise ParamsError(f"{where}.ece_bins: must be >= 1")
-        if self.max_ece is not None and not 0.0 <= self.max_ece <= 1.0:
-            raise ParamsError(f"{where}.max_ece: {self.max_ece} is not in [0, 1]")
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -177,11 +155,21 @@ def reason(model: dict[str, Any]) -> str:
     return f"the model is too weak to judge labels: {nums}"
 
 
+def weak_model(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``model`` block of ``audit.json`` (``metrics``) when it says the model is not
+    reliable, else None (a reliable model, or no block: no crossval ran). The one reader
+    of that block: the gate, the filter and the report's verdict go through it."""
+    model = metrics.get("model")
+    if not isinstance(model, dict) or model.get("reliable", True):
+        return None
+    return model
+
+
 def review_only(metrics: dict[str, Any]) -> dict[str, str]:
     """check -> reason, for the checks ``audit.json`` marks review-only (none when the
     audit has no model block, e.g. no crossval ran)."""
-    model = metrics.get("model")
-    if not isinstance(model, dict) or model.get("reliable", True):
+    model = weak_model(metrics)
+    if model is None:
         return {}
     why = str(model.get("reason") or "the out-of-fold model is too weak")
     return {str(c): why for c in model.get("review_only_checks") or []}
