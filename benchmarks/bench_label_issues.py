@@ -12,8 +12,8 @@ check (:class:`dataqa.checks.label.LabelCheck` when it exists, else cleanlab's
 Printed: precision / recall / F1 of ``is_label_issue`` and AUROC / AUPRC of
 ``1 - label_score`` against the injected truth, out-of-fold accuracy (against the noisy
 and the original labels), and the wall time of the K-fold pass.
-Goals on one H100/H200: 5-fold at >= 99.3 % oof accuracy in <= 10 s, F1 >= 0.90,
-AUROC >= 0.98. On 2 CPU cores the default CPU budget finishes in <= 15 min.
+Goals on one H100/H200: 5-fold at >= 99.4 % oof accuracy in <= 10 s (issue 24; the CPU
+default: >= 99.2 %), F1 >= 0.90, AUROC >= 0.98. On 2 CPU cores the default CPU budget finishes in <= 15 min.
 
     python benchmarks/bench_label_issues.py                     # device budget
     python benchmarks/bench_label_issues.py --epochs 8 12       # one run per value
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['f1']:>6.3f} {r['auroc']:>6.4f} {r['auprc']:>6.4f}")
     print(f"label check: {rows[-1]['label_code']}. acc: out-of-fold accuracy against the "
           "labels trained on (noisy); acc*: against the original labels. Goals on H100/H200: "
-          "acc* >= 0.993 in <= 10 s, F1 >= 0.90, AUROC >= 0.98")
+          "acc* >= 0.994 in <= 10 s (CPU default: >= 0.992), F1 >= 0.90, AUROC >= 0.98")
     return 0
 
 

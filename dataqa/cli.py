@@ -15,6 +15,7 @@ sequence in a file name or CSV cell reaches the terminal as visible text.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
@@ -24,15 +25,18 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dataqa.errors import DataQAError, ParamsError
-from dataqa.params import Params, load_params
-from dataqa.text import EscapingFormatter, printable
+from dataqa.errors import DataQAError, ParamsError, database_problem
+from dataqa.text import EscapingFormatter, say
+
+if TYPE_CHECKING:
+    from dataqa.params import Params
 
 EXIT_GATE_FAILED = 1
 EXIT_ERROR = 2
 EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)  # the environment, not a bug
 
@@ -143,51 +147,95 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
     start = time.perf_counter()
     _log_warnings()
-    try:
+
+    def run() -> int:
+        # the heavy imports (pandas, numpy: seconds on a busy machine) happen here, where
+        # a Ctrl-C is already "interrupted", exit 130, instead of an import traceback
+        from dataqa.checks import settings_models  # check plugins declare their settings
+        from dataqa.params import load_params
+
         if not Path(args.params).is_file():
             raise ParamsError(f"no {args.params} here ({Path.cwd()}): run `dataqa init "
                               f"--source PATH` to set up a dataqa project in this folder, "
                               f"or pass --params FILE")
-        from dataqa.checks import settings_models  # check plugins declare their settings
-
         # every key, check name and check setting, before the stage does any work
         params: Params = load_params(args.params, checks=settings_models())
         check_version(params)
-        code = cmd.load()(params, **extra)
+        return int(cmd.load()(params, **extra) or 0)
+
+    code = guarded(cmd.name, run)
+    if code in (0, EXIT_GATE_FAILED):
+        say(f"dataqa {cmd.name}: done in {time.perf_counter() - start:.1f} s", err=True)
+    return code
+
+
+def guarded(name: str, run: Callable[[], int]) -> int:
+    """``run()``'s exit code, every exception mapped to one (see the module doc): a
+    DataQAError, a full disk, a refused permission on a named file or a database that
+    cannot be reached or answer in time is a message and exit 2; Ctrl-C is 130; anything
+    else is a bug (3). The one mapping for ``init`` and every stage."""
+    try:
+        return run()
     except DataQAError as exc:
-        print(f"dataqa {cmd.name}: error: {printable(exc)}", file=sys.stderr)
+        say(f"dataqa {name}: error: {exc}", err=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"dataqa {cmd.name}: interrupted", file=sys.stderr)
-        return 130
+        say(f"dataqa {name}: interrupted", err=True)
+        _forget_unhandled_interrupt()
+        return EXIT_INTERRUPTED
     except OSError as exc:
-        name = f" ({printable(exc.filename)})" if exc.filename else ""
+        where = f" ({exc.filename})" if exc.filename else ""
         if exc.errno in _DISK_FULL:
-            print(f"dataqa {cmd.name}: error: disk full{name}: {exc.strerror}; free space "
-                  f"and rerun", file=sys.stderr)
+            say(f"dataqa {name}: error: disk full{where}: {exc.strerror}; free space "
+                f"and rerun", err=True)
             return EXIT_ERROR
         if exc.errno in _NOT_ALLOWED and exc.filename:
-            print(f"dataqa {cmd.name}: error: {exc.strerror}{name}: check the permissions "
-                  f"of the output folders", file=sys.stderr)
+            say(f"dataqa {name}: error: {exc.strerror}{where}: check the permissions "
+                f"of the output folders", err=True)
             return EXIT_ERROR
-        return _bug(cmd.name)
-    except Exception:
-        return _bug(cmd.name)
-    print(f"dataqa {cmd.name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return int(code or 0)
+        return _bug(name)
+    except Exception as exc:
+        if _caused_by_interrupt(exc):  # e.g. an extension's import: "initialization failed"
+            say(f"dataqa {name}: interrupted", err=True)
+            _forget_unhandled_interrupt()
+            return EXIT_INTERRUPTED
+        problem = database_problem(exc)
+        if problem is not None:
+            say(f"dataqa {name}: error: {problem}", err=True)
+            return EXIT_ERROR
+        return _bug(name)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in ``exc``'s chain of causes (a Ctrl-C inside an
+    extension module's import surfaces as ImportError "initialization failed")."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, KeyboardInterrupt):
+            return True
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return False
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Exit 130, not death by SIGINT: when Ctrl-C lands while an extension module runs
+    Python code through ``PyRun_String`` (pandas' import does), CPython marks the
+    KeyboardInterrupt "unhandled" although it was handled here, and at exit kills
+    itself with SIGINT (exit status -2). Running code through the same public entry
+    point clears that mark."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.pythonapi.PyRun_SimpleString(b"pass")
 
 
 def _run_init(args: argparse.Namespace) -> int:
     from dataqa.project.init import run_init
 
-    try:
-        return run_init(args.source, args.preset, force=args.force, upgrade=args.upgrade,
-                        dvc_init=args.dvc_init)
-    except DataQAError as exc:
-        print(f"dataqa init: error: {printable(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception:
-        return _bug("init")
+    return guarded("init", lambda: run_init(args.source, args.preset, force=args.force,
+                                            upgrade=args.upgrade, dvc_init=args.dvc_init))
 
 
 def check_version(params: Params) -> None:
@@ -205,10 +253,10 @@ def check_version(params: Params) -> None:
 
 def _bug(name: str) -> int:
     """Print the traceback of the exception being handled and say it is a bug."""
-    print(printable(traceback.format_exc()).rstrip(), file=sys.stderr)
-    print(f"dataqa {name}: this is a bug in dataqa, not a problem with your data or "
+    say(traceback.format_exc().rstrip(), err=True)
+    say(f"dataqa {name}: this is a bug in dataqa, not a problem with your data or "
           f"params: please report it with the traceback above (exit code {EXIT_BUG})",
-          file=sys.stderr)
+          err=True)
     return EXIT_BUG
 
 

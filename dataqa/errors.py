@@ -13,6 +13,11 @@ returns them:
   line (``EXIT_BUG``), so CI can tell a crash from bad input or a failed gate;
 - 130: interrupted (Ctrl-C).
 
+The environment, not dataqa, is named with exit code 2 too: a full disk, a refused
+permission on a named file, and a database (``tune.storage``) that refuses the
+connection, the password or does not answer within its timeouts (SQLAlchemy's
+``OperationalError``, :func:`database_problem`).
+
 Messages and warnings are printed with control characters escaped. A full disk
 (``ENOSPC``/``EDQUOT``) while writing an output is an :class:`OutputError` (exit 2).
 
@@ -59,3 +64,18 @@ class OutputError(DataQAError):
 class PredictionsError(DataQAError, ValueError):
     """Given out-of-sample predictions are malformed or misaligned; the message names
     the file, row or column."""
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """What a database error says, for the user, when ``exc`` is SQLAlchemy's
+    ``OperationalError`` (refused connection, wrong password, connect or statement
+    timeout: the database, not dataqa, is at fault); else None. Told by its class
+    name so that this module imports nothing; the CLI redacts URLs in what it prints."""
+    if not any(c.__name__ == "OperationalError" and c.__module__.startswith("sqlalchemy")
+               for c in type(exc).__mro__):
+        return None
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return (f"the database of tune.storage cannot be used: {type(orig).__name__}: {first} "
+            f"(check the host, port, user, password and that it answers; connect and "
+            f"statement timeouts apply)")

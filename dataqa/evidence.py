@@ -7,7 +7,9 @@ evidence comes from files the audit already wrote (``issues.parquet``, the manif
 
 Decisions: at most :data:`MAX_FILES` items per rule; a missing or unreadable issues
 table gives no file list (the rule still fails, the report is still named), never an
-error that would hide the gate's verdict.
+error that would hide the gate's verdict. Every path and class name goes through
+:func:`dataqa.text.shown` (one visible line each: a newline in a class name cannot forge
+a line of the gate's output).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from dataqa.params import Params
+from dataqa.text import shown
 
 MAX_FILES = 5
 
@@ -34,22 +37,22 @@ def evidence(params: Params, on: str, rule_name: str, metrics: dict[str, Any]) -
         if key == "max_undecodable_rate":
             manifest = pd.read_parquet(params.path("manifest"), columns=["path", "decode_error"])
             bad = manifest[manifest["decode_error"].notna()].sort_values("path")
-            return [f"{r.path} ({r.decode_error})" for r in bad.head(MAX_FILES).itertuples()]
+            return [f"{shown(r.path)} ({shown(r.decode_error)})" for r in bad.head(MAX_FILES).itertuples()]
         if key == "max_rates" and check:
             col = f"is_{check}_issue"
             issues = pd.read_parquet(params.path("issues"), columns=["path", col])
             flagged = issues[issues[col].fillna(False).astype(bool)].sort_values("path")
-            return flagged["path"].head(MAX_FILES).astype(str).tolist()
+            return [shown(p) for p in flagged["path"].head(MAX_FILES).astype(str)]
         if key == "max_cross_split_duplicates" and check:
             examples = metrics.get("checks", {}).get(check, {}).get("cross_split_examples", [])
-            return [" <-> ".join(f"{p} ({s})" for p, s in zip(e["paths"], e["splits"]))
+            return [" <-> ".join(f"{shown(p)} ({shown(s)})" for p, s in zip(e["paths"], e["splits"]))
                     for e in examples[:MAX_FILES]]
         if key in ("min_images_per_class", "max_imbalance_ratio"):
             counts = metrics.get("balance", {}).get("counts_per_class", {})
             ordered = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))
             if key == "max_imbalance_ratio" and ordered:
                 ordered = [ordered[0], ordered[-1]]
-            return [f"class '{c}': {n} images" for c, n in ordered[:MAX_FILES]]
+            return [f"class '{shown(c)}': {n} images" for c, n in ordered[:MAX_FILES]]
     except (OSError, ValueError, KeyError):
         return []
     return []

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from dataqa.errors import StageInputError
 from dataqa.params import GateParams
+from dataqa.text import xml_text
 
 Comparison = Literal["<=", ">="]
 
@@ -203,8 +204,9 @@ def to_junit(rules: Sequence[Rule], *, on: str,
              details: dict[str, str] | None = None) -> bytes:
     """JUnit XML: one ``testcase`` per rule; ``failure`` / ``skipped`` with the message.
     ``details`` (rule name -> text: the report and the first files behind a failed rule,
-    :mod:`dataqa.evidence`) is appended to the failure message. ElementTree escapes every
-    attribute and text."""
+    :mod:`dataqa.evidence`) is appended to the failure message. Every attribute and text
+    goes through :func:`dataqa.text.xml_text` (no character XML 1.0 forbids, so CI's
+    JUnit readers can parse it), then ElementTree escapes markup."""
     details = details or {}
     suite_name = f"dataqa.gate.{on}"
     root = ET.Element("testsuites", name="dataqa gate")
@@ -220,6 +222,10 @@ def to_junit(rules: Sequence[Rule], *, on: str,
                          f"(passes when value {r.comparison} threshold)")
         elif r.passed is None:
             ET.SubElement(case, "skipped", message=r.message)
+    for node in root.iter():  # every attribute and text, whatever added it
+        node.attrib = {k: xml_text(v) for k, v in node.attrib.items()}
+        if node.text:
+            node.text = xml_text(node.text)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 

@@ -6,7 +6,11 @@ A full disk or quota (``ENOSPC``, ``EDQUOT``) while writing is an
 :class:`~dataqa.errors.OutputError` naming the output; the temporary file is removed
 and the previous output is kept. Files written through a memory map (the tensors) are
 first given their blocks with :func:`preallocate`: writing a page of a sparse file on a
-full disk is a SIGBUS, which no ``except`` can catch."""
+full disk is a SIGBUS, which no ``except`` can catch.
+
+:func:`load_npy` is the one reader of an ``.npy`` file dataqa did not write (the user's
+predictions): its header is checked against the file's size before any array is
+allocated."""
 
 from __future__ import annotations
 
@@ -14,15 +18,18 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from dataqa.errors import OutputError
+
+if TYPE_CHECKING:  # pandas costs each spawned scan worker a second; it imports this
+    import pandas as pd
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -57,6 +64,37 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike[str]) -> Iterator[tuple[IO[bytes], os.stat_result]]:
+    """``(file, stat)`` of ``path``, which must be a regular file: the one guarded open
+    of a source file (the scan, every read after it, ``dataqa init``'s header sample).
+
+    Opened with ``O_NONBLOCK`` so that a FIFO cannot block the open, then checked with
+    ``fstat`` on the open descriptor (no race with a swap after the check): a FIFO, a
+    device (``/dev/zero`` through a symlink), a socket or a folder is an OSError.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(st.st_mode)})")
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh, st
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a plain file"
 
 
 def is_disk_full(exc: OSError) -> bool:
@@ -135,3 +173,38 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
+    """The array in ``path``, an ``.npy`` file from outside dataqa; ``ValueError`` saying
+    what is wrong when its header does not describe its bytes.
+
+    ``np.load`` allocates what the header claims before reading: a header saying 10^12
+    rows in a file of a few bytes asks for terabytes (MemoryError). Here the shape's
+    byte count must equal the bytes after the header, the dtype must hold numbers (no
+    objects: ``allow_pickle=False`` too) and the file must be regular (never blocking).
+    """
+    from numpy.lib import format as npy_format
+
+    with open_regular(path) as (fh, st):
+        try:
+            version = npy_format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = npy_format.read_array_header_1_0(fh)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = npy_format.read_array_header_2_0(fh)
+            else:  # pragma: no cover - numpy knows no other version
+                raise ValueError(f"unknown .npy format version {version}")
+        except ValueError as exc:
+            raise ValueError(f"not an .npy array file ({exc})") from None
+        if dtype.hasobject or dtype.kind not in "biufcSUV":
+            raise ValueError(f"holds {dtype} values, not numbers")
+        count = 1
+        for n in shape:
+            count *= int(n)
+        need, have = count * dtype.itemsize, st.st_size - fh.tell()
+        if need != have:
+            raise ValueError(f"its header claims shape {tuple(shape)} of {dtype} "
+                             f"({need} bytes) but the file holds {have} bytes of data")
+        fh.seek(0)
+        return np.load(fh, allow_pickle=False)  # type: ignore[no-any-return]

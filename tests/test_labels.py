@@ -121,3 +121,67 @@ def test_one_class_flags_nothing() -> None:
     with pytest.warns(UserWarning, match="fewer than 2 distinct labels"):
         frame = dataqa.label_issues(np.zeros(5, int), np.tile([0.9, 0.1], (5, 1)))
     assert not frame["is_label_issue"].any() and (frame["label_score"] == 1).all()
+
+
+def test_next_band_threshold_flags_exactly_the_next_rows() -> None:
+    """The report's 'next 50 by score': the threshold it names widens the flags by
+    exactly those rows, the next ones by score (no retraining: same probabilities)."""
+    from dataqa.labels import next_band
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 400)
+    probs = rng.dirichlet(np.ones(4) * 0.5, 400)
+    frame = dataqa.label_issues(labels, probs)
+    score = frame["label_score"].to_numpy()
+    flags = frame["is_label_issue"].to_numpy()
+    band = next_band(score, flags, 50)
+    assert band["size"] == 50
+    wider = dataqa.label_issues(labels, probs, threshold=band["threshold"])
+    added = wider["is_label_issue"].to_numpy() & ~flags
+    assert added.sum() == 50
+    unflagged = np.sort(score[~flags])
+    np.testing.assert_array_equal(np.sort(score[added]), unflagged[:50])
+    assert band["score_from"] == unflagged[0] and band["score_to"] == unflagged[49]
+    # fewer unflagged rows than the band: all of them, and a threshold above them
+    small = next_band(np.array([0.1, 0.2, 0.3]), np.array([True, False, False]), 50)
+    assert small["size"] == 2 and small["threshold"] > 0.3
+
+
+def test_operating_point_of_the_check() -> None:
+    """The label check's summary says the noise estimate, the rule and the next band."""
+    from dataqa.checks import AuditContext
+    from dataqa.checks.label import LabelCheck
+    from dataqa.dataset.manifest import COLUMNS
+
+    labels, probs, _ = planted()
+    manifest = pd.DataFrame({c: np.zeros(90, np.int64) if t == "int64" else
+                             pd.Series([None] * 90, dtype=t) for c, t in COLUMNS.items()})
+    manifest["label"] = [str(v) for v in labels]
+    ctx = AuditContext(manifest=manifest, classes=["0", "1", "2"], labels=labels,
+                       pred_probs=probs)
+    res = LabelCheck({"next_band": 10}).find(ctx)
+    op = res.summary["operating_point"]
+    assert op["noise_count"] == len(FLIPPED) and op["noise_rate"] == pytest.approx(6 / 90)
+    assert "filter_by" in op["rule"]
+    band = op["next_band"]  # the planted clean rows tie in score: a tie is added whole
+    assert band["size"] >= 10
+    wider = dataqa.label_issues(labels, probs, threshold=band["threshold"])
+    assert wider["is_label_issue"].sum() == len(FLIPPED) + band["size"]
+    with pytest.raises(DataQAError, match="max_class_threshold"):
+        LabelCheck({"max_class_threshold": 1.5})
+
+
+def test_temperature_scaling_recovers_a_planted_temperature() -> None:
+    """calibrate: T fitted by likelihood; probabilities sharpened by T = 0.5 come back."""
+    from dataqa.labels import apply_temperature, fit_temperature
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4000, 5)) * 2
+    true_p = apply_temperature(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 1.0)
+    labels = np.array([rng.choice(5, p=row) for row in true_p])
+    sharp = apply_temperature(true_p, 0.5)  # over-confident by a factor 2 in log space
+    assert fit_temperature(labels, sharp) == pytest.approx(2.0, rel=0.1)
+    frame = dataqa.label_issues(labels, sharp, calibrate=True)
+    assert frame.attrs["operating_point"]["temperature"] == pytest.approx(2.0, rel=0.1)
+    # label_score stays the score of the probabilities as given
+    np.testing.assert_allclose(frame["label_score"], sharp[np.arange(4000), labels])

@@ -27,7 +27,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("augmentation", ("dataqa.augmentation",)),
     ("dataset", ("dataqa.dataset",)),
     ("foundations", ("dataqa.params", "dataqa.errors", "dataqa.io", "dataqa.text",
-                     "dataqa.labels", "dataqa.model_strength", "dataqa")),
+                     "dataqa.database", "dataqa.workers", "dataqa.labels",
+                     "dataqa.model_strength", "dataqa")),
 ]
 
 

@@ -21,7 +21,15 @@ from pydantic import Field
 from dataqa.checks import register
 from dataqa.checks.base import AuditContext, Check, CheckResult
 from dataqa.errors import StageInputError
-from dataqa.labels import DEFAULT_FILTER_BY, DEFAULT_THRESHOLD, FilterBy, label_issues
+from dataqa.labels import (
+    DEFAULT_CALIBRATE,
+    DEFAULT_FILTER_BY,
+    DEFAULT_MAX_CLASS_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    FilterBy,
+    label_issues,
+    next_band,
+)
 from dataqa.params.base import BIG, Section
 
 # Below this out-of-fold accuracy (against the given labels) the summary warns that the
@@ -39,6 +47,13 @@ class LabelSettings(Section):
     score_method: Literal["self_confidence", "normalized_margin"] = Field(
         "self_confidence", description="self_confidence | normalized_margin")
     threshold: float | None = Field(DEFAULT_THRESHOLD, ge=0, le=1, description="also flag label_score below this; null: off")
+    max_class_threshold: float | None = Field(
+        DEFAULT_MAX_CLASS_THRESHOLD, gt=0, le=1,
+        description="cap on cleanlab's per-class confidence thresholds; null: off")
+    calibrate: bool = Field(DEFAULT_CALIBRATE,
+                            description="temperature-scale the probabilities before counting")
+    next_band: int = Field(50, ge=0, le=BIG,
+                           description="the report says what the next this-many by score add")
     top_pairs: int = Field(10, ge=0, le=BIG, description="(given -> suggested) pairs listed in the summary")
     max_confusion_classes: int = Field(50, ge=0, le=BIG, description="larger K: no K x K matrix in audit.json")
 
@@ -72,11 +87,14 @@ class LabelCheck(Check):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 verdict = label_issues(y, p, filter_by=s.filter_by, threshold=s.threshold,
-                                       frac_noise=s.frac_noise,
+                                       max_class_threshold=s.max_class_threshold,
+                                       calibrate=s.calibrate, frac_noise=s.frac_noise,
                                        min_examples_per_class=s.min_examples_per_class,
                                        score_method=s.score_method)
             score[rows] = verdict["label_score"].to_numpy(float)
             is_issue[rows] = verdict["is_label_issue"].to_numpy(bool)
+            summary["operating_point"] = operating_point(
+                verdict.attrs["operating_point"], score[rows], is_issue[rows], s)
         else:
             summary["skipped"] = "fewer than 2 scored images or fewer than 2 classes"
         notes = sorted({str(w.message).strip()[:200] for w in caught})  # shown, not hidden
@@ -97,6 +115,29 @@ class LabelCheck(Check):
         summary.update(_model_summary(y, pred, p, is_issue[rows], classes, s))
         return self.result(ctx, is_issue, score, summary, given=given,
                            suggested=suggested, confidence=confidence)
+
+
+def operating_point(op: dict[str, Any], score: np.ndarray, flags: np.ndarray,
+                    s: LabelSettings) -> dict[str, Any]:
+    """What the report says about the verdict: the estimated noise rate, the rule and
+    its settings, and the next ``s.next_band`` images by score with the
+    ``audit.settings.label.threshold`` that would flag them too (no retraining: only
+    the audit stage reads it)."""
+    rule = (f"cleanlab find_label_issues, filter_by {s.filter_by}"
+            + (f", per-class thresholds capped at {s.max_class_threshold:g}"
+               if s.max_class_threshold is not None else "")
+            + (f", confident joint counted on probabilities temperature-scaled by T = "
+               f"{op['temperature']:.3g}"
+               if s.calibrate else "")
+            + (f", plus label_score < {s.threshold:g}" if s.threshold is not None else ""))
+    return {"noise_rate": float(op["noise_rate"]),
+            "noise_count": int(round(op["noise_rate"] * len(score))),
+            "rule": rule, "temperature": float(op["temperature"]),
+            "class_thresholds": op["class_thresholds"],
+            "settings": {"filter_by": s.filter_by, "threshold": s.threshold,
+                         "max_class_threshold": s.max_class_threshold,
+                         "calibrate": s.calibrate},
+            "next_band": next_band(score, flags, s.next_band)}
 
 
 def _inputs(ctx: AuditContext) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,13 @@ Accepted files (``crossval.external``):
   prefixes are accepted) plus, for ``pred_probs``, one column per class named as the
   labels (any order: columns are matched by name), for ``embeddings`` any number of
   numeric columns;
-- ``.npy``: rows in the order of ``paths`` (a ``.txt`` file, one image path per line);
-  for ``pred_probs`` the class of each column is given by ``classes``.
+- ``.npy``: rows in the order of ``paths`` (a ``.txt`` file, one image path per line,
+  UTF-8, a leading byte-order mark accepted as for a CSV source); for ``pred_probs`` the
+  class of each column is given by ``classes``. The array is read by
+  :func:`dataqa.io.load_npy` (header checked against the file size first); complex
+  values are refused. Paths in messages go through :func:`dataqa.text.shown`, so an
+  invisible character (a byte-order mark mid-file, a zero-width space) shows as
+  ``\\ufeff``.
 
 Checks, each a :class:`~dataqa.errors.PredictionsError` naming the file and the first
 offending rows or columns (exit 2): unreadable file, missing ``path`` column, a path
@@ -37,8 +42,10 @@ import numpy as np
 import pandas as pd
 
 from dataqa.errors import PredictionsError
-from dataqa.labels import SUM_TOLERANCE
+from dataqa.io import load_npy
+from dataqa.labels import SUM_TOLERANCE, require_real
 from dataqa.params import ExternalPredictionsParams, Params
+from dataqa.text import shown
 
 log = logging.getLogger("dataqa.external")
 SHOWN = 5  # offending rows/columns named in a message
@@ -71,12 +78,12 @@ class Keys:
         dup = []
         for i, p in enumerate(norm):
             if p in seen:
-                dup.append(f"'{p}' (rows {seen[p]} and {i})")
+                dup.append(f"'{shown(p)}' (rows {seen[p]} and {i})")
             seen.setdefault(p, i)
         if dup:
             raise PredictionsError(f"{where}: {len(dup)} path(s) listed twice: "
                                    f"{_few(dup)}")
-        extra = [f"row {i} '{p}'" for i, p in enumerate(norm) if p not in self.row]
+        extra = [f"row {i} '{shown(p)}'" for i, p in enumerate(norm) if p not in self.row]
         if extra:
             raise PredictionsError(
                 f"{where}: {len(extra)} path(s) not in the manifest (extra rows): "
@@ -177,12 +184,18 @@ def _load_table(path: Path, path_column: str) -> pd.DataFrame:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
+    """The user's array through the one checked reader (:func:`dataqa.io.load_npy`: the
+    header's shape against the file's size before anything is allocated); real numbers
+    only."""
+    if not path.exists():
         raise PredictionsError(f"{path}: not found (crossval.external)")
     try:
-        return np.load(path, allow_pickle=False)
+        values = load_npy(path)
     except (OSError, ValueError) as exc:
-        raise PredictionsError(f"{path}: not a readable .npy file ({exc})") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise PredictionsError(f"{path}: not a readable .npy file ({reason})") from None
+    require_real(values, str(path))
+    return values
 
 
 def _path_list(ext: ExternalPredictionsParams, params: Params, where: str) -> list[str]:
@@ -193,7 +206,7 @@ def _path_list(ext: ExternalPredictionsParams, params: Params, where: str) -> li
     if not path.is_file():
         raise PredictionsError(f"{path}: not found (crossval.external.paths)")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a leading BOM: as CSV
     except (OSError, UnicodeDecodeError) as exc:
         raise PredictionsError(f"{path}: not a readable UTF-8 text file ({exc})") from None
     while lines and not lines[-1].strip():
@@ -218,7 +231,8 @@ def _path_column(frame: pd.DataFrame, column: str, where: str) -> list[str]:
 def _numeric(frame: pd.DataFrame, columns: list[str], where: str) -> np.ndarray:
     by_name = {str(c): c for c in frame.columns}
     bad = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[by_name[c]])
-           or pd.api.types.is_bool_dtype(frame[by_name[c]])]
+           or pd.api.types.is_bool_dtype(frame[by_name[c]])
+           or pd.api.types.is_complex_dtype(frame[by_name[c]])]
     if bad:
         raise PredictionsError(f"{where}: column(s) {_few([repr(c) for c in bad])} are not "
                                "numeric")

@@ -23,16 +23,23 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from dataqa.dataset.sources import list_source
 
 
-def fingerprint(source: Path, *, default_split: str, extensions: list[str]) -> dict[str, Any]:
-    """The fingerprint of ``source`` as a JSON-ready mapping (see the module doc)."""
+def fingerprint(source: Path, *, default_split: str, extensions: list[str],
+                check: Callable[[pd.DataFrame], object] | None = None) -> dict[str, Any]:
+    """The fingerprint of ``source`` as a JSON-ready mapping (see the module doc).
+    ``check(listing)`` may stop it (raise) before anything is hashed."""
     root, files = list_source(source, default_split=default_split, extensions=extensions,
                               quiet=True)
+    if check is not None:
+        check(files)
     digest = hashlib.sha256()
     total = special = 0
     for rel, label, split in files[["path", "label", "split"]].itertuples(index=False):

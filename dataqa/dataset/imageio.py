@@ -29,11 +29,8 @@ Hostile files that decode "successfully" into wrong pixels are failures here too
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
-import os
 import signal
-import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dataqa.io import open_regular
 
 # The first words of every decode_error the scan writes.
 DECODE_ERROR_KINDS = ("zero-byte file", "not an image", "over the pixel limit", "truncated",
@@ -72,36 +71,37 @@ class TooLarge(Exception):
 
 
 def read_regular(path: str | Path, max_bytes: int | None = None) -> bytes:
-    """The bytes of ``path``, which must be a regular file of at most ``max_bytes``.
+    """The bytes of ``path`` (:func:`open_regular`: a regular file, never blocking), at
+    most ``max_bytes`` (larger: :class:`TooLarge`, nothing read).
 
-    Opened with ``O_NONBLOCK`` so that a FIFO cannot block the open, then checked with
-    ``fstat`` on the open descriptor (no race with a swap after the check): a FIFO, a
-    device (``/dev/zero`` through a symlink), a socket or a folder is an OSError. At
-    most ``max_bytes + 1`` bytes are read, so a file that grows while read is caught too.
+    Reads are sized by the file's real size: ``size + 1`` bytes are asked for (never
+    ``max_bytes + 1``: one buffer of ``scan.max_bytes``, 1 GiB, per file would kill a
+    normal folder under a memory limit), and a file that grows while read is read on in
+    1 MiB steps and caught once it passes ``max_bytes``.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(st.st_mode)})")
+    with open_regular(path) as (fh, st):
         if max_bytes is not None and st.st_size > max_bytes:
             raise TooLarge(st.st_size)
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
-    finally:
-        os.close(fd)
+        limit = max_bytes
+        first = st.st_size + 1 if limit is None else min(st.st_size, limit) + 1
+        data = fh.read(first)
+        if len(data) == first:  # grew since the stat: read on in bounded steps
+            parts = [data]
+            got = len(data)
+            while limit is None or got <= limit:
+                step = _GROWTH_STEP if limit is None else min(_GROWTH_STEP, limit + 1 - got)
+                more = fh.read(step)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
     if max_bytes is not None and len(data) > max_bytes:
         raise TooLarge(len(data))
     return data
 
 
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "not a plain file"
+_GROWTH_STEP = 1 << 20
 
 
 class ImageDecodeError(Exception):
@@ -269,7 +269,7 @@ def open_image(path: str | Path, max_pixels: int, *, data: bytes | None = None,
     Raises :class:`ImageDecodeError` with the short reason of :func:`decode_image`.
     """
     if data is None:
-        data = Path(path).read_bytes()
+        data = read_regular(path)
     decoded = decode_image(data, max_pixels, draft_side=draft_side)
     if decoded.image is None:
         raise ImageDecodeError(decoded.error)
@@ -336,9 +336,11 @@ def letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int, i
 
 def header_size(path: str | Path) -> tuple[str | None, int, int] | None:
     """``(format, width, height)`` from the file's header only (no pixel is decoded; for
-    ``dataqa init``'s overview); None when PIL cannot read the header."""
+    ``dataqa init``'s overview); None when PIL cannot read the header. The file is
+    opened through :func:`open_regular`: a FIFO or device in the source is "unknown",
+    never a hang."""
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as (fh, _), Image.open(fh) as im:
             return im.format, int(im.width), int(im.height)
     except Exception:  # noqa: BLE001 - any unreadable header is simply "unknown"
         return None

@@ -9,15 +9,24 @@ naming the ``paths`` key, checked against every entry of ``params.paths`` (whate
 keys other sections add there), with every link resolved. An empty ``data.source`` is
 refused outright. A CSV source is checked by its listed files instead of its folder: a
 CSV next to ``params.yaml`` is fine as long as no row names an output.
+
+:func:`check_dependency_folder`: the folder of ``paths.external`` (the user's own
+predictions) is a DVC dependency of the crossval stage, so DVC itself opens and hashes
+every file in it: a FIFO there blocks ``dvc repro``, a link to ``/dev/zero`` reads
+forever. ``dataqa init`` and the ``fingerprint`` stage (which runs first on every
+``dvc repro``) refuse such entries, naming them, before DVC gets to that folder.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from dataqa.errors import SourceError
 from dataqa.params import Params
+from dataqa.text import shown
 
 # ``paths`` entries that the user provides rather than the pipeline writes
 INPUT_KEYS = frozenset({"external"})
@@ -72,3 +81,32 @@ def check_listed_files(params: Params, root: Path, paths: Iterable[str]) -> None
     if bad:
         raise SourceError(f"{root}: {len(bad)} listed file(s) are the pipeline's own "
                           f"outputs: {', '.join(bad[:10])}; list raw images only")
+
+
+def check_dependency_folder(folder: Path, what: str) -> None:
+    """SourceError naming every entry under ``folder`` (``what``: its params key) that is
+    not a regular file or a folder once links are followed (FIFO, socket, device, a
+    broken link or a link loop): DVC would block on or read forever from it when it
+    hashes the folder. A missing folder is fine (DVC says so itself)."""
+    if not folder.is_dir():
+        return
+    bad: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            try:
+                mode = os.stat(full).st_mode  # follows links, as DVC does; never opens
+            except OSError as exc:
+                bad.append(f"'{shown(os.path.relpath(full, folder))}' "
+                           f"({exc.strerror or 'cannot be read'})")
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                        else "a device")
+                bad.append(f"'{shown(os.path.relpath(full, folder))}' ({kind})")
+        if len(bad) > 20:
+            break
+    if bad:
+        raise SourceError(f"{folder} ({what}, a DVC dependency of the crossval stage): "
+                          f"{', '.join(bad[:20])}: not a regular file; DVC hashes every "
+                          f"file of this folder and would block or read forever: remove it")

@@ -14,6 +14,9 @@ turns each chunk's rows into an Arrow batch on arrival (about 300 bytes a file).
 ``workers: 0`` runs the same code in this process, with identical results. Raw files are
 only opened ``rb``; a progress bar goes to stderr when it is a terminal.
 
+Workers run in a :class:`dataqa.workers.WorkerPool`: Ctrl-C stops the scan within a
+second (exit 130), never deadlocks it, and prints no worker traceback.
+
 A worker that dies (a decoder crash, the out-of-memory killer) stops the scan with a
 SourceError naming the files of the chunks in flight; ``scan.workers: 0`` then shows
 which file it was.
@@ -25,10 +28,11 @@ path) and land at the same positions: the same manifest, byte for byte.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,9 @@ from dataqa.dataset.scan_worker import (
 from dataqa.dataset.sources import list_source
 from dataqa.errors import SourceError
 from dataqa.params import ClusterParams, ScanParams
+from dataqa.workers import WorkerPool
+
+log = logging.getLogger(__name__)
 
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: one decoding, one waiting
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "Int64": pa.int64(),
@@ -60,15 +67,19 @@ _PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dty
 
 def scan_source(source: Path, *, params: ScanParams, default_split: str,
                 progress: bool = True, layout: str = "auto",
-                check_paths: Callable[[Path, list[str]], None] | None = None,
+                check_listing: Callable[[Path, pd.DataFrame], list[str]] | None = None,
                 cluster: ClusterParams | None = None) -> pd.DataFrame:
     """List ``source`` and scan every file: the manifest, N rows x :data:`COLUMNS`,
     sorted by ``path`` with ``id`` = row position. Raises SourceError for an unusable
-    source (see :func:`dataqa.dataset.sources.list_source`); a bad file is a row, not an error."""
+    source (see :func:`dataqa.dataset.sources.list_source`); a bad file is a row, not an
+    error. ``check_listing(root, listing)`` runs before any file is read: it raises to
+    stop, and returns warnings to add (logged and kept with the listing's)."""
     root, files = list_source(source, default_split=default_split,
                               extensions=params.extensions, layout=layout)
-    if check_paths is not None:
-        check_paths(root, files["path"].tolist())
+    if check_listing is not None:
+        for message in check_listing(root, files):
+            log.warning("%s: %s", source, message)
+            files.attrs.setdefault("warnings", []).append(message)
     rows = scan_files(root, files["path"].tolist(), params=params, progress=progress,
                       cluster=cluster)
     frame = build_manifest(files, rows)
@@ -130,9 +141,8 @@ def _run_chunks(root: str, chunks: list[list[str]], params: ScanParams,
     workers = min(params.workers, max(1, len(chunks)))
     todo = iter(enumerate(chunks))
     pending: dict[Future[list[tuple[Any, ...]]], int] = {}
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
-                               mp_context=multiprocessing.get_context("spawn"))
-    try:
+    with WorkerPool(workers, initializer=init_worker,
+                    mp_context=multiprocessing.get_context("spawn")) as pool:
         def submit_next() -> None:
             item = next(todo, None)
             if item is not None:
@@ -157,8 +167,6 @@ def _run_chunks(root: str, chunks: list[list[str]], params: ScanParams,
                         f"the file, then move it out of the source") from None
                 yield i, rows
                 submit_next()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_manifest(files: pd.DataFrame, scanned: pa.Table) -> pd.DataFrame:

@@ -14,7 +14,9 @@ which is the source root) decisions:
   :func:`dataqa.dataset.layout.canonical_split`); a listed file is kept whatever its
   extension (the CSV is explicit);
 - errors, all collected and raised as one SourceError naming each row and value: missing
-  columns, a NUL byte or a cell over :data:`MAX_CELL` characters, empty path, empty label, absolute path, a path whose ``..`` leaves the root,
+  columns, a NUL byte or a cell over :data:`MAX_CELL` characters, a cell holding a line
+  break (an unbalanced quote, named as such, instead of the "empty label" it leads to),
+  empty path, empty label, absolute path, a path whose ``..`` leaves the root,
   a path that leaves the root through a symlink (resolved and checked), a missing file or
   a directory, the same file listed twice (both rows named).
 
@@ -33,6 +35,7 @@ from pathlib import Path
 from dataqa.dataset.layout import canonical_split
 from dataqa.dataset.source_common import MAX_LISTED, resolve_or_none
 from dataqa.errors import SourceError
+from dataqa.text import shown
 
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]|^[\\/]")
 MAX_CELL = 4096  # characters in one CSV cell (a path or label); longer is a bad row
@@ -82,17 +85,17 @@ def list_csv(csv_path: Path, default_split: str,
         split = canonical_split(cell(i_split) or default_split)
         where = f"row {row_no}"
         if not raw:
-            errors.append(f"{where}: empty path (label '{label}')")
+            errors.append(f"{where}: empty path (label '{shown(label)}')")
             continue
         if not label:
-            errors.append(f"{where}: empty label for path '{raw}'")
+            errors.append(f"{where}: empty label for path '{shown(raw)}'")
             continue
         rel, problem = _check_csv_path(raw, root)
         if problem:
             errors.append(f"{where}: {problem}")
             continue
         if rel in first_row:
-            errors.append(f"rows {first_row[rel]} and {row_no}: path '{rel}' is listed twice")
+            errors.append(f"rows {first_row[rel]} and {row_no}: path '{shown(rel)}' is listed twice")
             continue
         first_row[rel] = row_no
         rows.append((rel, label, split))
@@ -123,10 +126,16 @@ def _csv_rows(records: Iterator[list[str]], csv_path: Path) -> Iterator[tuple[in
 
 
 def _bad_cell(cells: list[str]) -> str | None:
-    """Why a row's cells cannot be a path or label (NUL byte, too long), or None."""
+    """Why a row's cells cannot be a path or label (NUL byte, too long, a line break:
+    an unbalanced quote swallowed the rows after it), or None."""
     for i, cell in enumerate(cells, start=1):
         if "\x00" in cell:
             return f"cell {i} holds a NUL byte"
+        if "\n" in cell or "\r" in cell:
+            lines = len(cell.splitlines()) or 2
+            return (f"cell {i} spans {lines} lines (it starts '{shown(cell[:60])}'): an "
+                    f"unbalanced quote (\") opens it and the rows after it were read into "
+                    f"this cell; close or remove the quote")
         if len(cell) > MAX_CELL:
             return f"cell {i} holds {len(cell)} characters (more than {MAX_CELL})"
     return None
@@ -135,21 +144,21 @@ def _bad_cell(cells: list[str]) -> str | None:
 def _check_csv_path(raw: str, root: Path) -> tuple[str, str | None]:
     """Normalised relative posix path of a CSV cell, or a problem in words."""
     if _WINDOWS_ABSOLUTE.match(raw) or os.path.isabs(raw):
-        return "", f"path '{raw}' is absolute; paths must be relative to the CSV's folder"
+        return "", f"path '{shown(raw)}' is absolute; paths must be relative to the CSV's folder"
     rel = posixpath.normpath(raw.replace("\\", "/"))
     if rel == ".." or rel.startswith("../"):
-        return "", f"path '{raw}' leaves the source root through '..'"
+        return "", f"path '{shown(raw)}' leaves the source root through '..'"
     if rel == ".":
-        return "", f"path '{raw}' names the source root, not a file"
+        return "", f"path '{shown(raw)}' names the source root, not a file"
     full = root / rel
     target = resolve_or_none(full)
     if target is None:
-        return "", f"path '{raw}' runs into a symlink loop"
+        return "", f"path '{shown(raw)}' runs into a symlink loop"
     if not target.is_relative_to(root):
-        return "", (f"path '{raw}' leaves the source root through a symlink "
+        return "", (f"path '{shown(raw)}' leaves the source root through a symlink "
                     f"(it resolves to {target})")
     if not target.exists():
-        return "", f"file '{raw}' not found ({full})"
+        return "", f"file '{shown(raw)}' not found ({full})"
     if not target.is_file():
-        return "", f"path '{raw}' is not a regular file ({full})"
+        return "", f"path '{shown(raw)}' is not a regular file ({full})"
     return rel, None

@@ -7,6 +7,13 @@ and subsample (which writes ``val.parquet``).
   with ``seed`` (:func:`per_class_holdout`); or, with ``val_split``, the rows of that
   manifest split as given.
 - **Training rows**: rows of ``train_splits`` outside validation.
+
+:func:`check_splits` is said once, as soon as the listing is known (the ``fingerprint``
+stage, first on every ``dvc repro``, and the scan): no row in ``train_splits`` is a
+ParamsError naming ``split.train_splits`` and the splits found (else eight stages ran
+before augment found an empty pool); rows of a split that is neither a training nor the
+validation split (``holdout``, ``test``) are audited but never trained or validated on:
+a warning the report shows.
 """
 
 from __future__ import annotations
@@ -18,8 +25,33 @@ import pandas as pd
 
 from dataqa.errors import ParamsError
 from dataqa.params import SplitParams
+from dataqa.text import shown
 
 _WHERE = "params.yaml: split"
+
+
+def check_splits(splits: pd.Series, *, params: SplitParams) -> list[str]:
+    """Warnings about the listing's ``split`` column (N,); ParamsError when no row is in
+    ``train_splits`` (see the module doc)."""
+    counts = splits.astype("string").fillna("").value_counts()
+    found = {str(s): int(n) for s, n in counts.items()}
+    if not any(s in found for s in params.train_splits):
+        raise ParamsError(f"{_WHERE}.train_splits: {params.train_splits} names no split of "
+                          f"the source, so nothing can be trained on; its splits: "
+                          f"{_counted(found)}. Set split.train_splits to the training "
+                          f"split(s)")
+    used = set(params.train_splits) | ({params.val_split} if params.val_split else set())
+    other = {s: n for s, n in found.items() if s not in used}
+    if not other:
+        return []
+    return [f"{sum(other.values())} row(s) of split(s) {_counted(other)} are neither in "
+            f"split.train_splits {params.train_splits} nor split.val_split "
+            f"({params.val_split}): they are audited but left out of training and "
+            f"validation; add the split to one of them to use it"]
+
+
+def _counted(found: dict[str, int]) -> str:
+    return ", ".join(f"'{shown(s)}' ({n})" for s, n in sorted(found.items()))
 
 
 def class_rng(seed: int, label: str) -> np.random.Generator:

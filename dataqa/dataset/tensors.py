@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from dataqa.dataset.manifest import decodable
 from dataqa.dataset.reopen import Limits, reopen
 from dataqa.errors import StageInputError
 from dataqa.params import ClusterParams, Params
+from dataqa.workers import WorkerPool
 
 log = logging.getLogger("dataqa.dataset.tensors")
 
@@ -88,7 +89,7 @@ def run_jobs(jobs: Sequence[DecodeJob], workers: int, cluster: ClusterParams | N
         for job in jobs:
             yield job, *_decode_chunk(job)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1)) as pool:
+    with WorkerPool(min(workers, os.cpu_count() or 1)) as pool:  # Ctrl-C: exit 130
         pending: list[tuple[DecodeJob, Future[tuple[np.ndarray, np.ndarray]]]] = []
         it = iter(jobs)
         for job in it:

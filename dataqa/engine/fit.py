@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dataqa.engine import device as dev
-from dataqa.engine.data import AugmentFn, DeviceData, FlipCrop, compose
+from dataqa.engine.data import AugmentFn, DeviceData, FlipCrop, compose, normalise
 from dataqa.engine.nets import build_net, head_of
 from dataqa.errors import EngineError
 
@@ -68,6 +68,9 @@ class TrainConfig:
     eval_every: int = 1  # validate every this many epochs (and after the last)
     eval_batch_size: int = 1024
     compile: bool = False  # torch.compile the model (CUDA only)
+    # predictions (crossval's held-out folds): average the softmax over the image and its
+    # four 1-pixel shifts (zero fill, like the training translation); embeddings: as is
+    tta: bool = False
 
     def __post_init__(self) -> None:
         bad: list[tuple[str, object]] = [
@@ -398,13 +401,15 @@ def evaluate(model: nn.Module, data: DeviceData, idx: torch.Tensor,
 
 
 def predict(model: nn.Module, data: DeviceData, idx: np.ndarray | torch.Tensor, *,
-            batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+            batch_size: int = 1024, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (n, K) float32 and penultimate embeddings (n, D) float32
-    for ``data`` rows ``idx`` (n,). A CUDA out-of-memory error halves the batch."""
+    for ``data`` rows ``idx`` (n,). ``tta``: probabilities averaged over the image and
+    its four 1-pixel shifts (:data:`TTA_SHIFTS`). A CUDA out-of-memory error halves the
+    batch."""
     idx_t = _as_index(idx, data, "idx")
     while True:
         try:
-            return _predict_once(model, data, idx_t, batch_size)
+            return _predict_once(model, data, idx_t, batch_size, tta)
         except torch.OutOfMemoryError:
             if batch_size <= 1:
                 raise EngineError("out of GPU memory predicting with batch size 1") from None
@@ -414,23 +419,47 @@ def predict(model: nn.Module, data: DeviceData, idx: np.ndarray | torch.Tensor, 
         batch_size //= 2
 
 
+TTA_SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # (rows, columns) besides the image itself
+
+
+def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """uint8 (B, C, H, W) moved by ``dy`` rows and ``dx`` columns, zero fill."""
+    out = torch.zeros_like(x)
+    h, w = x.shape[2], x.shape[3]
+    out[:, :, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        x[:, :, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
 @torch.no_grad()
 def _predict_once(model: nn.Module, data: DeviceData, idx: torch.Tensor,
-                  batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     feats: list[torch.Tensor] = []
     probs: list[torch.Tensor] = []
+    grabbing = [True]
 
     def grab(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        feats.append(inputs[0].float())
+        if grabbing[0]:
+            feats.append(inputs[0].float())
 
     handle = head_of(model).register_forward_pre_hook(grab)
     try:
         for start in range(0, idx.numel(), batch_size):
             part = idx[start:start + batch_size]
+            grabbing[0] = True
             with dev.autocast(data.device):
                 logits = model(data.batch(part))
-            probs.append(torch.softmax(logits.float(), dim=1))
+            prob = torch.softmax(logits.float(), dim=1)
+            if tta:
+                grabbing[0] = False
+                raw = data.images[part].permute(0, 3, 1, 2)
+                for dy, dx in TTA_SHIFTS:
+                    with dev.autocast(data.device):
+                        logits = model(normalise(shift(raw, dy, dx), data.mean, data.std))
+                    prob += torch.softmax(logits.float(), dim=1)
+                prob /= 1 + len(TTA_SHIFTS)
+            probs.append(prob)
     finally:
         handle.remove()
     k = head_of(model).out_features

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from dataqa.engine.fit import TrainConfig, fit, predict
 from dataqa.engine.progress import eta_line
 from dataqa.errors import EngineError, ParamsError
 from dataqa.params import Params
+from dataqa.text import say
 
 log = logging.getLogger("dataqa.engine.learning_curve")
 
@@ -117,7 +117,7 @@ class _Clock:
 
 
 def print_progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    say(line, err=True)
 
 
 def get_learning_curve(images: np.ndarray, labels: np.ndarray, *, classes: list[str],

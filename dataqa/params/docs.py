@@ -120,4 +120,6 @@ def rewrite_readme(path: Path) -> bool:
 
 if __name__ == "__main__":
     readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    print(f"{readme}: {'rewritten' if rewrite_readme(readme) else 'up to date'}")
+    from dataqa.text import say
+
+    say(f"{readme}: {'rewritten' if rewrite_readme(readme) else 'up to date'}")

@@ -118,7 +118,7 @@ def make_subsets(clean: pd.DataFrame, augmented: pd.DataFrame | None, *,
     val, pool, dropped = pool_frame(clean, augmented, params=params, split=split)
     if pool.empty:
         raise StageInputError("subsample: the training pool is empty (no clean rows of "
-                              f"splits {split.train_splits} outside validation)")
+                              f"split.train_splits {split.train_splits} outside validation)")
     order = order_pool(pool, seed=params.seed)
     pool_counts = {c: len(rows) for c, rows in order.items()}
     plans: dict[str, tuple[str, float, dict[str, int]]] = {}

@@ -33,10 +33,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dataqa.dataset.imageio import read_regular
+from dataqa.dataset.placement import check_dependency_folder
 from dataqa.errors import DataQAError, ParamsError
 from dataqa.io import write_text
 from dataqa.project.dvcyaml import dvc_yaml_text, stage_names
 from dataqa.project.inspect import SourceSummary, inspect_source
+from dataqa.text import say, shown
 
 STAGE_SCRIPT = '''"""DVC stage '{name}': see `dataqa {name} --help`."""
 
@@ -46,6 +49,7 @@ if __name__ == "__main__":
     stage_main("{name}")
 '''
 GITIGNORE_HEAD = "# dataqa outputs (rebuilt by `dvc repro`)"
+_NOT_UTF8 = "\0not utf-8"  # what _existing returns for a file that is not UTF-8 text
 
 
 # --------------------------------------------------------------------------- package data
@@ -154,76 +158,151 @@ def run_init(source: str | None, preset: str = "digits", *, force: bool = False,
         raise ParamsError("dataqa init: --source PATH is required (an image folder or a CSV)")
     load_preset(preset)  # an unknown preset fails before anything is read
     summary = inspect_source(Path(source) if Path(source).is_absolute() else folder / source)
-    print("\n".join(summary.lines()))
+    say("\n".join(summary.lines()))
     src = source_for_params(Path(source) if Path(source).is_absolute() else folder / source,
                             folder)
     files = project_files(preset, src, summary, version)
-    clash = [rel for rel, text in files.items() if (folder / rel).is_file()
-             and (folder / rel).read_text(encoding="utf-8") != text]
+    check_writable(folder, files)
+    clash = [rel for rel, text in files.items() if _existing(folder / rel) not in (None, text)]
     if clash and not force:
         raise DataQAError(f"{folder}: {', '.join(clash)} already exist with other content; "
                           f"pass --force to overwrite them (or `dataqa init --upgrade` "
                           f"to only refresh dataqa.version)")
     for rel, text in files.items():
-        write_text(folder / rel, text)
+        _write(folder / rel, text)
     added = _update_gitignore(folder, gitignore_entries("dataqa-out"))
-    print(f"wrote {', '.join(files)} (preset {preset}, dataqa {version})"
-          + (f"; .gitignore += {', '.join(added)}" if added else ""))
+    say(f"wrote {', '.join(files)} (preset {preset}, dataqa {version})"
+        + (f"; .gitignore += {', '.join(added)}" if added else ""))
+    if summary.layout in ("split/class", "csv") and not any(
+            s in ("train", "training") for s in summary.splits):
+        say(f"warning: no split is named train or training (splits: "
+            f"{', '.join(shown(s) for s in summary.splits)}): set split.train_splits in "
+            f"params.yaml to the split(s) to train on, else the first stage stops")
     if summary.validation_split is not None:
-        print(f"splits: split.val_split = {summary.validation_split}; cross-split "
-              f"duplicates count as leakage")
+        say(f"splits: split.val_split = {shown(summary.validation_split)}; cross-split "
+            f"duplicates count as leakage")
     _dvc_setup(folder, dvc_init)
     return 0
 
 
+def check_writable(folder: Path, files: dict[str, str]) -> None:
+    """DataQAError before anything is written when a file init writes cannot be: a
+    folder on its path exists as a file (``predictions`` a file), the target is a folder
+    or a special file, or the predictions folder holds an entry DVC would block on
+    (:func:`dataqa.dataset.placement.check_dependency_folder`)."""
+    for rel in files:
+        target = folder / rel
+        for parent in reversed(target.relative_to(folder).parents[:-1]):
+            where = folder / parent
+            if where.exists() and not where.is_dir():
+                raise DataQAError(f"{where}: exists and is not a folder; init writes "
+                                  f"{rel} there: move or rename it")
+        if (target.exists() and not target.is_file()) or (target.is_symlink()
+                                                             and not target.exists()):
+            raise DataQAError(f"{target}: exists and is not a regular file; init writes "
+                              f"{rel}: move or rename it")
+    check_dependency_folder(folder / "predictions", "paths.external")
+
+
+def _existing(path: Path) -> str | None:
+    """The text of an existing file init would write, None when absent; a file that is
+    not UTF-8 counts as other content."""
+    if not path.is_file():
+        return None
+    try:
+        return read_regular(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return _NOT_UTF8
+    except OSError as exc:
+        raise DataQAError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _write(path: Path, text: str) -> None:
+    """:func:`dataqa.io.write_text`, a refused write an error naming the file."""
+    try:
+        write_text(path, text)
+    except OSError as exc:
+        raise DataQAError(f"{path}: cannot be written ({exc.strerror or exc}); run dataqa "
+                          f"init in a folder you can write to") from None
+
+
 def _update_gitignore(folder: Path, entries: list[str]) -> list[str]:
     path = folder / ".gitignore"
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    text = _existing(path) or ""
     present = {line.strip() for line in text.splitlines()}
     missing = [e for e in entries if e not in present]
     if missing:
         sep = "" if not text or text.endswith("\n") else "\n"
-        write_text(path, text + sep + "\n".join([GITIGNORE_HEAD, *missing]) + "\n")
+        _write(path, text + sep + "\n".join([GITIGNORE_HEAD, *missing]) + "\n")
     return missing
 
 
 def _dvc_setup(folder: Path, dvc_init: bool) -> None:
     if (folder / ".dvc").is_dir():
-        print("next: dvc repro")
+        say("next: dvc repro")
         return
-    in_git = any((p / ".git").exists() for p in [folder, *folder.resolve().parents])
-    cmd = ["dvc", "init", "-q"] + ([] if in_git else ["--no-scm"])
+    top = next((p for p in [folder.resolve(), *folder.resolve().parents]
+                if (p / ".git").exists()), None)
+    # inside a git repository but below its top, DVC wants --subdir (else it refuses)
+    scm = ["--no-scm"] if top is None else [] if top == folder.resolve() else ["--subdir"]
+    cmd = ["dvc", "init", *scm]
     if not dvc_init:
-        print(f"this folder is not a DVC project yet: run `{' '.join(cmd)}` (or "
-              f"`dataqa init ... --dvc-init`), then `dvc repro`")
+        say(f"this folder is not a DVC project yet: run `{' '.join(cmd)}` (or "
+            f"`dataqa init ... --dvc-init`), then `dvc repro`")
         return
     proc = subprocess.run([sys.executable, "-m", "dvc", *cmd[1:]], cwd=folder,
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise DataQAError(f"`{' '.join(cmd)}` failed in {folder}: "
-                          f"{(proc.stderr or proc.stdout).strip()}")
-    print(f"ran `{' '.join(cmd)}`; next: dvc repro")
+        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        why = " ".join(lines[-6:]) or f"exit code {proc.returncode}, no message"
+        raise DataQAError(f"`{' '.join(cmd)}` failed in {folder}: {why}")  # DVC's own reason
+    say(f"ran `{' '.join(cmd)}`; next: dvc repro")
 
 
 def _upgrade(folder: Path, version: str) -> int:
     path = folder / "params.yaml"
     if not path.is_file():
         raise ParamsError(f"no params.yaml in {folder}: run `dataqa init --source PATH` first")
-    y = _yaml()
-    doc = y.load(path.read_text(encoding="utf-8"))
-    old = (doc.get("dataqa") or {}).get("version")
-    if "dataqa" not in doc or doc["dataqa"] is None:
-        doc["dataqa"] = {}
-    doc["dataqa"]["version"] = version
+    doc = _load_params_doc(path)
+    section = doc.get("dataqa")
+    if section is None:
+        section = doc["dataqa"] = {}
+    if not hasattr(section, "items"):
+        raise ParamsError(f"{path}: dataqa: expected a mapping (version: ...), found "
+                          f"{type(section).__name__} {section!r}; fix the section, then rerun "
+                          f"`dataqa init --upgrade`")
+    old = section.get("version")
+    section["version"] = version
     buf = io.StringIO()
-    y.dump(doc, buf)
-    write_text(path, buf.getvalue())
-    print(f"params.yaml: dataqa.version {old} -> {version}; `dvc repro` reruns the stages")
+    _yaml().dump(doc, buf)
+    _write(path, buf.getvalue())
+    say(f"params.yaml: dataqa.version {old} -> {version}; `dvc repro` reruns the stages")
     files = project_files("digits", "", None, version)
-    stale = [rel for rel in files if rel != "params.yaml" and (
-        not (folder / rel).is_file()
-        or (folder / rel).read_text(encoding="utf-8") != files[rel])]
+    stale = [rel for rel in files if rel != "params.yaml" and _existing(folder / rel) != files[rel]]
     if stale:
-        print(f"differ from this release's templates: {', '.join(stale)}; to take them, run "
-              f"`dataqa init --source <your source> --force` (overwrites them and params.yaml)")
+        say(f"differ from this release's templates: {', '.join(stale)}; to take them, run "
+            f"`dataqa init --source <your source> --force` (overwrites them and params.yaml)")
     return 0
+
+
+def _load_params_doc(path: Path) -> Any:
+    """params.yaml as a ruamel round-trip mapping (comments kept), or a ParamsError
+    naming the line of a YAML error or what the file holds instead of a mapping."""
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    text = _existing(path)
+    if text is None or text == _NOT_UTF8:
+        raise ParamsError(f"{path}: not UTF-8 text; fix or regenerate it (`dataqa init "
+                          f"--source PATH --force`)")
+    try:
+        doc = _yaml().load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) if isinstance(exc, MarkedYAMLError) else None
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParamsError(f"{path}:{where}: not valid YAML ({problem})") from None
+    if not hasattr(doc, "items"):
+        raise ParamsError(f"{path}: expected a mapping of sections (dataqa:, data:, ...), "
+                          f"found {type(doc).__name__}; fix it or regenerate it "
+                          f"(`dataqa init --source PATH --force`)")
+    return doc

@@ -18,6 +18,7 @@ import numpy as np
 from dataqa.dataset.imageio import header_size
 from dataqa.dataset.layout import validation_split
 from dataqa.dataset.sources import list_source
+from dataqa.text import shown
 
 HEADER_SAMPLE = 200
 
@@ -41,15 +42,17 @@ class SourceSummary:
         return validation_split(list(self.splits)) if len(self.splits) > 1 else None
 
     def lines(self) -> list[str]:
-        out = [f"source: {self.source}",
+        """The overview, one fact a line; every name from the data through
+        :func:`dataqa.text.shown` (a class named ``a\\nsplit x`` cannot forge a line)."""
+        out = [f"source: {shown(self.source)}",
                f"layout: {self.layout} ({self.layout_reason})",
                f"files: {self.n_files} ({self.total_bytes / 1e6:.1f} MB)",
                f"classes ({len(self.classes)}): " + ", ".join(
-                   f"{c} {n}" for c, n in list(self.classes.items())[:30])
+                   f"{shown(c)} {n}" for c, n in list(self.classes.items())[:30])
                + (" ..." if len(self.classes) > 30 else "")]
         for split, counts in self.splits.items():
-            out.append(f"split {split}: {sum(counts.values())} files in {len(counts)} classes")
-        out.append("extensions: " + ", ".join(f"{e} {n}" for e, n in self.extensions.items()))
+            out.append(f"split {shown(split)}: {sum(counts.values())} files in {len(counts)} classes")
+        out.append("extensions: " + ", ".join(f"{shown(e)} {n}" for e, n in self.extensions.items()))
         if self.formats:
             out.append("formats (header sample): "
                        + ", ".join(f"{f} {n}" for f, n in self.formats.items()))

@@ -46,6 +46,7 @@ from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
 from dataqa.model_strength import judge_model
 from dataqa.params import Params
+from dataqa.text import say
 
 # input name -> the stage that writes it (for "run the ... stage first")
 INPUT_STAGES = {"pred_probs": "crossval", "embeddings": "crossval", "tensors": "tensors"}
@@ -145,7 +146,7 @@ def judge_audit_model(params: Params, ctx: AuditContext) -> dict[str, Any] | Non
         return None
     model = judge_model(np.asarray(probs), ctx.labels, params.audit.model_strength)
     if not model["reliable"]:
-        print(f"audit: WARNING: {model['reason']}; label flags are review-only. "
+        say(f"audit: WARNING: {model['reason']}; label flags are review-only. "
               f"What to do: {model.get('advice', '')}")
     return model
 
@@ -181,7 +182,7 @@ def run_stage(params: Params) -> int:
     if skipped:
         metrics["not_evaluated"] = {name: f"no model could be trained: {reason}"
                                     for name in skipped}
-        print(f"audit: not evaluated (no model could be trained: {reason}): "
+        say(f"audit: not evaluated (no model could be trained: {reason}): "
               f"{', '.join(skipped)}")
     if ctx.model is not None:
         metrics["model"] = ctx.model
@@ -194,8 +195,8 @@ def run_stage(params: Params) -> int:
 def _print_summary(results: Sequence[CheckResult], metrics: dict[str, Any],
                    issues_path: Path) -> None:
     ds = metrics["dataset"]
-    print(f"audit: {ds['n_files']} files, {ds['n_undecodable']} undecodable, "
+    say(f"audit: {ds['n_files']} files, {ds['n_undecodable']} undecodable, "
           f"{metrics['balance']['n_classes']} classes")
     for r in results:
-        print(f"  {r.name:<20} {r.n_issues:>7} flagged ({r.summary['rate']:.2%})")
-    print(f"  -> {issues_path}")
+        say(f"  {r.name:<20} {r.n_issues:>7} flagged ({r.summary['rate']:.2%})")
+    say(f"  -> {issues_path}")

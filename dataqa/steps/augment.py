@@ -15,6 +15,7 @@ from dataqa.io import write_json, write_npy, write_parquet
 from dataqa.params import Params
 from dataqa.prepare.augment import IMAGES, Copies, make_copies, plan_copies, summarize
 from dataqa.prepare.common import atomic_dir, inside, read_table
+from dataqa.text import say
 
 
 def training_pool(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -32,7 +33,7 @@ def run_stage(params: Params) -> int:
     clean, train = training_pool(params)
     if train.empty:
         raise StageInputError("augment: the training pool is empty (no clean rows of "
-                              f"splits {params.split.train_splits} outside validation)")
+                              f"split.train_splits {params.split.train_splits} outside validation)")
     aug = params.augment
     size = aug.size or params.engine.image_size
     shape = open_tensors(params.path("tensors")).shape
@@ -48,11 +49,11 @@ def run_stage(params: Params) -> int:
                         seconds=time.perf_counter() - start)
     write_json(params.path("augment_metrics"), summary)
     d = summary["distortion"]
-    print(f"augment: {summary['n_copies']} copies to reach {summary['target_count']} per "
+    say(f"augment: {summary['n_copies']} copies to reach {summary['target_count']} per "
           f"class; imbalance {summary['imbalance_ratio_before']} -> "
           f"{summary['imbalance_ratio_after']}")
     if summary["n_copies"]:
-        print(f"  aspect change max {d['aspect_change_max']:.2e}, area cropped mean "
+        say(f"  aspect change max {d['aspect_change_max']:.2e}, area cropped mean "
               f"{d['area_cropped_mean']:.3f} (max {d['area_cropped_max']:.3f}), padding "
               f"mean {d['padding_mean']:.3f}")
     return 0

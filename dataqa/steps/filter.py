@@ -12,6 +12,7 @@ from dataqa.io import write_json, write_parquet
 from dataqa.params import Params
 from dataqa.prepare.common import read_table
 from dataqa.prepare.filter import WHERE, filter_rows
+from dataqa.text import say
 
 
 def run_stage(params: Params) -> int:
@@ -28,12 +29,12 @@ def run_stage(params: Params) -> int:
     write_parquet(params.path("quarantine"), result.quarantine)
     write_json(params.path("filter_metrics"), result.summary)
     s = result.summary
-    print(f"filter: {s['n_clean']} clean ({s['n_review']} to review, {s['n_relabelled']} "
+    say(f"filter: {s['n_clean']} clean ({s['n_review']} to review, {s['n_relabelled']} "
           f"relabelled), {s['n_quarantined']} quarantined of {s['n_rows']}")
     for c, why in s["demoted"].items():
-        print(f"  {c}: review-only, not quarantined ({why})")
+        say(f"  {c}: review-only, not quarantined ({why})")
     for c, info in s["checks"].items():
-        print(f"  {c:<20} {info['action']:<7} failed {info['failed']:>6}  quarantined "
+        say(f"  {c:<20} {info['action']:<7} failed {info['failed']:>6}  quarantined "
               f"{info['quarantined']:>6}  review {info['review']:>6}")
     return 0
 

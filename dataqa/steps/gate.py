@@ -11,6 +11,7 @@ from dataqa.evidence import failure_lines
 from dataqa.gate import GATES, GateSpec, evaluate, format_table, to_json, to_junit
 from dataqa.io import write_bytes, write_json
 from dataqa.params import Params
+from dataqa.text import say
 
 
 def load_metrics(params: Params, spec: GateSpec) -> dict[str, Any]:
@@ -38,10 +39,10 @@ def run_stage(params: Params, on: str = "audit") -> int:
     details = failure_lines(params, on, [r.name for r in rules if r.passed is False], metrics)
     write_json(params.path(spec.json), doc)
     write_bytes(params.path(spec.junit), to_junit(rules, on=on, details=details))
-    print(format_table(rules))
+    say(format_table(rules))
     for name, text in details.items():
-        print(f"FAILED {name}: {text}")
-    print(f"gate {on}: {'PASSED' if doc['passed'] else 'FAILED'} "
+        say(f"FAILED {name}: {text}")
+    say(f"gate {on}: {'PASSED' if doc['passed'] else 'FAILED'} "
           f"({doc['n_failed']} failed, {doc['n_not_evaluated']} not evaluated, "
           f"{doc['n_rules']} rules)")
     return 0 if doc["passed"] else 1

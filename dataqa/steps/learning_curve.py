@@ -32,6 +32,7 @@ from dataqa.engine.learning_curve import (
 from dataqa.errors import EngineError
 from dataqa.io import atomic_path, write_json
 from dataqa.params import Params
+from dataqa.text import say
 
 
 def run_stage(params: Params) -> int:
@@ -106,7 +107,7 @@ def run_stage(params: Params) -> int:
     out = _finite(out)
     write_json(params.path("learning_curve"), out)
     write_plot(params, out["points"])
-    print("learning curve: val accuracy "
+    say("learning curve: val accuracy "
           + ", ".join(f"{p.fraction:g}: {p.val_accuracy:.3f}" for p in points)
           + f"; {slope.gain_per_doubling:+.2%} per doubling -> {', '.join(advice.actions)}")
     return 0

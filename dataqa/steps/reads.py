@@ -12,7 +12,10 @@ One :class:`Reads` per stage, in pipeline order, in :data:`STAGES`:
   (``tune`` runs after the prepared-data gate passed, the gate after the report is
   written), files named through another key (``paths.external`` holds what
   ``crossval.external.*`` names), or a read only in a mode the small test run does not
-  take.
+  take;
+- ``inspects``: ``paths.*`` entries the stage looks at (``stat`` only) but must not
+  depend on, each with its reason: the fingerprint stage refuses FIFOs in
+  ``paths.external`` precisely so that DVC never hashes that folder before it ran.
 
 A stage that reads ``data.source`` (the raw images) also depends on
 ``paths.fingerprint`` (the listing DVC watches instead of the raw tree); the generator
@@ -50,6 +53,7 @@ class Reads:
     files: tuple[str, ...] = ()
     outs: tuple[Out | str, ...] = ()
     also: tuple[tuple[str, str], ...] = ()  # (paths key, why it is a dep)
+    inspects: tuple[tuple[str, str], ...] = ()  # (paths key, why it is not a dep)
     script: str = ""  # stages/<script>.py; default: the stage's name
     args: str = ""  # command-line arguments of the script
     always_changed: bool = False
@@ -68,11 +72,16 @@ RAW = "data.source"  # reading it means reading the raw images: depend on the li
 
 STAGES: dict[str, Reads] = {
     "fingerprint": Reads(
-        params=_p("data.source", "data.default_split", "scan.extensions"),
+        # split.*: a source no split of which can train stops here (issue 26)
+        params=_p("data.source", "data.default_split", "scan.extensions",
+                  "split.train_splits", "split.val_split"),
+        inspects=(("paths.external", "special files there are refused before DVC, which "
+                                     "hashes the folder for crossval, can block on them"),),
         outs=(Out("paths.fingerprint", cache=False),),
         always_changed=True),
     "scan": Reads(
-        params=_p("data", "scan"),
+        # split.*: the listing's warning about splits neither trained nor validated on
+        params=_p("data", "scan", "split.train_splits", "split.val_split"),
         outs=_p("paths.manifest")),
     "tensors": Reads(
         params=_p("data.source", "engine.image_size", "engine.channels", "tensors",

@@ -7,6 +7,7 @@ from dataqa.headline import write_audit_headline
 from dataqa.io import write_text
 from dataqa.params import Params
 from dataqa.report import REPORTS
+from dataqa.text import say
 
 
 def run_stage(params: Params, kind: str = "audit") -> int:
@@ -19,5 +20,5 @@ def run_stage(params: Params, kind: str = "audit") -> int:
     write_text(target, html)
     if kind == "audit":  # the DVC headline metrics: before the gate, like the report
         write_audit_headline(params)
-    print(f"report {kind}: {target} ({len(html.encode('utf-8')) / 1e6:.2f} MB)")
+    say(f"report {kind}: {target} ({len(html.encode('utf-8')) / 1e6:.2f} MB)")
     return 0

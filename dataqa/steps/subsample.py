@@ -15,6 +15,7 @@ from dataqa.io import write_json, write_parquet
 from dataqa.params import Params
 from dataqa.prepare.common import atomic_dir, read_table
 from dataqa.prepare.subsample import COLUMNS, make_subsets
+from dataqa.text import say
 
 
 def run_stage(params: Params) -> int:
@@ -28,10 +29,10 @@ def run_stage(params: Params) -> int:
         for name, frame in tables.items():
             write_parquet(tmp / f"{name}.parquet", frame[COLUMNS])
     write_json(params.path("prepared_metrics"), summary)
-    print(f"subsample: val {summary['val']['n']}, pool {summary['pool']['n']} "
+    say(f"subsample: val {summary['val']['n']}, pool {summary['pool']['n']} "
           f"({summary['pool']['n_augmented']} augmented)")
     for name, info in summary["subsets"].items():
-        print(f"  {name:<16} {info['kind']:<8} {info['n']:>7} images, "
+        say(f"  {name:<16} {info['kind']:<8} {info['n']:>7} images, "
               f"{len(info['classes'])} classes ({info['n_augmented']} augmented)")
     return 0
 

@@ -4,7 +4,8 @@ Storage: ``tune.storage`` null -> an Optuna journal file under ``paths.tune_dir`
 (one host, any number of processes); an RDB URL (``postgresql://``, ``mysql://``,
 ``sqlite:///``) -> :class:`optuna.storages.RDBStorage` with heartbeats, so that a worker
 killed mid-trial leaves that trial FAILED (and re-queued, up to ``tune.max_retry``
-times) while the study goes on.
+times) while the study goes on. The URL's driver and the connect/statement timeouts
+come from :mod:`dataqa.database` (``postgresql://`` means psycopg2, the declared driver).
 
 Each round is its own study, ``<study_name>-<round>``. The process that *creates* a
 round's study (creation is atomic in the storage) computes the round's search space
@@ -31,8 +32,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dataqa.database import engine_kwargs, engine_url, redacted
 from dataqa.errors import ParamsError, StageInputError
 from dataqa.params import TuneParams
+from dataqa.text import redact_urls
 
 POLL_SECONDS = 0.5
 JOURNAL_NAME = "journal.log"
@@ -60,12 +63,14 @@ def open_storage(tune: TuneParams, tune_dir: Path) -> optuna.storages.BaseStorag
                 kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(
                     max_retry=tune.max_retry)
             return optuna.storages.RDBStorage(
-                url, heartbeat_interval=tune.heartbeat_interval,
+                engine_url(url), heartbeat_interval=tune.heartbeat_interval,
                 grace_period=tune.grace_period,
-                engine_kwargs={"pool_pre_ping": True}, **kwargs)
+                engine_kwargs=engine_kwargs(engine_url(url)), **kwargs)
     except Exception as exc:  # sqlalchemy/driver errors: say which URL and why
-        raise ParamsError(f"params.yaml: tune.storage: cannot open {_redact(url)}: "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        orig = getattr(exc, "orig", None) or exc
+        first = (str(orig).strip().splitlines() or [""])[0]
+        raise ParamsError(f"params.yaml: tune.storage: cannot open {redacted(url)}: "
+                          f"{type(orig).__name__}: {redact_urls(first)}") from None
 
 
 def _journal_backend(path: Path) -> Any:
@@ -75,16 +80,6 @@ def _journal_backend(path: Path) -> Any:
     if cls is None:  # pragma: no cover - optuna 3.x name
         cls = optuna.storages.JournalFileStorage
     return cls(str(path))
-
-
-def _redact(url: str) -> str:
-    """The URL without its password."""
-    head, sep, tail = url.partition("://")
-    if "@" in tail:
-        cred, _, host = tail.rpartition("@")
-        user = cred.split(":", 1)[0]
-        return f"{head}{sep}{user}:***@{host}"
-    return url
 
 
 def round_study_name(tune: TuneParams, round_name: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import socket
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from dataqa.engine.data import DeviceData
 from dataqa.engine.fit import EpochLog, FitResult, TrainConfig, fit
 from dataqa.errors import EngineError
 from dataqa.params import EngineParams, TuneStopping
+from dataqa.text import say
 from dataqa.tune.space import RoundPlan, Space
 from dataqa.tune.study import is_surplus
 
@@ -200,4 +200,4 @@ class Objective:
 
 
 def print_progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    say(line, err=True)

@@ -43,7 +43,9 @@ def test_image_folder_rows_labels_and_what_is_skipped(tmp_path: Path) -> None:
         ("dog/x.png", "dog", "train"),
     ]
     assert [str(t) for t in frame.dtypes] == ["string"] * 3
-    assert frame.attrs["warnings"] == []
+    assert frame.attrs["warnings"] == [
+        "1 hidden folder(s) or image file(s) (name starting with '.') are skipped: "
+        "dog/.hidden.png; rename them to include them"]
 
 
 @pytest.mark.parametrize(

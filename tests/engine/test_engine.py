@@ -198,6 +198,31 @@ def test_fit_learns_and_predict_shapes() -> None:
     assert h.train_loss_std > 0 and h.batch_size == 16 and h.seconds > 0
 
 
+def test_predict_tta_averages_the_shifted_images() -> None:
+    """tta: the mean softmax over the image and its four 1-pixel shifts (zero fill);
+    embeddings stay those of the image itself."""
+    from dataqa.engine.data import normalise
+    from dataqa.engine.fit import TTA_SHIFTS, shift
+
+    x = torch.arange(1, 10, dtype=torch.uint8).reshape(1, 1, 3, 3)
+    assert shift(x, 1, 0)[0, 0].tolist() == [[0, 0, 0], [1, 2, 3], [4, 5, 6]]
+    assert shift(x, 0, -1)[0, 0].tolist() == [[2, 3, 0], [5, 6, 0], [8, 9, 0]]
+    data = tiny_data()
+    res = fit(data, np.arange(72), None, dataclasses.replace(TINY, epochs=2))
+    rows = np.arange(72, 96)
+    plain, emb = predict(res.model, data, rows, batch_size=7)
+    tta, emb_tta = predict(res.model, data, rows, batch_size=7, tta=True)
+    raw = data.images[torch.as_tensor(rows)].permute(0, 3, 1, 2)
+    with torch.no_grad():
+        views = [torch.softmax(res.model(normalise(shift(raw, dy, dx), data.mean,
+                                                   data.std)), 1)
+                 for dy, dx in ((0, 0), *TTA_SHIFTS)]
+    np.testing.assert_allclose(tta, torch.stack(views).mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(plain, views[0].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(emb, emb_tta)
+    assert not np.allclose(plain, tta)
+
+
 @pytest.mark.parametrize("change,status", [
     ({"lr": 1e4, "schedule": "constant"}, "diverged"),  # far too high: loss explodes
     ({"lr": 1e-9, "stall_epochs": 2}, "stalled"),  # far too low: loss does not move

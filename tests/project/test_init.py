@@ -83,7 +83,7 @@ def test_init_in_a_new_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "layout: split/class" in out
     assert "split train: 6 files in 2 classes" in out  # 'Train' matched case-insensitively
     assert "split val: 4 files" in out
-    assert "run `dvc init -q --no-scm`" in out  # not a DVC project yet: says what to run
+    assert "run `dvc init --no-scm`" in out  # not a DVC project yet: says what to run
     params = load_params(proj / "params.yaml")
     assert params.data.source == (tmp_path / "imgs").resolve().as_posix()
     assert params.split.val_split == "val" and params.split.train_splits == ["train"]

@@ -122,6 +122,34 @@ def test_label_gallery_capped_by_gallery_size(params_for):
     assert "4 flagged; showing the 2 with the lowest" in html
 
 
+def test_label_operating_point_and_next_band(params_for):
+    """The label section states the noise estimate, the rule, why, and the setting that
+    flags the next rank band without retraining."""
+    data = label_data(params_for)
+    data.metrics["checks"]["label"]["operating_point"] = {
+        "noise_rate": 0.0042, "noise_count": 42, "rule": "cleanlab find_label_issues, "
+        "filter_by both", "settings": {"filter_by": "prune_by_class"},
+        "next_band": {"size": 50, "score_from": 0.031, "score_to": 0.2, "threshold": 0.21}}
+    html = render(data, audit_model.label_issues)
+    op = html.split('id="label-operating-point"')[1].split("</p>")[0]
+    assert "<b>0.42%</b>" in op and "about 42 images" in op and "filter_by both" in op
+    assert "set in params.yaml: audit.settings.label" in op  # not the default: said so
+    band = html.split('id="label-next-band"')[1].split("</p>")[0]
+    assert "next <b>50</b> images" in band
+    assert "<code>audit.settings.label.threshold: 0.21</code>" in band
+    # the default settings: the reason is the benchmark's
+    from dataqa.checks.label import LabelSettings
+    default = LabelSettings()
+    data.metrics["checks"]["label"]["operating_point"]["settings"] = {
+        k: getattr(default, k) for k in ("filter_by", "threshold", "max_class_threshold",
+                                         "calibrate")}
+    html = render(data, audit_model.label_issues)
+    assert "default: on real digits" in html.split('id="label-operating-point"')[1]
+    # without it (an audit.json written before): no operating-point block
+    assert "label-operating-point" not in render(label_data(params_for),
+                                                 audit_model.label_issues)
+
+
 def test_top_pairs_table(params_for):
     html = render(label_data(params_for), audit_model.label_issues)
     table = html.split('id="label-pairs"')[1].split("</table>")[0]

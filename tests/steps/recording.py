@@ -121,7 +121,7 @@ def problems(name: str, rec: Record, params: Params) -> list[str]:
     read_params = {k for k in rec.keys
                    if k not in NOT_KEYS and k != "paths" and not k.startswith("paths.")}
     touched = {k for k in rec.keys if k.startswith("paths.") and k not in NOT_FILES}
-    read_files = touched - rec.written
+    read_files = touched - rec.written - {key for key, _ in reads.inspects}
     out: list[str] = []
     for key in sorted(read_params):
         if not any(_covers(d, key) for d in declared_params):

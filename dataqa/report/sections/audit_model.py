@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dataqa.checks.label import LabelSettings
 from dataqa.report import charts
 from dataqa.report.audit_report import AuditData
 from dataqa.report.page import Section, records, section
@@ -88,7 +89,31 @@ def label_issues(data: AuditData) -> Section:
         "warnings": [str(w) for w in summary.get("warnings") or []],
         "skipped": summary.get("skipped") or "",
         "issues_path": str(data.params.paths.issues),
+        "op": operating_point(summary.get("operating_point")),
     }, summary=f"{n_flagged} flagged")
+
+
+def operating_point(op: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The label verdict's operating point for the template (None when the audit.json
+    predates it): noise estimate, rule, why, and the next rank band with the setting
+    that widens the net to it."""
+    if not op:
+        return None
+    band = op.get("next_band") or {}
+    settings = op.get("settings") or {}
+    fields = LabelSettings.model_fields
+    defaults = {k: fields[k].default for k in settings if k in fields}
+    why = ("dataqa's default: on real digits with 0.1 % to 40 % wrong labels it had the best "
+           "worst-case F1 from 1 % up and, below 1 %, found every planted error with a "
+           "strong model while flagging under 0.4 % of the images; the capped thresholds "
+           "let a sure model's confident disagreements count when errors are rare, the "
+           "temperature keeps a weak model's over-confident mistakes from counting "
+           "(benchmarks/README.md, \"label: operating point from 0.1 % to 40 % noise\")"
+           if settings == defaults else
+           "set in params.yaml: audit.settings.label (dataqa's default differs: "
+           + ", ".join(f"{k} {v}" for k, v in defaults.items() if settings.get(k) != v) + ")")
+    return {"noise_rate": op.get("noise_rate"), "noise_count": op.get("noise_count"),
+            "rule": op.get("rule", ""), "why": why, "band": band}
 
 
 def accuracy_rows(per_class: dict[str, Any], support: dict[str, int]) -> list[dict[str, Any]]:
