@@ -290,11 +290,17 @@ def run_stage(ws: Path, stage: str, *, variant: str = "new", baseline: Path | No
                "sys.exit(main(sys.argv[1:]))"]
     cmd += [stage, "--params", str(ws / "params.yaml")]
     load_before = _load()
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, *cmd], env=env, cwd=ws,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        out = subprocess.run([sys.executable, "-c", CHILD, *cmd], env=env, cwd=ws,
-                             capture_output=True, text=True, timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"rc": None, "wall_s": None, "peak_mb": None, "note": f"timeout {timeout}s"}
+        os.killpg(proc.pid, 9)  # the stage too, not only the wrapper (issue 23)
+        proc.communicate()
+        return {"rc": None, "wall_s": None, "peak_mb": None, "note": f"timeout {timeout}s",
+                "load": [load_before, _load()]}
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     try:
         res = json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -373,7 +379,7 @@ def _search_summary(ws: Path) -> dict:
     recall of its neighbours against an exact search on a sample, from audit.json."""
     try:
         checks = json.loads(out_path(ws, "audit_metrics").read_text())["checks"]
-        return checks["near_duplicate"]["summary"].get("search", {})
+        return checks["near_duplicate"].get("search", {})
     except (OSError, KeyError, ValueError):
         return {}
 
@@ -422,7 +428,8 @@ def main() -> None:
     p.add_argument("--max-baseline", type=int, default=200_000)
     p.add_argument("--copies", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--timeout", type=float, default=4 * 3600,
+                   help="seconds per stage (a loaded box needs hours at 1M)")
     p.add_argument("--tmp", default=None, help="folder for the generated workspaces")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", type=Path, default=None, help="keep the workspaces here")
