@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from dataqa.dataset.imageio import letterbox  # noqa: E402
 from dataqa.engine import device as dev  # noqa: E402
 from dataqa.engine.crossval import cross_val_predict, crossval_config  # noqa: E402
-from dataqa.params import Params, build  # noqa: E402
+from dataqa.params import Params, validate  # noqa: E402
 
 DATA_CANDIDATES = (ROOT / "shared/datasets/mnist-test", ROOT.parent / "shared/datasets/mnist-test",
                    ROOT.parents[1] / "shared/datasets/mnist-test",
@@ -100,8 +100,8 @@ def find_issues(noisy: np.ndarray, pred_probs: np.ndarray, seed: int
 def run_once(images: np.ndarray, true: np.ndarray, noisy: np.ndarray, overrides: dict[str, Any],
              args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     stem_pool = overrides.pop("stem_pool", None)
-    params = build(Params, {"engine": {"image_size": args.image_size, "device": args.device},
-                            "crossval": {"folds": args.folds, **overrides}}, "bench")
+    params = validate(Params, {"engine": {"image_size": args.image_size, "device": args.device},
+                               "crossval": {"folds": args.folds, **overrides}}, where="bench")
     config = crossval_config(params, device)
     if stem_pool is not None:
         config = dataclasses.replace(config, stem_pool=bool(stem_pool))

@@ -61,6 +61,9 @@ class TrainConfig:
     dropout: float = 0.0
     stem_pool: bool | None = None  # small_resnet: 2x2 pool after the stem; None: if >= 24 px
     weights: str | None = None  # local state_dict file
+    # share of the net's parameter tensors trained, counted from the top (the head is
+    # always trained): 1 = the whole net, 0 = the head only (a pretrained backbone frozen)
+    unfreeze: float = 1.0
     flip: bool = False  # random horizontal flip (off: wrong for digits and text)
     crop_padding: int = 0  # random translation by up to this many pixels, zero fill
     augment: AugmentFn | None = field(default=None, compare=False)  # applied after flip/crop
@@ -84,6 +87,8 @@ class TrainConfig:
             bad.append(("optimizer", self.optimizer))
         if self.schedule not in ("onecycle", "cosine", "plateau", "constant"):
             bad.append(("schedule", self.schedule))
+        if not 0.0 <= self.unfreeze <= 1.0:
+            bad.append(("unfreeze", self.unfreeze))
         if not 0.0 <= self.label_smoothing < 1.0:
             bad.append(("label_smoothing", self.label_smoothing))
         if self.crop_padding < 0:
@@ -190,8 +195,23 @@ def new_model(data: DeviceData, config: TrainConfig) -> nn.Module:
         prep = preprocessing(config.arch, config.weights)
         if prep is not None:
             use_normalisation(data, prep.mean, prep.std)
+    if config.unfreeze < 1.0:
+        freeze_bottom(model, config.unfreeze)
     model = model.to(data.device)
     return model.to(memory_format=dev.memory_format(data.device))  # type: ignore[call-overload]
+
+
+def freeze_bottom(model: nn.Module, unfreeze: float) -> int:
+    """Train only the top ``unfreeze`` share of ``model``'s parameter tensors (in
+    definition order, so the first layers freeze first) and the classifier head; returns
+    the number of tensors frozen. Frozen tensors get no gradient, so the optimizer
+    (:func:`make_optimizer`) leaves them out."""
+    head = {id(p) for p in head_of(model).parameters()}
+    body = [p for p in model.parameters() if id(p) not in head]
+    n_frozen = len(body) - int(round(unfreeze * len(body)))
+    for p in body[:n_frozen]:
+        p.requires_grad_(False)
+    return n_frozen
 
 
 def use_normalisation(data: DeviceData, mean: tuple[float, ...],

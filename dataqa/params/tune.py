@@ -1,5 +1,6 @@
-"""Declarations of the ``tune`` section (the tuning run, dataqa/tune/): search space,
-fixed values, rounds, stopping, pruning, diagnoses, fidelity and the cleaning comparison.
+"""Declarations of the ``tune`` section (the tuning run, dataqa/tune/): the time budget,
+the starting configuration, search space, rounds, stopping, pruning, diagnoses, fidelity
+and the comparisons (start vs tuned, clean vs unfiltered).
 Kept apart from :mod:`dataqa.params` because it is the largest section; validated by the
 same loader. Every leaf is a scalar or a list of scalars, so
 ``dvc exp run -S tune.<key>=<value>`` works."""
@@ -14,8 +15,8 @@ from dataqa.params.base import BIG, SEED_MAX, Section, rule_error
 
 Optimizer = Literal["sgd", "adamw"]
 Sampler = Literal["qmc", "random", "tpe"]
-Hyper = Literal["lr", "batch_size", "weight_decay", "dropout", "optimizer", "momentum",
-                "plateau_factor", "width", "depth"]
+Hyper = Literal["arch", "schedule", "lr", "batch_size", "weight_decay", "dropout", "optimizer",
+                "momentum", "plateau_factor", "width", "depth", "unfreeze"]
 OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
 HYPERS: tuple[Hyper, ...] = get_args(Hyper)
 Width = Annotated[int, Field(ge=1, le=4096)]
@@ -27,7 +28,11 @@ def _lr(default: float, description: str) -> float:
 
 
 class TuneSpace(Section):
-    """Search ranges of the joint round (round 2); the fine round narrows them."""
+    """Search ranges of the joint round (round 2); the fine round narrows them. Every
+    range is widened to hold the starting configuration (tune.start), the first trial of
+    every round. The architectures (small_cnn, small_resnet) and schedules (onecycle,
+    plateau, cosine) are the engine's; with engine.weights only what applies to a
+    pretrained backbone is searched (dataqa/tune/space.py)."""
 
     lr_min: float = _lr(1e-5, "round 1 searches [lr_min, lr_max] log-uniformly")
     lr_max: float = _lr(1e-1, "upper end of the learning-rate range")
@@ -43,10 +48,10 @@ class TuneSpace(Section):
     momentum_max: float = Field(0.99, ge=0, lt=1, description="upper end of the momentum range")
     plateau_factor_min: float = Field(0.2, gt=0, lt=1, description="learning-rate decay factor on a plateau")
     plateau_factor_max: float = Field(0.9, gt=0, lt=1, description="upper end of the decay-factor range")
-    widths: list[Width] | None = Field(None, min_length=1, description="small_resnet widths; null: 16,32,64 (GPU) / 8,16,32 (CPU)")
-    depths: list[Depth] = Field(default_factory=lambda: [1, 2], min_length=1, description="blocks per stage")
+    widths: list[Width] | None = Field(None, min_length=1, description="net widths; null: 16,32,64 (GPU) / 8,16,32 (CPU)")
+    depths: list[Depth] = Field(default_factory=lambda: [1, 2], min_length=1, description="small_resnet blocks per stage")
     searched: list[Hyper] = Field(default_factory=lambda: list(HYPERS),
-                                  description="round 2/3 search these; the rest stay fixed")
+                                  description="rounds 2/3 search these (those that apply); the rest: the start's")
 
     @model_validator(mode="after")
     def _ranges(self) -> TuneSpace:
@@ -61,28 +66,12 @@ class TuneSpace(Section):
         return self
 
 
-class TuneFixed(Section):
-    """Values of the hyperparameters a round does not search (round 1: all but lr).
-    null width/depth/dropout take engine.width/depth/dropout."""
-
-    lr: float = _lr(1e-2, "used only when a round does not search lr")
-    batch_size: int = Field(64, ge=1, le=65_536, description="batch size when not searched")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="weight decay when not searched")
-    dropout: float | None = Field(None, ge=0, le=1, description="null: engine.dropout")
-    optimizer: Optimizer = Field("sgd", description="sgd | adamw")
-    momentum: float = Field(0.9, ge=0, le=1, description="sgd momentum / adamw beta1")
-    plateau_factor: float = Field(0.5, gt=0, le=1, description="learning-rate decay factor on a plateau")
-    width: Width | None = Field(None, description="null: engine.width")
-    depth: Depth | None = Field(None, description="null: engine.depth")
-    label_smoothing: float = Field(0.0, ge=0, le=1, description="cross-entropy label smoothing")
-
-
 def _trials() -> int | None:
-    return Field(None, ge=0, le=100_000, description="null: by device (dataqa/tune/space.py DEVICE_BUDGETS); 0 skips")  # type: ignore[no-any-return]
+    return Field(None, ge=0, le=100_000, description="null: from tune.budget_seconds (dataqa/tune/budget.py); 0 skips")  # type: ignore[no-any-return]
 
 
 def _epochs() -> int | None:
-    return Field(None, ge=1, le=10_000, description="null: by device")  # type: ignore[no-any-return]
+    return Field(None, ge=1, le=10_000, description="null: from tune.budget_seconds (fine: the final epochs)")  # type: ignore[no-any-return]
 
 
 class TuneLrRound(Section):
@@ -105,8 +94,9 @@ class TuneJointRound(Section):
 
 
 class TuneFineRound(Section):
-    """Round 3: ranges narrowed around round 2's top trials, more epochs, larger subset.
-    Its first trials re-run round 2's top configurations (subsample fidelity)."""
+    """Round 3: ranges narrowed around round 2's top trials, larger subset, the final
+    epochs (those of the start-vs-tuned comparison). After the start, its first trials
+    re-run round 2's top configurations (subsample fidelity)."""
 
     trials: int | None = _trials()
     epochs: int | None = _epochs()
@@ -117,7 +107,7 @@ class TuneFineRound(Section):
 
 
 class TuneRounds(Section):
-    """The three rounds (null trials/epochs: by device)."""
+    """The three rounds (null trials/epochs: from tune.budget_seconds)."""
 
     lr: TuneLrRound = Field(default_factory=TuneLrRound, description="round 1: the learning rate")
     joint: TuneJointRound = Field(default_factory=TuneJointRound, description="round 2: every searched name")
@@ -178,12 +168,13 @@ class TuneSelection(Section):
 
 
 class TuneBaseline(Section):
-    """The reference: crossval's configuration trained on the final round's data, and
-    the best tuned configuration re-trained there, ``seeds`` times each."""
+    """Start against tuned (dataqa/tune/compare.py): the starting configuration and the
+    best tuned one, each trained ``seeds`` times (fresh seeds, the same for both) on the
+    final round's data for the final epochs; the tuned one is kept only when its mean
+    beats the start's by more than the seed spread."""
 
-    enabled: bool = Field(True, description="compare the best configuration with crossval's")
-    seeds: int = Field(3, ge=1, le=1000, description="runs of each, reported as mean ± std")
-    epochs: int | None = Field(None, ge=1, le=10_000, description="null: crossval's epochs for the baseline")
+    enabled: bool = Field(True, description="false: best_params.yaml holds the best trial, unchecked")
+    seeds: int = Field(2, ge=1, le=1000, description="runs of each, reported as mean ± std")
 
 
 class TuneFidelity(Section):
@@ -195,12 +186,12 @@ class TuneFidelity(Section):
 
 
 class TuneCleaning(Section):
-    """'Does cleaning help?': the best configuration on the clean training set against
-    the unfiltered one (same val set, epochs and config), several seeds each."""
+    """'Does cleaning help?': the configuration to use on the clean training set against
+    the unfiltered one (same val set, the final epochs, config and seeds), several seeds
+    each (dataqa/tune/compare.py, the runner of the start-vs-tuned comparison)."""
 
     enabled: bool = Field(True, description="run the comparison")
     seeds: int = Field(2, ge=1, le=1000, description="runs of each arm")
-    epochs: int | None = Field(None, ge=1, le=10_000, description="null: the fine round's epochs")
     subset: str = Field("p100", description="the clean training set")
     with_augmented: bool = Field(False, description="include augmented copies in the clean arm")
 
@@ -208,6 +199,8 @@ class TuneCleaning(Section):
 class TuneParams(Section):
     """The tuning run (dataqa/tune/)."""
 
+    budget_seconds: float = Field(90.0, ge=1.0, le=30 * 86_400.0, description="the whole stage; trials and epochs follow from a measured epoch time")
+    start: str = Field("crossval", min_length=1, description="the known-good start, first trial of every round: crossval or a YAML file (e.g. a previous best_params.yaml)")
     storage: str | None = Field(None, description="null: a journal file under paths.tune_dir; or a database URL")
     study_name: str = Field("dataqa", description="rounds are the studies <study_name>-lr, -joint, -fine")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="trial seed = seed + round offset + trial number")
@@ -217,13 +210,12 @@ class TuneParams(Section):
     round_wait_seconds: int = Field(3600, ge=0, le=30 * 86_400, description="longest wait for other workers' trials")
     augment: bool = Field(True, description="train with the augment section's policy, batched on the device")
     space: TuneSpace = Field(default_factory=TuneSpace, description="ranges of the joint round")
-    fixed: TuneFixed = Field(default_factory=TuneFixed, description="values of what a round does not search")
     rounds: TuneRounds = Field(default_factory=TuneRounds, description="lr / joint / fine")
     stopping: TuneStopping = Field(default_factory=TuneStopping, description="per-trial training control")
     pruning: TunePruning = Field(default_factory=TunePruning, description="stopping unpromising trials")
     diagnose: TuneDiagnose = Field(default_factory=TuneDiagnose, description="thresholds of the diagnoses")
     sizing: TuneSizing = Field(default_factory=TuneSizing, description="per-class minimum images per round")
     selection: TuneSelection = Field(default_factory=TuneSelection, description="how trials are ranked")
-    baseline: TuneBaseline = Field(default_factory=TuneBaseline, description="crossval's configuration vs the best")
+    baseline: TuneBaseline = Field(default_factory=TuneBaseline, description="the start vs the best tuned, at equal budget")
     fidelity: TuneFidelity = Field(default_factory=TuneFidelity, description="small vs large subset agreement")
     cleaning: TuneCleaning = Field(default_factory=TuneCleaning, description="does cleaning help?")

@@ -1,9 +1,10 @@
 """The tuning report: ``reports/tuning.html`` from the tune stage's summary.
 
 :func:`load` reads ``paths.tune_summary`` (written by :mod:`dataqa.tune.results`);
-the sections below (kind ``"tuning"``) only lay it out: the best configuration and the
+the sections below (kind ``"tuning"``) only lay it out: first what to use and why
+(whether tuning helped), then the comparisons, the best trial and the
 rounds, the diagnoses with their remedies, the best trials' curves together, each
-hyperparameter against the metric, subsample fidelity, the cleaning comparison, the
+hyperparameter against the metric, subsample fidelity, the comparisons, the
 data used, and one train/val loss and accuracy chart per trial. Self-contained: inline
 SVG (:mod:`dataqa.report.charts`), no URL.
 """
@@ -65,14 +66,13 @@ def render(params: Params) -> str:
     data = load(params)
     s = data.summary
     best = s.get("best")
-    bl = s.get("baseline") or {}
+    decision = s.get("decision") or {}
     facts = [
+        ("use", decision.get("choice")),
         ("device", s.get("device")),
         ("trials", len(s.get("trials", []))),
         ("best validation accuracy", None if best is None else acc_text(best["value"],
                                                                         best.get("se"))),
-        ("baseline (crossval config)", None if not bl.get("baseline") else
-         f"{bl['baseline']['mean']:.4f} ± {bl['baseline']['std']:.4f}"),
         ("best trial", None if best is None else best["key"]),
         ("classes", len(s.get("classes", []))),
         ("time", f"{s.get('seconds', 0):.1f} s"),
@@ -197,12 +197,36 @@ def param_chart(trials: Sequence[Mapping[str, Any]], name: str, *,
 
 
 # --------------------------------------------------------------------------- sections
+@section("tuning", order=5)
+def decision_section(data: TuningData) -> Section:
+    """The answer first: whether tuning helped, by how much, which configuration to use
+    (the one in best_params.yaml) and why; the run's warnings, each once."""
+    s = data.summary
+    d = s.get("decision") or {}
+    start = s.get("start") or {}
+    config, begin = d.get("config") or {}, start.get("config") or {}
+    rows = [(k, config.get(k), begin.get(k)) for k in sorted(set(config) | set(begin))]
+    b = s.get("budget") or {}
+    budget = None if not b else (
+        f"Time budget {b['seconds']:.0f} s (tune.budget_seconds), {b['used']:.0f} s used"
+        + (" (overrun: the budget was too small for this machine; only the start may have "
+           "run in each round)" if b["used"] > 1.2 * b["seconds"] else "")
+        + f"; measured {b['seconds_per_1000_image_epochs']:.2f} s per 1,000 training images "
+          f"per epoch; the final round and the comparisons train {b['final_epochs']} "
+          f"epochs, the earlier rounds {b['coarse_epochs']}.")
+    return Section("decision", "What to use", "tuning_decision.html.j2", {
+        "headline": s.get("headline") or d.get("headline", ""), "d": d, "start": start,
+        "rows": rows, "notices": s.get("notices") or [], "budget": budget},
+        summary=str(d.get("choice", "?")))
+
+
 @section("tuning", order=10)
 def best_section(data: TuningData) -> Section:
     s = data.summary
     best = s.get("best")
     rounds = [{
         "label": ROUND_LABEL.get(r["name"], r["name"]), "subset": r["subset"],
+        "widened": r.get("widened") or [],
         "n_train": r["n_train"], "n_val": r.get("n_val"), "sizing": r.get("sizing") or {},
         "batch_cap": r.get("batch_cap"), "separation": r.get("separation"),
         "best_text": None if not r["best"] else acc_text(r["best"]["value"],
@@ -214,10 +238,12 @@ def best_section(data: TuningData) -> Section:
     } for r in s.get("rounds", [])]
     from dataqa.tune.results import best_notes
 
-    return Section("best", "Best configuration and rounds", "tuning_best.html.j2", {
+    return Section("best", "Best trial and rounds", "tuning_best.html.j2", {
         "best": best, "rounds": rounds,
         "best_text": None if best is None else acc_text(best["value"], best.get("se")),
-        "notes": best_notes(s), "selection": s.get("selection") or {},
+        "notes": [n for n in best_notes(s)  # the warnings are said once, at the top
+                  if "forced by the subset" in n],
+        "selection": s.get("selection") or {},
         "config": [] if best is None else sorted(best["config"].items()),
     }, summary="none" if best is None else f"val acc {best['value']:.4f}")
 
@@ -233,22 +259,36 @@ def _ranges(dims: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+COMPARISONS = (("baseline", "Did tuning help? The start against the best tuned configuration",
+                "The tuned configuration replaces the start only when its mean beats the "
+                "start's by more than the seed spread."),
+               ("cleaning", "Does cleaning help? The chosen configuration on clean and "
+                "unfiltered training sets",
+                "The same configuration (the one to use) trained on the clean training set "
+                "and on the unfiltered one."))
+
+
 @section("tuning", order=15)
-def baseline_section(data: TuningData) -> Section | None:
-    """The best tuned configuration against crossval's, mean ± std over seeds."""
-    bl = data.summary.get("baseline")
-    if not bl:
+def compare_section(data: TuningData) -> Section | None:
+    """Every A/B comparison of the run (dataqa/tune/compare.py), one layout."""
+    shown = []
+    for key, title, note in COMPARISONS:
+        r = data.summary.get(key)
+        if not r:
+            continue
+        chart = Markup("")
+        if r.get("runs") and r.get("a"):
+            names = [r["a"]["name"], r["b"]["name"]]
+            pts = [(run["arm"], run["value"], f"seed {run['seed']}",
+                    f"{run['arm']}, seed {run['seed']}: {run['value']:.4f} ({run['status']})")
+                   for run in r["runs"]]
+            chart = points_chart(pts, title="validation accuracy per seed", xlabel="arm",
+                                 ylabel="val accuracy", choices=names)
+        shown.append({"title": title, "r": r, "chart": chart, "note": note})
+    if not shown:
         return None
-    chart = Markup("")
-    if bl.get("runs"):
-        pts = [(r["arm"], r["value"], f"seed {r['seed']}",
-                f"{r['arm']}, seed {r['seed']}: {r['value']:.4f} ({r['status']})")
-               for r in bl["runs"]]
-        chart = points_chart(pts, title="validation accuracy per seed", xlabel="configuration",
-                             ylabel="val accuracy", choices=["baseline", "tuned"])
-    return Section("baseline", "Best against the baseline", "tuning_baseline.html.j2",
-                   {"bl": bl, "chart": chart},
-                   summary="better" if bl.get("better") else "no better")
+    return Section("compare", "Comparisons", "tuning_compare.html.j2", {"comparisons": shown},
+                   summary=f"{len(shown)}")
 
 
 @section("tuning", order=20)
@@ -341,22 +381,6 @@ def fidelity_section(data: TuningData) -> Section | None:
     return Section("fidelity", "Subsample fidelity", "tuning_fidelity.html.j2",
                    {"fid": fid, "chart": chart},
                    summary="?" if fid.get("rho") is None else f"rho {fid['rho']:.2f}")
-
-
-@section("tuning", order=60)
-def cleaning_section(data: TuningData) -> Section | None:
-    cl = data.summary.get("cleaning")
-    if not cl:
-        return None
-    chart = Markup("")
-    if cl.get("runs"):
-        pts = [("clean" if r["arm"] == "clean" else "unfiltered", r["value"],
-                f"seed {r['seed']}", f"{r['arm']}, seed {r['seed']}: {r['value']:.4f}")
-               for r in cl["runs"]]
-        chart = points_chart(pts, title="validation accuracy per seed", xlabel="training set",
-                             ylabel="val accuracy", choices=["clean", "unfiltered"])
-    return Section("cleaning", "Does cleaning help?", "tuning_cleaning.html.j2",
-                   {"cl": cl, "chart": chart}, summary=cl.get("verdict", "")[:40])
 
 
 @section("tuning", order=70)

@@ -1,27 +1,23 @@
 """DVC stage ``crossval``: out-of-fold predicted probabilities and embeddings of every
-labelled, decodable image (the K-fold pass is :func:`dataqa.engine.crossval.cross_val_predict`)."""
+labelled, decodable image (the K-fold pass is :func:`dataqa.engine.crossval.cross_val_predict`).
+
+The training engine (torch, scikit-learn) is imported only when this stage trains:
+``crossval.mode: external`` reads the user's files (:mod:`dataqa.dataset.external`)
+without it (tests/test_imports.py)."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
-import torch
 
 from dataqa.dataset.manifest import has_label, labelled_rows, read_manifest
 from dataqa.dataset.tensors import load_tensors
-from dataqa.engine import device as dev
-from dataqa.engine import probe
-from dataqa.engine.crossval import (
-    NotTrainable,
-    cross_val_predict,
-    cross_val_predict_on_cluster,
-    crossval_config,
-    log,
-    oof_metrics,
-)
-from dataqa.engine.progress import show_progress
 from dataqa.io import write_json, write_npy
 from dataqa.params import Params
+
+log = logging.getLogger("dataqa.engine")  # the engine's logger (engine/crossval.py)
 
 
 def run_stage(params: Params) -> int:
@@ -36,11 +32,24 @@ def run_stage(params: Params) -> int:
         from dataqa.steps.crossval_external import run_external
 
         return run_external(params)
+    from dataqa.engine import device as dev
+    from dataqa.engine import probe
+    from dataqa.engine.crossval import (
+        NotTrainable,
+        cross_val_predict,
+        cross_val_predict_on_cluster,
+        crossval_config,
+        oof_metrics,
+    )
+    from dataqa.engine.progress import show_progress
+
     show_progress()
     manifest = read_manifest(params.path("manifest"))
     images, decoded = load_tensors(params, manifest)
     rows, classes, ids = labelled_rows(manifest, decoded)
     known = has_label(manifest)
+    import torch
+
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
     on_cluster = params.cluster.backend == "ray" and params.crossval.mode != "linear_probe"
     # budgets follow where the folds train: a GPU task on the cluster, else this device

@@ -28,6 +28,7 @@ class RoundClock:
     epochs: int
     trials_done: Callable[[], int]
     emit: Callable[[str], None]
+    budget_left: Callable[[], float] | None = None  # seconds of tune.budget_seconds left
     epoch_seconds: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
@@ -48,7 +49,9 @@ class RoundClock:
         self.emit(f"tune [{self.name}] trial {min(done + 1, self.trials)}/{self.trials} "
                   f"(#{number}) epoch {entry.epoch}/{self.epochs}: train loss "
                   f"{entry.train_loss:.4f} acc {entry.train_acc:.4f}{val}  "
-                  f"{entry.seconds:.1f} s; round left <= {fmt_seconds(self.eta(entry.epoch))}")
+                  f"{entry.seconds:.1f} s; round left <= {fmt_seconds(self.eta(entry.epoch))}"
+                  + ("" if self.budget_left is None else
+                     f", budget left {fmt_seconds(max(self.budget_left(), 0.0))}"))
 
 
 @dataclass

@@ -65,28 +65,45 @@ def trial_record(t: FrozenTrial, plan: RoundPlan, th: TuneDiagnose, *,
         "seconds": t.user_attrs.get("seconds"),
         "images_per_s": t.user_attrs.get("images_per_s"),
         "fidelity_of": t.user_attrs.get("fidelity_of"),
+        "start": bool(t.user_attrs.get("start")),
         "epochs_run": len(history),
         "history": history,
         "diagnoses": [d.to_json() for d in diag],
     }
 
 
-def best_of(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """Highest value among COMPLETE trials; ties go to the lower final val loss."""
-    done = [r for r in records if r["state"] == "COMPLETE" and r["value"] is not None]
-    if not done:
-        return None
+def rank_key(value: float, history: Sequence[Mapping[str, Any]], number: int
+             ) -> tuple[float, float, int]:
+    """The one ranking of trials: higher score first; ties to the lower validation
+    loss, then to the earlier trial (the start, enqueued first, wins a tie)."""
+    losses = [float(h["val_loss"]) for h in history if h.get("val_loss") is not None
+              and math.isfinite(float(h["val_loss"]))]
+    return (value, -(min(losses) if losses else math.inf), -number)
 
-    def key(r: Mapping[str, Any]) -> tuple[float, float]:
-        losses = [h["val_loss"] for h in r["history"] if h.get("val_loss") is not None]
-        return (r["value"], -(min(losses) if losses else math.inf))
 
-    return max(done, key=key)
+def ranked_trials(study: optuna.Study | None) -> list[FrozenTrial]:
+    """COMPLETE trials of ``study`` with a finite score, best first (:func:`rank_key`)."""
+    if study is None:
+        return []
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    return sorted(done, key=lambda t: rank_key(float(t.value or 0.0),
+                                               t.user_attrs.get("history") or [], t.number),
+                  reverse=True)
 
 
 def top_of(records: Sequence[Mapping[str, Any]], k: int) -> list[Mapping[str, Any]]:
+    """The ``k`` best COMPLETE trial records, best first (:func:`rank_key`)."""
     done = [r for r in records if r["state"] == "COMPLETE" and r["value"] is not None]
-    return sorted(done, key=lambda r: -r["value"])[:k]
+    return sorted(done, key=lambda r: rank_key(r["value"], r.get("history") or [],
+                                               r.get("number", 0)),
+                  reverse=True)[:k]
+
+
+def best_of(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The best trial: the first of :func:`top_of`."""
+    top = top_of(records, 1)
+    return top[0] if top else None
 
 
 def round_summary(plan: RoundPlan, study: optuna.Study | None, space: Space | None,
@@ -196,12 +213,113 @@ def curves_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
+def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal configurations (floats compared to 9 significant digits)."""
+    def norm(c: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: (float(f"{v:.9g}") if isinstance(v, float) else v) for k, v in c.items()}
+    return norm(a) == norm(b)
+
+
+def decide(start: Any, best: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None,
+           *, epochs: int | None, baseline_enabled: bool = True,
+           others: int = 1) -> dict[str, Any]:
+    """Which configuration to use, never the worse one: the tuned one only when it beat
+    the start by more than the seed spread at equal budget (or, with the comparison
+    switched off, unchecked); otherwise the start, with the reason. ``start``: a
+    :class:`dataqa.tune.start.Start`; ``others``: completed trials of the final round
+    other than the start. Returns ``choice`` (tuned | start), ``config``,
+    ``epochs``, ``reason`` and ``headline``: one sentence, the report's first line."""
+    use_start = {"choice": "start", "config": dict(start.config), "epochs": start.epochs,
+                 "source": start.source}
+    if best is None:
+        reason = "no trial completed"
+        return dict(use_start, reason=reason, gain=None, headline=(
+            f"Tuning did not run to a result ({reason}): use the starting configuration "
+            f"({start.source}), written to best_params.yaml."))
+    if same_config(best["config"], start.config):
+        if not others:
+            reason = ("within tune.budget_seconds the final round ran only the start: no "
+                      "other configuration was tried at the final epochs")
+            return dict(use_start, reason=reason, gain=None, headline=(
+                f"Tuning tried nothing but the start in its final round (the time budget "
+                f"was spent; raise tune.budget_seconds): use the starting configuration "
+                f"({start.source}), written to best_params.yaml."))
+        reason = (f"the start was the best trial of the final round ({best['key']}, "
+                  f"{best['value']:.4f}); none of the {others} other configuration(s) "
+                  "beat it")
+        return dict(use_start, reason=reason, gain=0.0, headline=(
+            f"Tuning did not help: none of the {others} other configuration(s) of the "
+            f"final round beat the start ({start.source}); use the starting "
+            "configuration, written to best_params.yaml."))
+    tuned = {"choice": "tuned", "config": dict(best["config"]), "epochs": best["epochs"],
+             "source": f"trial {best['key']}"}
+    if not baseline_enabled:
+        return dict(tuned, reason="not compared with the start (tune.baseline.enabled is "
+                                  "false)", gain=None, headline=(
+            f"Tuning chose trial {best['key']} ({best['value']:.4f}) without comparing it "
+            "with the start (tune.baseline.enabled: false): use it with care "
+            "(best_params.yaml)."))
+    if not baseline or baseline.get("difference") is None:
+        reason = f"the comparison did not run ({(baseline or {}).get('verdict', '?')})"
+        return dict(use_start, reason=reason, gain=None, headline=(
+            f"Tuning is unproven ({reason}): use the starting configuration "
+            f"({start.source}), written to best_params.yaml."))
+    diff, spread = float(baseline["difference"]), float(baseline["spread"])
+    a, b = baseline["a"], baseline["b"]
+    nums = (f"tuned {b['mean']:.4f} ± {b['std']:.4f} vs start {a['mean']:.4f} ± "
+            f"{a['std']:.4f}, {b['n']} seeds x {epochs} epochs each")
+    if baseline.get("better"):
+        return dict(tuned, gain=diff, reason=(
+            f"it beats the start by {diff:+.4f}, more than the seed spread {spread:.4f}"),
+            headline=(f"Tuning helped: +{diff:.4f} validation accuracy over the start "
+                      f"({nums}), more than the seed spread ({spread:.4f}); use the tuned "
+                      f"configuration (trial {best['key']}), written to best_params.yaml."))
+    how = (f"{diff:+.4f}, within the seed spread ({spread:.4f})" if abs(diff) <= spread
+           else f"{diff:+.4f}: the start is better by more than the seed spread "
+                f"({spread:.4f})")
+    return dict(use_start, gain=diff, reason=(
+        f"the best tuned configuration (trial {best['key']}) did not beat it by more than "
+        f"the seed spread: {how}"), headline=(
+        f"Tuning did not help: the best tuned configuration scored {how} against the start "
+        f"({nums}); use the starting configuration ({start.source}), written to "
+        "best_params.yaml."))
+
+
+def sizing_notices(sizing: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The rounds' sizing messages, each said once: rounds with the same subset and
+    shortfall share one line naming them all."""
+    groups: dict[tuple[str, bool, str], list[str]] = {}
+    for name, note in sizing.items():
+        if not note.get("message"):
+            continue
+        key = (str(note["subset"]), bool(note.get("below_minimum")),
+               "; ".join(note["shortfall"]))
+        groups.setdefault(key, []).append(name)
+    out = []
+    for (subset, _below, short), names in groups.items():
+        note = sizing[names[0]]
+        moved = any(sizing[n].get("moved") for n in names)
+        rounds = ", ".join(f"'{n}'" for n in names)
+        word = "round" if len(names) == 1 else "rounds"
+        if note.get("below_minimum"):
+            out.append(f"WARNING: {word} {rounds} {'runs' if len(names) == 1 else 'run'} below the per-class minimum on "
+                       f"'{subset}': {short}; their scores are weak evidence (more images, "
+                       "or a larger subsample.val_fraction, would help)")
+        elif moved:
+            out.append(f"{word} {rounds} moved from subset '{note['requested']}' to "
+                       f"'{subset}': '{note['requested']}' has {short}")
+    return out
+
+
 def metrics_of(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """DVC metrics: best score and params, trial counts by state and by engine status,
-    fidelity and cleaning figures."""
+    """DVC metrics: the decision, best score and params, trial counts by state and by
+    engine status, the comparisons' and fidelity's figures."""
     best = summary.get("best")
     records = summary["trials"]
+    decision = summary.get("decision") or {}
     out: dict[str, Any] = {
+        "choice": decision.get("choice"),
+        "gain": decision.get("gain"),
         "best_score": None if best is None else best["value"],
         "best_trial": None if best is None else best["key"],
         "best_params": {} if best is None else best["config"],
@@ -210,67 +328,69 @@ def metrics_of(summary: Mapping[str, Any]) -> dict[str, Any]:
         "statuses": dict(Counter(r["status"] for r in records)),
         "n_trials": len(records),
         "seconds": summary.get("seconds"),
+        "budget_seconds": (summary.get("budget") or {}).get("seconds"),
         "device": summary.get("device"),
     }
     if best is not None:
         out["best_se"] = best.get("se")
-    bl = summary.get("baseline")
-    if bl and bl.get("tuned"):
-        out["baseline"] = {"tuned_mean": bl["tuned"]["mean"], "tuned_std": bl["tuned"]["std"],
-                           "baseline_mean": bl["baseline"]["mean"],
-                           "baseline_std": bl["baseline"]["std"], "seeds": bl["tuned"]["n"],
-                           "se": bl["tuned"].get("se"), "difference": bl["difference"],
-                           "better": bl["better"], "verdict": bl["verdict"]}
+    for key, (a, b) in (("baseline", ("start", "tuned")), ("cleaning", ("raw", "clean"))):
+        cmp = summary.get(key)
+        if cmp and cmp.get("a") and cmp["a"].get("mean") is not None:
+            out[key] = {f"{a}_mean": cmp["a"]["mean"], f"{a}_std": cmp["a"]["std"],
+                        f"{b}_mean": cmp["b"]["mean"], f"{b}_std": cmp["b"]["std"],
+                        "seeds": cmp["b"]["n"], "epochs": cmp.get("epochs"),
+                        "difference": cmp["difference"], "spread": cmp["spread"],
+                        "better": cmp["better"], "verdict": cmp["verdict"]}
     fid = summary.get("fidelity")
     if fid:
         out["fidelity"] = {"spearman": fid.get("rho"), "interval": fid.get("interval"),
                            "n": fid.get("n"), "trustworthy": fid.get("trustworthy")}
-    cl = summary.get("cleaning")
-    if cl and cl.get("clean"):
-        out["cleaning"] = {"clean_mean": cl["clean"]["mean"], "clean_std": cl["clean"]["std"],
-                           "raw_mean": cl["raw"]["mean"], "raw_std": cl["raw"]["std"],
-                           "difference": cl["difference"], "exceeds_spread": cl["exceeds_spread"]}
     return out
 
 
 def best_params_yaml(summary: Mapping[str, Any]) -> str:
-    """The best configuration, with a note (a comment and a ``notes`` list) for every
-    value the data forced (a batch size capped by a small subset) and for a best that
-    is no better than the baseline."""
-    best = summary.get("best")
-    if best is None:
-        return "# no trial completed: no best configuration\n{}\n"
+    """The configuration to use (the decision: tuned only when it beat the start), the
+    headline as its first comment line, and a note for every value the data forced."""
+    decision = summary.get("decision")
+    if not decision:
+        return "# no decision: the tuning run did not finish\n{}\n"
     notes = best_notes(summary)
-    doc = {"score": best["value"], "se": best.get("se"), "metric": best.get("metric",
-                                                                           "val_acc"),
-           "trial": best["key"], "round": best["round"], "subset": best["subset"],
-           "epochs": best["epochs"], "seed": best["seed"], "params": best["config"]}
+    best = summary.get("best")
+    cmp = summary.get("baseline") or {}
+    arm = cmp.get("b" if decision["choice"] == "tuned" else "a") or {}
+    if not arm and best is not None and same_config(best["config"], decision["config"]):
+        # no comparison ran: the configuration's own trial in the final round
+        arm = {"mean": best["value"], "std": None, "n": 1}
+    doc: dict[str, Any] = {
+        "choice": decision["choice"], "source": decision.get("source"),
+        "why": decision["reason"], "epochs": decision["epochs"],
+        "score": arm.get("mean"), "score_std": arm.get("std"), "seeds": arm.get("n"),
+        "scored_at_epochs": cmp.get("epochs") or (None if best is None else best["epochs"]),
+        "metric": None if best is None else best.get("metric", "val_acc"),
+        "trial": None if best is None or decision["choice"] != "tuned" else best["key"],
+        "params": decision["config"]}
     if notes:
         doc["notes"] = notes
-    head = (f"# best configuration of the tuning run: trial {best['key']}, validation "
-            f"accuracy {best['value']:.4f}"
-            + (f" ± {best['se']:.4f} (SE)" if best.get("se") is not None else "")
-            + f" on subset '{best['subset']}'\n")
+    head = f"# {summary.get('headline') or decision['headline']}\n"
     head += "".join(f"# NOTE: {n}\n" for n in notes)
     return head + yaml.safe_dump(doc, sort_keys=False)
 
 
 def best_notes(summary: Mapping[str, Any]) -> list[str]:
+    """What the data forced on the chosen configuration (a batch size capped by a
+    small subset) and the search's sizing warnings, each once."""
     best = summary.get("best")
-    if best is None:
-        return []
+    decision = summary.get("decision") or {}
     notes = []
-    rd = next((r for r in summary.get("rounds", []) if r["name"] == best["round"]), None)
-    cap = (rd or {}).get("batch_cap")
-    bs = best["config"].get("batch_size")
-    if cap and bs is not None and int(bs) >= int(cap["cap"]):
-        notes.append(f"batch_size {bs} was forced by the subset, not chosen: "
-                     f"{cap['message']}; on more data try larger batches")
-    if rd and rd.get("sizing", {}).get("below_minimum"):
-        notes.append(rd["sizing"]["message"])
-    bl = summary.get("baseline")
-    if bl and bl.get("better") is False:
-        notes.append(bl["verdict"])
+    if best is not None and decision.get("choice", "tuned") == "tuned":
+        rd = next((r for r in summary.get("rounds", []) if r["name"] == best["round"]), None)
+        cap = (rd or {}).get("batch_cap")
+        bs = best["config"].get("batch_size")
+        if cap and bs is not None and int(bs) == int(cap["cap"]):
+            notes.append(f"batch_size {bs} was forced by the subset, not chosen: "
+                         f"{cap['message']}; on more data try larger batches")
+    notes += [n.removeprefix("WARNING: ") for n in summary.get("notices", [])
+              if n.startswith("WARNING")]
     return notes
 
 

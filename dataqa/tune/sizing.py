@@ -17,7 +17,8 @@ evidence and how to get more (``subsample.val_fraction``, more images).
 Batch sizes: a subset of n training images caps the batch at a power of two giving at
 least 4 steps per epoch (:func:`dataqa.tune.space.batch_cap`); :func:`batch_note`
 reports when that cap sits below the searched range or the fixed batch size, so the
-cap never reaches ``best_params.yaml`` silently.
+cap never reaches ``best_params.yaml`` silently. The rounds' sizing messages are said
+once per subset and shortfall (:func:`dataqa.tune.results.sizing_notices`).
 """
 
 from __future__ import annotations
@@ -105,10 +106,9 @@ def size_rounds(plans: Sequence[RoundPlan], *, train_counts: Mapping[str, Counts
 
 def batch_note(tune: TuneParams, n_train: int) -> dict[str, Any] | None:
     """When ``n_train`` training images cap the batch below what params ask for (the
-    searched range's top or the fixed batch size): ``{cap, n_train, asked, message}``."""
+    searched range's top): ``{cap, n_train, asked, message}``."""
     cap = batch_cap(n_train)
-    asked = max(tune.space.batch_size_max if "batch_size" in tune.space.searched else 0,
-                tune.fixed.batch_size)
+    asked = tune.space.batch_size_max if "batch_size" in tune.space.searched else 0
     if cap >= asked:
         return None
     return {"cap": cap, "n_train": n_train, "asked": asked,

@@ -1,23 +1,36 @@
-"""Search spaces and rounds, from params.
+"""Search spaces and rounds, from params and the starting configuration.
 
 A :class:`Space` is what one round searches: ``dims`` (name -> :class:`Dim`) plus the
-``fixed`` values of everything else. It round-trips through JSON because it is stored in
-the round's Optuna study (every worker of a distributed run reads the same space).
+``fixed`` values of everything else (the start's). It round-trips through JSON because
+it is stored in the round's Optuna study (every worker of a distributed run reads the
+same space). A dim may apply only under a condition (``depth`` to small_resnet,
+``plateau_factor`` to the plateau schedule): :attr:`Dim.when`.
 
-The rounds follow the guide (coarse to fine):
+The search space is the engine's knobs (:data:`dataqa.tune.start.KNOBS`): architecture
+(small_cnn, small_resnet) with width and depth, schedule (one-cycle, plateau, cosine),
+optimizer, learning rate, batch size, weight decay, dropout, momentum. With
+``engine.weights`` (a pretrained backbone) it is what matters there: learning rate,
+weight decay, batch size, optimizer, schedule and how much of the net to unfreeze; the
+architecture and its width/depth are the weights'. Every space contains the start.
 
-1. ``lr``: the learning rate alone, log-uniform over ``space.lr_min..lr_max``, everything
-   else fixed, few epochs, smallest subset;
-2. ``joint``: every name in ``space.searched``, the learning rate narrowed to round 1's
+The rounds follow the guide (coarse to fine, learning rate first), the start being the
+first trial of each:
+
+1. ``lr``: the learning rate alone, log-uniform over ``space.lr_min..lr_max``, the rest
+   the start's, few epochs, smallest subset;
+2. ``joint``: every knob in ``space.searched``, the learning rate narrowed to round 1's
    best x/÷ ``10**lr_decades``;
-3. ``fine``: each range narrowed to the span of round 2's top trials plus a margin, more
-   epochs, a larger subset.
+3. ``fine``: each range narrowed to the span of round 2's top trials plus a margin, the
+   final epochs (those of the comparison), a larger subset.
 
-Budgets left null in params come from :data:`DEVICE_BUDGETS` (a GPU affords more).
+A best value at the edge of a range widens that range past the edge in the next round
+(:func:`widen_edges`); the round records it. Trials and epochs left null in params come
+from the time budget (:mod:`dataqa.tune.budget`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -28,26 +41,32 @@ import numpy as np
 import optuna
 
 from dataqa.errors import ParamsError
-from dataqa.params import EngineParams, TuneParams
+from dataqa.params import TuneParams
+from dataqa.tune.start import ARCHS, SCHEDULES
 
 ROUND_NAMES = ("lr", "joint", "fine")
 
-# Budgets when params leave them null: (trials, epochs) per round. GPU: the 32-trial
-# default search of the benchmark; CPU: ~90-120 s for the whole tune stage on the
-# bundled ~2,000-image sample on 2 cores (measured: benchmarks/README.md).
-DEVICE_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
-    "cuda": {"lr": (8, 4), "joint": (16, 6), "fine": (8, 12)},
-    "cpu": {"lr": (6, 3), "joint": (8, 3), "fine": (6, 4)},  # fine: 5 fidelity re-runs + 1
-}
+# Most trials per round when the time budget would allow more (a GPU): the 32-trial
+# search of the benchmark.
+MAX_TRIALS: dict[str, int] = {"lr": 8, "joint": 16, "fine": 8}
 
 # Widths searched when tune.space.widths is null: wide nets cost little on a GPU only.
 DEVICE_WIDTHS: dict[str, list[int]] = {"cuda": [16, 32, 64], "cpu": [8, 16, 32]}
 
 # Values a hyperparameter can never leave: a best value at such a bound needs no widening.
 NATURAL_BOUNDS: dict[str, tuple[float, float]] = {
-    "dropout": (0.0, 1.0), "momentum": (0.0, 1.0), "plateau_factor": (0.0, 1.0)}
+    "dropout": (0.0, 1.0), "momentum": (0.0, 1.0), "plateau_factor": (0.0, 1.0),
+    "unfreeze": (0.0, 1.0)}
 
-ORDERED = ("batch_size", "width", "depth")  # categorical but ordered: edges make sense
+ORDERED = ("batch_size", "width", "depth", "unfreeze")  # categorical but ordered
+
+# How much of a pretrained net a trial trains (TrainConfig.unfreeze), with engine.weights.
+UNFREEZE = (0.0, 0.25, 0.5, 1.0)
+# Knobs that apply only under a condition: name -> (knob, values it must take).
+CONDITIONS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "depth": ("arch", ("small_resnet",)), "plateau_factor": ("schedule", ("plateau",))}
+# Knobs of the nets the engine builds itself: a pretrained backbone has none of them.
+OWN_NET = ("arch", "width", "depth", "dropout")
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,11 @@ class Dim:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] | None = None
+    when: tuple[str, tuple[Any, ...]] | None = None  # (knob, values): applies only then
+
+    def applies(self, config: Mapping[str, Any]) -> bool:
+        """Does this dim apply to ``config`` (its condition's knob has a listed value)?"""
+        return self.when is None or config.get(self.when[0]) in self.when[1]
 
     @property
     def is_float(self) -> bool:
@@ -90,15 +114,35 @@ class Dim:
         return isinstance(value, int | float) and self.low <= float(value) <= self.high
 
     def to_json(self) -> dict[str, Any]:
-        if self.choices is not None:
-            return {"choices": list(self.choices)}
-        return {"low": self.low, "high": self.high, "log": self.log}
+        out: dict[str, Any] = ({"choices": list(self.choices)} if self.choices is not None
+                               else {"low": self.low, "high": self.high, "log": self.log})
+        if self.when is not None:
+            out["when"] = [self.when[0], list(self.when[1])]
+        return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Dim:
+        when = None if raw.get("when") is None else (str(raw["when"][0]),
+                                                      tuple(raw["when"][1]))
         if "choices" in raw:
-            return cls(choices=tuple(raw["choices"]))
-        return cls(low=float(raw["low"]), high=float(raw["high"]), log=bool(raw["log"]))
+            return cls(choices=tuple(raw["choices"]), when=when)
+        return cls(low=float(raw["low"]), high=float(raw["high"]), log=bool(raw["log"]),
+                   when=when)
+
+    def including(self, value: Any) -> Dim:
+        """This dim widened just enough to contain ``value``."""
+        if self.contains(value):
+            return self
+        if self.choices is not None:
+            choices = self.choices + (value,)
+            try:
+                choices = tuple(sorted(choices))
+            except TypeError:
+                pass
+            return dataclasses.replace(self, choices=choices)
+        assert self.low is not None and self.high is not None
+        v = float(value)
+        return dataclasses.replace(self, low=min(self.low, v), high=max(self.high, v))
 
 
 @dataclass(frozen=True)
@@ -114,10 +158,29 @@ class Space:
     def from_json(cls, raw: Mapping[str, Any]) -> Space:
         return cls({k: Dim.from_json(v) for k, v in raw["dims"].items()}, dict(raw["fixed"]))
 
+    def params_of(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The values of ``config`` for the dims that apply to it (what to enqueue)."""
+        out: dict[str, Any] = {}
+        full = dict(self.fixed, **config)
+        for name, dim in self.dims.items():
+            if dim.applies(full) and name in config:
+                out[name] = config[name]
+        return out
+
+    def containing(self, config: Mapping[str, Any]) -> Space:
+        """This space with every applicable dim widened to contain ``config``'s value."""
+        full = dict(self.fixed, **config)
+        dims = {k: (d.including(config[k]) if k in config and d.applies(full) else d)
+                for k, d in self.dims.items()}
+        return Space(dims, dict(self.fixed))
+
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        """The trial's full configuration: fixed values plus one suggestion per dim."""
+        """The trial's full configuration: fixed values plus one suggestion per dim that
+        applies (dims are in order: a condition names an earlier dim or a fixed knob)."""
         config = dict(self.fixed)
         for name, dim in self.dims.items():
+            if not dim.applies(config):
+                continue  # the fixed value stays (the start's)
             if dim.choices is not None:
                 config[name] = trial.suggest_categorical(name, list(dim.choices))
             else:
@@ -128,43 +191,29 @@ class Space:
 
 @dataclass(frozen=True)
 class RoundPlan:
-    """One round, budgets resolved: ``index`` 1..3, ``name`` in ROUND_NAMES."""
+    """One round: ``index`` 1..3, ``name`` in ROUND_NAMES; ``trials``/``epochs`` None
+    until the budget (:mod:`dataqa.tune.budget`) sets them (params may fix them)."""
 
     index: int
     name: str
-    trials: int
-    epochs: int
+    trials: int | None
+    epochs: int | None
     subset: str
     sampler: str
 
 
-def plan_rounds(tune: TuneParams, device_type: str) -> list[RoundPlan]:
-    """The three rounds with null budgets filled in for ``device_type`` (cpu | cuda)."""
-    budgets = DEVICE_BUDGETS["cuda" if device_type == "cuda" else "cpu"]
+def plan_rounds(tune: TuneParams) -> list[RoundPlan]:
+    """The three rounds as params give them (null trials/epochs: from the budget)."""
     plans = []
     for index, name in enumerate(ROUND_NAMES, start=1):
         r = getattr(tune.rounds, name)
-        trials = budgets[name][0] if r.trials is None else r.trials
-        epochs = budgets[name][1] if r.epochs is None else r.epochs
-        plans.append(RoundPlan(index, name, trials, epochs, r.subset, r.sampler))
+        where = f"params.yaml: tune.rounds.{name}"
+        if r.trials is not None and r.trials < 0:
+            raise ParamsError(f"{where}.trials: must be >= 0, got {r.trials}")
+        if r.epochs is not None and r.epochs < 1:
+            raise ParamsError(f"{where}.epochs: must be >= 1, got {r.epochs}")
+        plans.append(RoundPlan(index, name, r.trials, r.epochs, r.subset, r.sampler))
     return plans
-
-
-def fixed_config(tune: TuneParams, engine: EngineParams, *, n_train: int) -> dict[str, Any]:
-    """Values of every hyperparameter when not searched (round 1: all but the LR)."""
-    f = tune.fixed
-    return {
-        "lr": f.lr,
-        "batch_size": min(f.batch_size, batch_cap(n_train)),
-        "weight_decay": f.weight_decay,
-        "dropout": engine.dropout if f.dropout is None else f.dropout,
-        "optimizer": f.optimizer,
-        "momentum": f.momentum,
-        "plateau_factor": f.plateau_factor,
-        "width": engine.width if f.width is None else f.width,
-        "depth": engine.depth if f.depth is None else f.depth,
-        "label_smoothing": f.label_smoothing,
-    }
 
 
 def batch_cap(n_train: int) -> int:
@@ -182,59 +231,70 @@ def batch_sizes(lo: int, hi: int, *, n_train: int) -> list[int]:
     return out or [min(cap, max(lo, 1))]
 
 
-def lr_space(tune: TuneParams, engine: EngineParams, *, n_train: int) -> Space:
-    """Round 1: the learning rate, log-uniform over the whole range."""
-    fixed = fixed_config(tune, engine, n_train=n_train)
+def lr_space(tune: TuneParams, start: Mapping[str, Any]) -> Space:
+    """Round 1: the learning rate, log-uniform over the whole range (widened to hold
+    the start's); everything else the start's."""
+    fixed = dict(start)
     fixed.pop("lr")
-    return Space({"lr": Dim(tune.space.lr_min, tune.space.lr_max, log=True)}, fixed)
+    dim = Dim(tune.space.lr_min, tune.space.lr_max, log=True).including(start["lr"])
+    return Space({"lr": dim}, fixed)
 
 
-def joint_space(tune: TuneParams, engine: EngineParams, *, n_train: int,
-                best_lr: float | None, device_type: str = "cpu") -> Space:
-    """Round 2: every name in ``space.searched``; the LR range is round 1's best x/÷
-    ``10**lr_decades`` clipped to the full range (the full range when round 1 has no
-    result). Null ``space.widths`` take :data:`DEVICE_WIDTHS` of ``device_type``."""
+def joint_space(tune: TuneParams, start: Mapping[str, Any], *, n_train: int,
+                best_lr: float | None, device_type: str = "cpu",
+                pretrained: bool = False) -> Space:
+    """Round 2: every knob in ``space.searched`` that applies (see the module
+    docstring), each range widened to hold the start. The LR range is round 1's best
+    x/÷ ``10**lr_decades``, not clipped to ``space.lr_min..lr_max``: a best at the
+    edge of round 1's range widens it (the whole range when round 1 has no result).
+    Null ``space.widths`` take :data:`DEVICE_WIDTHS` of ``device_type``."""
     s = tune.space
     lo, hi = s.lr_min, s.lr_max
     if best_lr is not None:
         k = 10.0 ** tune.rounds.joint.lr_decades
-        lo, hi = max(s.lr_min, best_lr / k), min(s.lr_max, best_lr * k)
+        lo, hi = best_lr / k, best_lr * k
         if hi <= lo:  # lr_decades 0: keep a sliver so the range stays a range
             lo, hi = best_lr / 1.01, best_lr * 1.01
     every = {
+        "arch": Dim(choices=ARCHS),
+        "schedule": Dim(choices=SCHEDULES),
+        "optimizer": Dim(choices=tuple(dict.fromkeys(s.optimizers))),
         "lr": Dim(lo, hi, log=True),
         "batch_size": Dim(choices=tuple(batch_sizes(s.batch_size_min, s.batch_size_max,
                                                     n_train=n_train))),
         "weight_decay": Dim(s.weight_decay_min, s.weight_decay_max, log=True),
         "dropout": Dim(s.dropout_min, s.dropout_max),
-        "optimizer": Dim(choices=tuple(dict.fromkeys(s.optimizers))),
         "momentum": Dim(s.momentum_min, s.momentum_max),
-        "plateau_factor": Dim(s.plateau_factor_min, s.plateau_factor_max),
+        "plateau_factor": Dim(s.plateau_factor_min, s.plateau_factor_max,
+                              when=CONDITIONS["plateau_factor"]),
         "width": Dim(choices=tuple(sorted(set(
             s.widths or DEVICE_WIDTHS["cuda" if device_type == "cuda" else "cpu"])))),
-        "depth": Dim(choices=tuple(sorted(set(s.depths)))),
+        "depth": Dim(choices=tuple(sorted(set(s.depths))), when=CONDITIONS["depth"]),
+        "unfreeze": Dim(choices=UNFREEZE),
     }
-    fixed = fixed_config(tune, engine, n_train=n_train)
+    skip = set(OWN_NET) if pretrained else {"unfreeze"}
+    fixed = dict(start)
     dims: dict[str, Dim] = {}
     for name, dim in every.items():
-        if name in s.searched and _is_range(dim):
+        if name not in s.searched or name in skip:
+            continue
+        dim = dim.including(start[name]) if name in start else dim
+        if _is_range(dim):
             dims[name] = dim
-            fixed.pop(name, None)
-        elif name in s.searched and dim.choices:  # a single choice: fixed at it
-            fixed[name] = dim.choices[0]
+            if dim.when is None:  # a conditional knob keeps the start's value for when
+                fixed.pop(name, None)  # its condition is not met
     return Space(dims, fixed)
 
 
 def fine_space(joint: Space, top: Sequence[Mapping[str, Any]], *, margin: float,
-               n_train: int, limits: Mapping[str, tuple[float, float]] | None = None
-               ) -> Space:
+               n_train: int) -> Space:
     """Round 3: each range of ``joint`` narrowed to the span of ``top`` (the best round-2
     trials' params) widened by ``margin`` x the round-2 range on each side (in the
-    range's scale), clipped to the round-2 range, or to ``limits[name]`` where given
-    (the learning rate: the whole configured range, so that a best learning rate on the
-    edge of round 2's narrowed range widens the range past that edge). Choices keep
-    those the top trials used; ordered choices keep the span between them. Batch sizes
-    are capped for the (larger) fine subset again."""
+    range's scale), within the round-2 range (:func:`widen_edges` then widens past an
+    edge where round 2's best sits on it). Choices keep those the top trials used;
+    ordered choices keep the span between them. Batch sizes are capped for the (larger)
+    fine subset again. A dim no top trial used (a condition never met) stays as it was.
+    """
     if not top:
         return joint
     dims: dict[str, Dim] = {}
@@ -253,8 +313,8 @@ def fine_space(joint: Space, top: Sequence[Mapping[str, Any]], *, margin: float,
             if name == "batch_size":
                 cap = batch_cap(n_train)
                 kept = tuple(b for b in kept if b <= cap) or (min(kept),)
-            if len(kept) > 1:
-                dims[name] = Dim(choices=kept)
+            if len(kept) > 1 or dim.when is not None:
+                dims[name] = dataclasses.replace(dim, choices=kept)
             else:
                 fixed[name] = kept[0]
             continue
@@ -263,17 +323,96 @@ def fine_space(joint: Space, top: Sequence[Mapping[str, Any]], *, margin: float,
         lo, hi = fwd(dim.low), fwd(dim.high)
         vals = [fwd(float(v)) for v in values]
         pad = margin * (hi - lo)
-        clip_lo, clip_hi = lo, hi
-        if limits and name in limits:
-            clip_lo, clip_hi = (min(lo, fwd(limits[name][0])), max(hi, fwd(limits[name][1])))
-        new_lo, new_hi = max(clip_lo, min(vals) - pad), min(clip_hi, max(vals) + pad)
+        new_lo, new_hi = max(lo, min(vals) - pad), min(hi, max(vals) + pad)
         if new_hi <= new_lo:
             new_hi = min(hi, new_lo + 1e-6 * (hi - lo)) if hi > lo else new_lo
-        if new_hi <= new_lo:
+        if new_hi <= new_lo and dim.when is None:
             fixed[name] = inv(new_lo)
             continue
-        dims[name] = Dim(inv(new_lo), inv(new_hi), log=dim.log)
+        dims[name] = dataclasses.replace(dim, low=inv(new_lo), high=inv(max(new_hi, new_lo)))
     return Space(dims, fixed)
+
+
+def widen_edges(space: Space, wide: Space, best: Mapping[str, Any], *, fraction: float
+                ) -> tuple[Space, list[dict[str, Any]]]:
+    """``space`` (the next round's) with each range whose end ``best`` (the previous
+    round's best configuration) sits on in ``wide`` (the previous round's space) pushed
+    past that end: a float range by the previous range's span on its scale (within
+    :data:`NATURAL_BOUNDS`), ordered choices by one more value (x2 / ÷2 for batch size
+    and width, ±1 for depth). Returns the space and one record per widening, in words.
+    """
+    dims = dict(space.dims)
+    fixed = dict(space.fixed)
+    notes: list[dict[str, Any]] = []
+    for name, prev in wide.dims.items():
+        if name not in best or not prev.applies(best):
+            continue
+        if name not in dims:  # narrowed to one value: a range again, then widened
+            if name not in fixed:
+                continue
+            v = fixed[name]
+            dims[name] = (dataclasses.replace(prev, choices=(v,)) if prev.choices is not None
+                          else dataclasses.replace(prev, low=float(v), high=float(v)))
+        if prev.choices is not None and (name not in ORDERED or name == "unfreeze"
+                                         or len(prev.choices) < 2):
+            continue
+        pos = prev.position(best[name])
+        for side in ("low", "high"):
+            if (side == "low" and pos > fraction) or (side == "high" and pos < 1 - fraction):
+                continue
+            dim = dims[name]
+            new = _push(name, dim, prev, side)
+            if new is None or new == dim:
+                continue
+            dims[name] = new
+            if prev.when is None:
+                fixed.pop(name, None)
+            notes.append({"param": name, "side": side, "best": best[name],
+                          "before": _span(prev), "after": _span(new),
+                          "message": f"{name}: the best value {_fmt(best[name])} sat at the "
+                                     f"{side} end of {_span(prev)}; the next round searches "
+                                     f"{_span(new)}"})
+    # a one-value range no edge widened goes back to fixed
+    for name in [n for n, d in dims.items() if n not in space.dims and not _is_range(d)]:
+        del dims[name]
+    return Space(dims, fixed), notes
+
+
+def _push(name: str, dim: Dim, prev: Dim, side: str) -> Dim | None:
+    if dim.choices is not None:
+        ends = sorted(dim.choices)
+        end = ends[0] if side == "low" else ends[-1]
+        if name == "depth":
+            nxt = end - 1 if side == "low" else end + 1
+        else:
+            nxt = end // 2 if side == "low" else end * 2
+        if nxt < 1:
+            return None
+        return dataclasses.replace(dim, choices=tuple(sorted(set(dim.choices) | {nxt})))
+    assert dim.low is not None and dim.high is not None
+    assert prev.low is not None and prev.high is not None
+    fwd, inv = (math.log, math.exp) if dim.log else (float, float)
+    span = fwd(prev.high) - fwd(prev.low)
+    bound = NATURAL_BOUNDS.get(name)
+    if side == "low":
+        low = inv(fwd(dim.low) - span) if dim.log else dim.low - span
+        if bound is not None:
+            low = max(low, bound[0])
+        return None if low >= dim.low else dataclasses.replace(dim, low=low)
+    high = inv(fwd(dim.high) + span) if dim.log else dim.high + span
+    if bound is not None:
+        high = min(high, bound[1] - 1e-3 if name != "dropout" else 0.9)
+    return None if high <= dim.high else dataclasses.replace(dim, high=high)
+
+
+def _span(dim: Dim) -> str:
+    if dim.choices is not None:
+        return "{" + ", ".join(str(c) for c in dim.choices) + "}"
+    return f"[{_fmt(dim.low)}, {_fmt(dim.high)}]"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def _is_range(dim: Dim) -> bool:
@@ -309,6 +448,8 @@ def design_trials(space: Space, n: int, *, kind: str, seed: int) -> list[dict[st
         config: dict[str, Any] = {}
         for name, u in zip(names, row):
             dim = space.dims[name]
+            if not dim.applies(dict(space.fixed, **config)):
+                continue  # a condition not met: this point leaves the knob out
             if dim.choices is not None:
                 config[name] = dim.choices[min(int(u * len(dim.choices)), len(dim.choices) - 1)]
                 continue

@@ -89,7 +89,7 @@ def round_study_name(tune: TuneParams, round_name: str) -> str:
 def counted(trial: FrozenTrial) -> bool:
     """Does ``trial`` use up the round's budget? Killed workers' trials do not (they
     are retried); trials that failed with an error in the trial itself do."""
-    if trial.user_attrs.get("surplus"):
+    if trial.user_attrs.get("surplus") or trial.user_attrs.get("skipped"):
         return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
                        TrialState.WAITING):
@@ -104,9 +104,10 @@ def open_round(storage: optuna.storages.BaseStorage, name: str, *,
                wait_seconds: float) -> optuna.Study:
     """Create or join the round study ``name``.
 
-    The creator calls ``build() -> (space_json, enqueued)`` where ``enqueued`` is a list
-    of ``{"params": ..., "user_attrs": ...}`` trials to run first, stores both, and marks
-    the study ready. Joiners wait (up to ``wait_seconds``) for ready. A study created
+    The creator calls ``build() -> (attrs, enqueued)``: ``attrs`` are stored as the
+    study's user attributes (the space, the resolved plan, the deadline, ...),
+    ``enqueued`` is a list of ``{"params": ..., "user_attrs": ...}`` trials to run first;
+    then it marks the study ready. Joiners wait (up to ``wait_seconds``) for ready. A study created
     with a different ``fingerprint`` (other tune params) is an error.
     """
     try:
@@ -118,8 +119,9 @@ def open_round(storage: optuna.storages.BaseStorage, name: str, *,
     fp = json.loads(json.dumps(fingerprint, sort_keys=True))
     if creator:
         study.set_user_attr("fingerprint", fp)
-        space, enqueued = build()
-        study.set_user_attr("space", space)
+        attrs, enqueued = build()
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
         for item in enqueued:
             study.enqueue_trial(item["params"], user_attrs=item.get("user_attrs"),
                                 skip_if_exists=False)
@@ -171,24 +173,42 @@ def budget_left(study: optuna.Study, trials: int) -> int:
 
 def run_round_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
                      trials: int, limit: int | None = None,
-                     catch: Sequence[type[Exception]] = ()) -> int:
+                     catch: Sequence[type[Exception]] = (),
+                     stop: Callable[[], bool] | None = None) -> int:
     """Run trials of ``study`` in this process until the round's budget of ``trials``
-    is used (by any worker) or ``limit`` trials ran here; returns how many ran here.
+    is used (by any worker), ``limit`` trials ran here, or ``stop()`` says the round's
+    time is up (its enqueued trials left are then marked skipped); returns how many ran
+    here.
 
     ``study.optimize`` one trial at a time: it fails stale trials first and keeps the
     heartbeat of the running one (RDB storages).
     """
     ran = 0
     while (limit is None or ran < limit) and budget_left(study, trials) > 0:
+        if stop is not None and stop():
+            skip_waiting(study)
+            break
         study.optimize(objective, n_trials=1, catch=tuple(catch), gc_after_trial=False)
         ran += 1
     return ran
 
 
+def skip_waiting(study: optuna.Study) -> list[int]:
+    """Mark the round's enqueued trials that never started as skipped (FAIL, user
+    attribute ``skipped``): the time budget ran out before them."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "skipped", "time budget")
+        if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            out.append(t.number)
+    return out
+
+
 def finish_round(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
                  trials: int, wait_seconds: float, max_retry: int = 1,
                  catch: Sequence[type[Exception]] = (),
-                 on_wait: Callable[[int], None] | None = None) -> int:
+                 on_wait: Callable[[int], None] | None = None,
+                 stop: Callable[[], bool] | None = None) -> int:
     """Block until no trial of ``study`` is RUNNING or WAITING: other workers' trials
     finish, stale ones (dead workers) are failed and re-queued, and re-queued ones are
     run here. Returns the trials run here."""
@@ -197,7 +217,7 @@ def finish_round(study: optuna.Study, objective: Callable[[optuna.Trial], float]
     ran = 0
     while True:
         _fail_stale(study, max_retry=max_retry)
-        ran += run_round_trials(study, objective, trials=trials, catch=catch)
+        ran += run_round_trials(study, objective, trials=trials, catch=catch, stop=stop)
         busy = [t for t in study.get_trials(deepcopy=False)
                 if t.state in (TrialState.RUNNING, TrialState.WAITING)]
         if not busy:
@@ -242,8 +262,8 @@ def fail_orphaned_trials(study: optuna.Study, *, max_retry: int = 1) -> list[int
         failed.append(t.number)
         retries = int(t.user_attrs.get("retries", 0))
         if retries < max_retry:
-            keep = {k: v for k, v in t.user_attrs.items() if k in ("design", "fidelity_of",
-                                                                    "fidelity_value")}
+            keep = {k: v for k, v in t.user_attrs.items() if k in (
+                "design", "fidelity_of", "fidelity_value", "start")}
             study.enqueue_trial(t.params, user_attrs=dict(keep, retries=retries + 1,
                                                           retry_of=t.number))
     return failed

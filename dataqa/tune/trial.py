@@ -4,7 +4,8 @@ stored on the Optuna trial, pruning from the per-epoch callback.
 Everything the report needs later is stored as trial user attributes, so that it is in
 the study's storage whichever worker (or host) ran the trial: ``history`` (per-epoch
 records, see :class:`dataqa.engine.fit.EpochLog`), ``status`` (engine status),
-``config`` (the full configuration, fixed values included), ``seed``, ``worker``,
+``config`` (the full configuration, fixed values included), ``start`` (the trial is the
+starting configuration), ``seed``, ``worker``,
 ``seconds``, ``images_per_s`` and ``message``.
 """
 
@@ -21,11 +22,12 @@ import numpy as np
 import optuna
 
 from dataqa.engine.data import DeviceData
-from dataqa.engine.fit import EpochLog, FitResult, TrainConfig, fit
+from dataqa.engine.fit import EpochLog, FitResult, fit
 from dataqa.errors import EngineError
 from dataqa.params import EngineParams, TuneStopping
 from dataqa.text import say
 from dataqa.tune.space import RoundPlan, Space
+from dataqa.tune.start import train_config
 from dataqa.tune.study import is_surplus
 
 SEED_STRIDE = 100_000  # trial seed = tune.seed + round index x stride + trial number
@@ -33,39 +35,6 @@ SEED_STRIDE = 100_000  # trial seed = tune.seed + round index x stride + trial n
 
 def trial_seed(base: int, round_index: int, number: int) -> int:
     return base + round_index * SEED_STRIDE + number
-
-
-def train_config(config: Mapping[str, Any], *, epochs: int, seed: int,
-                 stopping: TuneStopping, engine: EngineParams,
-                 augment: Any = None) -> TrainConfig:
-    """The engine's :class:`TrainConfig` for one tuning configuration: plateau LR decay
-    by ``config['plateau_factor']``, early stopping on val loss from ``stopping``."""
-    return TrainConfig(
-        epochs=epochs,
-        batch_size=int(config["batch_size"]),
-        lr=float(config["lr"]),
-        weight_decay=float(config["weight_decay"]),
-        momentum=float(config["momentum"]),
-        optimizer=config["optimizer"],
-        label_smoothing=float(config.get("label_smoothing", 0.0)),
-        schedule="plateau",
-        plateau_factor=float(config["plateau_factor"]),
-        plateau_patience=stopping.plateau_patience,
-        early_stopping_patience=stopping.patience,
-        min_epochs=stopping.min_epochs,
-        # the stalled verdict compares with the first steps: after 2 epochs at least (one
-        # epoch of a small subset is a handful of steps), and only if an epoch follows
-        stall_epochs=max(2, min(3, epochs - 1)),
-        diverge_factor=stopping.diverge_factor,
-        stall_tolerance=stopping.stall_tolerance,
-        arch=engine.arch,
-        width=int(config["width"]),
-        depth=int(config["depth"]),
-        dropout=float(config["dropout"]),
-        weights=engine.weights,
-        augment=augment,
-        seed=seed,
-    )
 
 
 def history_records(result: FitResult) -> list[dict[str, Any]]:
@@ -159,6 +128,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_id())
+        assert self.plan.trials is not None and self.plan.epochs is not None
         if is_surplus(trial.study, trial.number, self.plan.trials):
             trial.set_user_attr("surplus", True)
             raise optuna.TrialPruned("surplus: the round's budget was used by other workers")
@@ -168,10 +138,12 @@ class Objective:
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("n_train", int(len(self.train_idx)))
         fidelity_of = trial.user_attrs.get("fidelity_of")
-        # the re-runs of round-2 configurations must finish: fidelity needs their scores
+        # the re-runs of round-2 configurations must finish (fidelity needs their
+        # scores), and so must the start (every round's reference)
         on_epoch = self.on_epoch
         tick = None if on_epoch is None else (lambda entry: on_epoch(trial.number, entry))
-        callback = PruningCallback(trial, enabled=fidelity_of is None, metric=self.metric,
+        callback = PruningCallback(trial, enabled=fidelity_of is None
+                                   and not trial.user_attrs.get("start"), metric=self.metric,
                                    window=self.window, on_epoch=tick)
         try:
             cfg = train_config(config, epochs=self.plan.epochs, seed=seed,

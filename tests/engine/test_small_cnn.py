@@ -52,3 +52,33 @@ def test_explicit_values_and_weights(params_for: Any, tmp_path: Path) -> None:
     cfg = crossval_config(params_for(engine={"arch": "resnet18", "weights": "w.pt"}),
                           torch.device("cpu"))
     assert cfg.arch == "resnet18" and cfg.weights == "w.pt"
+
+
+@pytest.mark.parametrize("unfreeze", [0.0, 0.5, 1.0])
+def test_unfreeze_trains_only_the_top_of_the_net(unfreeze: float) -> None:
+    """TrainConfig.unfreeze (searched by the tuning run for pretrained backbones): the
+    bottom (1 - unfreeze) share of the parameter tensors keeps its initial values, the
+    head always trains."""
+    import numpy as np
+
+    from dataqa.engine.data import DeviceData
+    from dataqa.engine.fit import TrainConfig, fit, new_model
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (64, 16, 16, 1)).astype(np.uint8)
+    y = rng.integers(0, 3, 64)
+    data = DeviceData.from_arrays(x, y, device=torch.device("cpu"), num_classes=3)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.05, arch="small_cnn", width=4,
+                      unfreeze=unfreeze, seed=0)
+    torch.manual_seed(cfg.seed)
+    fresh = new_model(data, cfg)
+    before = [p.detach().clone() for p in fresh.parameters()]
+    head = len(list(head_of(fresh).parameters()))
+    after = list(fit(data, np.arange(64), None, cfg).model.parameters())
+    body = len(before) - head
+    moved = [not torch.equal(a, b) for a, b in zip(after, before, strict=True)]
+    frozen = body - int(round(unfreeze * body))
+    assert moved[:frozen] == [False] * frozen and all(moved[-head:])
+    assert all(moved[frozen:])
+    with pytest.raises(EngineError, match="unfreeze"):
+        TrainConfig(unfreeze=1.5)

@@ -72,13 +72,16 @@ FAST_TUNE: dict[str, Any] = {
     "rounds": {"lr": {"trials": 2, "epochs": 1, "subset": "small"},
                "joint": {"trials": 2, "epochs": 1, "subset": "small"},
                "fine": {"trials": 2, "epochs": 2, "subset": "large", "top_k": 2}},
-    "space": {"widths": [4, 8], "depths": [1], "batch_size_min": 8, "batch_size_max": 32},
-    "fixed": {"width": 4, "depth": 1, "batch_size": 16},
+    # width 4 is left out: torch 2.14's CPU kernels corrupt the heap in some small_resnet
+    # width-4 fits on 8 x 8 images (on main too; reproduced outside dataqa's tune code)
+    "space": {"widths": [8, 16], "depths": [1], "batch_size_min": 8, "batch_size_max": 32},
     "stopping": {"patience": 2, "min_epochs": 1},
-    "cleaning": {"seeds": 2, "epochs": 1, "subset": "large"},
-    "baseline": {"seeds": 2, "epochs": 2},
+    "cleaning": {"seeds": 2, "subset": "large"},
+    "baseline": {"seeds": 2},
     "augment": False,
 }
+# the start: crossval's configuration with a small net (small_cnn width 8, 4 epochs)
+FAST_CROSSVAL: dict[str, Any] = {"width": 8, "epochs": 4, "batch_size": 16}
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -93,12 +96,13 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def write_tune_files(root: Path, *, n: int = 240, k: int = 4, size: int = 8,
                      n_small: int = 48, n_val: int = 60, n_aug: int = 0,
                      quarantined: int = 12, seed: int = 0, tune: dict[str, Any] | None = None,
-                     engine: dict[str, Any] | None = None) -> Params:
+                     engine: dict[str, Any] | None = None,
+                     crossval: dict[str, Any] | None = None) -> Params:
     """Write what tensors/filter/augment/subsample would: the manifest (n rows; the last
     ``quarantined`` get random labels and are left out of every subset), tensors,
     subsets ``small`` (n_small), ``large`` (all clean non-val rows, plus ``n_aug``
-    augmented copies) and ``val`` (n_val), and ``root/params.yaml`` with the ``tune`` and
-    ``engine`` sections. Returns Params rooted at ``root``."""
+    augmented copies) and ``val`` (n_val), and ``root/params.yaml`` with the ``tune``,
+    ``engine`` and ``crossval`` sections. Returns Params rooted at ``root``."""
     x, y = quadrant_images(n, k, size, seed=seed)
     rng = np.random.default_rng(seed + 1)
     labels = np.array([f"c{j}" for j in y], dtype=object)
@@ -109,7 +113,8 @@ def write_tune_files(root: Path, *, n: int = 240, k: int = 4, size: int = 8,
         "label": labels, "split": "train",
         "sha256": [f"{i:064x}" for i in range(n)], "decode_error": pd.NA})
     sections = {"tune": merge(FAST_TUNE, tune or {}),
-                "engine": dict({"image_size": size, "device": "cpu"}, **(engine or {}))}
+                "engine": dict({"image_size": size, "device": "cpu"}, **(engine or {})),
+                "crossval": merge(FAST_CROSSVAL, crossval or {})}
     (root / "params.yaml").write_text(yaml.safe_dump(sections))  # for CLI workers
     params = make_params(root, **sections)
     write_parquet(params.path("manifest"), manifest)

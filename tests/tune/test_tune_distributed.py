@@ -111,6 +111,7 @@ def _wait(cond: Callable[[], bool], what: str, deadline: float, tmp: Path) -> No
 def test_two_workers_share_one_study_and_survive_a_kill(
         postgres: str, tune_files: Callable[..., Params], tmp_path: Path) -> None:
     params = tune_files(n=320, n_small=200, n_val=60, tune={
+        "budget_seconds": 3600,  # every planned trial runs: no round's time runs out
         "storage": postgres, "heartbeat_interval": 1, "grace_period": 3, "max_retry": 2,
         "rounds": {"lr": {"trials": ROUNDS["lr"], "epochs": 3, "subset": "small"},
                    "joint": {"trials": ROUNDS["joint"], "epochs": 3, "subset": "small"},
@@ -153,7 +154,9 @@ def test_two_workers_share_one_study_and_survive_a_kill(
     for name, n in ROUNDS.items():
         done = [t for t in all_trials[name] if t.state == TrialState.COMPLETE]
         designs = sorted(t.user_attrs.get("design", -1) for t in done)
-        assert designs == list(range(n)), dump  # every planned trial recorded exactly once
+        # the start (no design point) first, then every planned trial, each exactly once
+        assert designs == list(range(-1, n - 1)), dump
+        assert sum(bool(t.user_attrs.get("start")) for t in done) == 1, dump
         assert not [t for t in all_trials[name]
                     if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     retried = [t for ts in all_trials.values() for t in ts
@@ -161,7 +164,8 @@ def test_two_workers_share_one_study_and_survive_a_kill(
                and t.state == TrialState.COMPLETE]
     assert len(retried) == 1  # the killed trial ran again, on the surviving worker
     assert retried[0].user_attrs["worker"].endswith(f":{b.pid}")
-    assert retried[0].user_attrs["design"] == failed[0].user_attrs["design"]  # same point
+    assert retried[0].user_attrs.get("design") == failed[0].user_attrs.get("design")
+    assert retried[0].params == failed[0].params  # the same point
 
     # the main process joins the finished study and writes the outputs from it
     main = _start(params, tmp_path, "main")

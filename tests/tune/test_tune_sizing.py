@@ -1,5 +1,5 @@
-"""Rounds sized by the data, the ranking metric, the baseline verdict and the batch-cap
-note: pure functions with planted numbers."""
+"""Rounds sized by the data, the ranking metric, the decision in best_params.yaml and the
+batch-cap note: pure functions with planted numbers."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import pytest
 
 from dataqa.params import TuneSizing, validate
 from dataqa.params.tune import TuneParams
-from dataqa.tune.baseline import get_baseline_verdict
-from dataqa.tune.results import best_params_yaml, separation
+from dataqa.tune.compare import ab_verdict
+from dataqa.tune.results import best_params_yaml, decide, separation, sizing_notices
 from dataqa.tune.sizing import batch_note, shortfall, size_rounds
 from dataqa.tune.space import RoundPlan
+from dataqa.tune.start import Start
 from dataqa.tune.trial import score_of, standard_error
 
 SIZING = TuneSizing(min_train_per_class=20, min_val_per_class=5)
@@ -65,33 +66,57 @@ def test_shortfall_counts_validation_of_the_subsets_classes_only() -> None:
 
 
 def test_batch_cap_is_reported_when_it_bites() -> None:
-    tune = validate(TuneParams, {})  # batch 16..256, fixed 64
+    tune = validate(TuneParams, {})  # batch 16..256
     note = batch_note(tune, 20)  # 20 images: at most batch 4 for 4 steps per epoch
     assert note is not None and note["cap"] == 4 and note["asked"] == 256
     assert "capped at 4 by 20 training images" in note["message"]
     assert batch_note(tune, 4000) is None
 
 
+START = Start({"lr": 2e-3, "batch_size": 64}, 12, "crossval's configuration")
+
+
 def best_summary(batch: int, cap: dict | None, better: bool | None) -> dict:
     best = {"key": "fine-1", "value": 0.7, "se": 0.05, "round": "fine", "subset": "p100",
             "epochs": 4, "seed": 1, "config": {"lr": 0.01, "batch_size": batch},
             "metric": "val_acc (smoothed)"}
-    return {"best": best, "rounds": [{"name": "fine", "batch_cap": cap, "sizing": {}}],
-            "baseline": None if better is None else {"better": better,
-                                                     "verdict": "no better than the baseline: x"}}
+    sizing = {"lr": {"subset": "p100", "requested": "p10", "moved": True,
+                     "below_minimum": True, "shortfall": ["1 class(es) under 20"],
+                     "message": "m"}}
+    sizing["joint"] = dict(sizing["lr"])
+    baseline = None if better is None else ab_verdict(
+        [0.60, 0.61], [0.70, 0.71] if better else [0.59, 0.60], a_name="start",
+        b_name="tuned", n_val=400)
+    if baseline is not None:
+        baseline["epochs"] = 4
+    summary = {"best": best, "rounds": [{"name": "fine", "batch_cap": cap, "sizing": {}}],
+               "baseline": baseline, "notices": sizing_notices(sizing)}
+    summary["decision"] = decide(START, best, baseline, epochs=4)
+    summary["headline"] = summary["decision"]["headline"]
+    return summary
 
 
-def test_best_params_yaml_notes_a_forced_batch_size_and_a_lost_baseline() -> None:
+def test_best_params_yaml_holds_the_start_unless_tuning_beat_it() -> None:
     import yaml
 
     text = best_params_yaml(best_summary(4, {"cap": 4, "n_train": 20, "asked": 256,
-                                             "message": "batch size capped at 4"}, False))
+                                             "message": "batch size capped at 4"}, True))
+    assert text.startswith("# Tuning helped: +0.1000 validation accuracy over the start")
     assert "# NOTE: batch_size 4 was forced by the subset" in text
-    assert "# NOTE: no better than the baseline" in text
     doc = yaml.safe_load(text)
-    assert len(doc["notes"]) == 2 and doc["params"]["batch_size"] == 4 and doc["se"] == 0.05
-    clean = yaml.safe_load(best_params_yaml(best_summary(64, None, True)))
-    assert "notes" not in clean
+    assert doc["choice"] == "tuned" and doc["params"]["batch_size"] == 4
+    assert doc["score"] == pytest.approx(0.705) and doc["trial"] == "fine-1"
+    # the sizing warning of two rounds, said once
+    assert sum("below the per-class minimum" in n for n in doc["notes"]) == 1
+    assert doc["notes"][1].startswith("rounds 'lr', 'joint' run below")
+    worse = best_params_yaml(best_summary(64, None, False))
+    assert worse.startswith("# Tuning did not help: the best tuned configuration scored "
+                            "-0.0100")
+    doc = yaml.safe_load(worse)
+    assert doc["choice"] == "start" and doc["params"] == START.config
+    assert doc["epochs"] == 12 and "did not beat it" in doc["why"]
+    unchecked = yaml.safe_load(best_params_yaml(best_summary(64, None, None)))
+    assert unchecked["choice"] == "start"  # no comparison, no proof: the start
 
 
 @pytest.mark.parametrize(("metric", "expected"), [
@@ -116,19 +141,6 @@ def test_standard_error_and_separation() -> None:
     assert "cannot tell them apart" in sep["message"] and "80 validation images" in sep["message"]
     recs[1]["value"], recs[1]["se"] = 0.40, standard_error(0.40, 80)
     assert separation(recs)["separated"]  # type: ignore[index]
-
-
-@pytest.mark.parametrize(("tuned", "base", "better", "word"), [
-    ([0.80, 0.81, 0.82], [0.70, 0.71, 0.72], True, "tuning helps"),
-    ([0.72, 0.70, 0.74], [0.76, 0.75, 0.77], False, "no better than the baseline"),  # issue
-    ([0.76, 0.78, 0.74], [0.75, 0.76, 0.74], False, "no better than the baseline"),  # noise
-])
-def test_baseline_verdict(tuned: list, base: list, better: bool, word: str) -> None:
-    out = get_baseline_verdict(tuned, base, n_val=400)
-    assert out["better"] is better and out["verdict"].startswith(word)
-    assert "±" in out["verdict"] and out["tuned"]["se"] == pytest.approx(
-        standard_error(out["tuned"]["mean"], 400))
-    assert out["spread"] == pytest.approx(out["tuned"]["std"] + out["baseline"]["std"])
 
 
 def test_runs_clock_prints_every_epoch_with_the_time_left() -> None:

@@ -15,7 +15,13 @@ from optuna.trial import TrialState
 from dataqa.errors import ParamsError
 from dataqa.params import TuneParams
 from dataqa.tune.space import Dim, Space, design_trials, joint_space
-from dataqa.tune.study import budget_left, fail_orphaned_trials, open_round, open_storage
+from dataqa.tune.study import (
+    budget_left,
+    fail_orphaned_trials,
+    open_round,
+    open_storage,
+    run_round_trials,
+)
 
 SPACE = Space({"lr": Dim(1e-4, 1e-1, log=True), "dropout": Dim(0.0, 0.5),
                "width": Dim(choices=(8, 16, 32))}, {"depth": 1})
@@ -43,9 +49,13 @@ def test_qmc_design_covers_the_log_range_evenly() -> None:
 
 @pytest.mark.parametrize(("device", "widths"), [("cpu", (8, 16, 32)), ("cuda", (16, 32, 64))])
 def test_null_widths_follow_the_device(device: str, widths: tuple[int, ...]) -> None:
-    from dataqa.params import EngineParams
+    import torch
 
-    space = joint_space(TuneParams(), EngineParams(), n_train=1000, best_lr=None,
+    from dataqa.params import Params, validate
+    from dataqa.tune.start import crossval_start
+
+    start = crossval_start(validate(Params, {}), torch.device("cpu"), n_train=1000)
+    space = joint_space(TuneParams(), start.config, n_train=1000, best_lr=None,
                         device_type=device)
     assert space.dims["width"].choices == widths
 
@@ -60,7 +70,7 @@ def test_open_round_creates_once_and_enqueues_the_design(tmp_path: Path) -> None
 
     def build() -> tuple[dict, list[dict]]:
         calls.append(1)
-        return SPACE.to_json(), [{"params": c, "user_attrs": {"design": i}}
+        return {"space": SPACE.to_json()}, [{"params": c, "user_attrs": {"design": i}}
                                  for i, c in enumerate(design_trials(SPACE, 3, kind="qmc",
                                                                      seed=0))]
 
@@ -72,6 +82,10 @@ def test_open_round_creates_once_and_enqueues_the_design(tmp_path: Path) -> None
     assert Space.from_json(second.user_attrs["space"]) == SPACE
     assert [t.state for t in first.trials] == [TrialState.WAITING] * 3
     assert budget_left(first, 3) == 3  # the enqueued design is the budget
+    # the round's time is up: what never started is skipped, and uses no budget
+    assert run_round_trials(first, lambda t: 0.0, trials=3, stop=lambda: True) == 0
+    assert [t.user_attrs.get("skipped") for t in first.get_trials()] == ["time budget"] * 3
+    assert budget_left(first, 3) == 3 and all(t.state == TrialState.FAIL for t in first.trials)
     with pytest.raises(ParamsError, match=r"differing: a"):
         open_round(storage, "s-lr", **dict(kw, fingerprint={"a": 2}))
 

@@ -49,13 +49,13 @@ def test_report_is_self_contained_and_escaped(tuned: Params) -> None:
 def test_sections_follow_the_summary_and_show_the_grid(tuned: Params) -> None:
     data = load(tuned)
     ids = [s.id for s in build_sections("tuning", data)]
-    assert ids == ["best", "baseline", "diagnoses", "top", "params", "fidelity", "cleaning",
-                   "data", "trials"]
+    assert ids == ["decision", "best", "compare", "diagnoses", "top", "params", "fidelity",
+                   "data", "trials"]  # the answer first; both comparisons in one section
     data.summary["fidelity"] = None
     data.summary["cleaning"] = None
     data.summary["baseline"] = None
     ids = [s.id for s in build_sections("tuning", data)]
-    assert not {"fidelity", "cleaning", "baseline"} & set(ids)  # absent data: no empty section
+    assert not {"fidelity", "compare"} & set(ids)  # absent data: no empty section
 
     # the preparation stages' before/after grid, when they provide one
     buf = io.BytesIO()

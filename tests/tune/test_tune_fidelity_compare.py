@@ -1,11 +1,11 @@
-"""Subsample fidelity (Spearman of the same configurations on two subsets) and the
-'does cleaning help' verdict (difference against the seed spread)."""
+"""Subsample fidelity (Spearman of the same configurations on two subsets) and the one
+A/B statistic of both comparisons (difference against the seed spread)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dataqa.tune.cleaning import get_cleaning_verdict, summarise
+from dataqa.tune.compare import ab_verdict, summarise
 from dataqa.tune.fidelity import get_fidelity
 
 UP6 = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
@@ -48,19 +48,21 @@ def test_spearman_interval_narrows_with_more_configurations() -> None:
     assert lo5 < 0  # 5 configurations cannot even exclude no correlation at rho 0.8
 
 
-@pytest.mark.parametrize(("clean", "raw", "exceeds", "word"), [
-    ([0.95, 0.96, 0.97], [0.90, 0.91, 0.92], True, "cleaning helps"),  # +0.05 >> spread 0.02
-    ([0.90, 0.91, 0.92], [0.95, 0.96, 0.97], True, "cleaning hurts"),  # the other way round
-    ([0.93, 0.95, 0.97], [0.92, 0.94, 0.96], False, "no clear effect"),  # +0.01 < spread 0.04
-    ([0.95], [0.90], True, "cleaning helps"),  # one seed each: spread 0, any difference
+@pytest.mark.parametrize(("a", "b", "better", "worse", "word"), [
+    ([0.90, 0.91, 0.92], [0.95, 0.96, 0.97], True, False, "clean is better by +0.0500"),
+    ([0.95, 0.96, 0.97], [0.90, 0.91, 0.92], False, True, "unfiltered is better by +0.0500"),
+    ([0.92, 0.94, 0.96], [0.93, 0.95, 0.97], False, False, "no clear difference"),  # noise
+    ([0.90], [0.95], True, False, "clean is better"),  # one seed each: spread 0
 ])
-def test_cleaning_verdict(clean: list, raw: list, exceeds: bool, word: str) -> None:
-    out = get_cleaning_verdict(clean, raw)
-    assert out["exceeds_spread"] is exceeds
+def test_ab_verdict(a: list, b: list, better: bool, worse: bool, word: str) -> None:
+    out = ab_verdict(a, b, a_name="unfiltered", b_name="clean", n_val=400)
+    assert out["better"] is better and out["worse"] is worse
     assert out["verdict"].startswith(word)
-    assert out["difference"] == pytest.approx(sum(clean) / len(clean) - sum(raw) / len(raw))
-    assert out["spread"] == pytest.approx(out["clean"]["std"] + out["raw"]["std"])
-    assert (out["p_value"] is None) is (len(clean) < 2)
+    assert out["difference"] == pytest.approx(sum(b) / len(b) - sum(a) / len(a))
+    assert out["spread"] == pytest.approx(out["a"]["std"] + out["b"]["std"])
+    assert (out["p_value"] is None) is (len(a) < 2)
+    assert out["b"]["se"] == pytest.approx((out["b"]["mean"] * (1 - out["b"]["mean"])
+                                            / 400) ** 0.5)
 
 
 def test_summarise_uses_sample_std() -> None:
