@@ -1,6 +1,6 @@
 """The ``dataqa`` command line: a thin layer over the library.
 
-One subcommand per DVC stage plus ``gate`` and ``report``, and ``init``
+One subcommand per DVC stage plus ``gate``, ``report`` and ``review`` (:mod:`dataqa.review`), and ``init``
 (:mod:`dataqa.project.init`: set up a project). Run where no params file exists, a stage
 command says to run ``dataqa init``; run under another dataqa release than the project's
 ``dataqa.version``, it says to run ``dataqa init --upgrade``. The stage scripts in
@@ -47,6 +47,7 @@ class Command:
     target: str  # "module:function"; the function takes Params (+ args) and returns an exit code
     help: str
     add_args: Callable[[argparse.ArgumentParser], None] | None = None
+    params_in_sub: bool = False  # --params belongs to the sub-subcommands (review)
 
     def load(self) -> Callable[..., int | None]:
         module, func = self.target.split(":")
@@ -79,6 +80,49 @@ def _report_args(p: argparse.ArgumentParser) -> None:
                    help="which report to write (default: audit)")
 
 
+def _params_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml",
+                   help="params file; relative paths in it resolve against its folder "
+                        "(default: params.yaml)")
+
+
+def _review_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = sub.add_parser("list", help="flagged, pending and decided per check",
+                        description="Flagged, pending and decided images per check, from "
+                                    "the last audit and the decisions file as it is now.")
+    ls.add_argument("--pending", action="store_true",
+                    help="print the paths of the images pending review, one per line")
+    st = sub.add_parser("set", help="decide about images: keep, exclude or relabel",
+                        description="Record a decision for each PATH in the decisions "
+                                    "file (paths.reviews), keyed by the file's content "
+                                    "hash; `dvc repro` applies it.")
+    st.add_argument("paths", nargs="+", metavar="PATH",
+                    help="an image path as the report shows it (relative to data.source), "
+                         "or the image file's own path")
+    what = st.add_mutually_exclusive_group(required=True)
+    what.add_argument("--keep", dest="decision", action="store_const", const="keep",
+                      help="the flags are fine: not pending again unless a new check "
+                           "flags it")
+    what.add_argument("--exclude", dest="decision", action="store_const", const="exclude",
+                      help="quarantine it (reason 'excluded by review')")
+    what.add_argument("--relabel", metavar="CLASS",
+                      help="move it to CLASS (the clean table keeps the original label)")
+    st.add_argument("--note", default="", help="free text, stored with the decision")
+    st.add_argument("--by", default="",
+                    help="who decides (default: $GIT_AUTHOR_NAME, else the login name)")
+    im = sub.add_parser("import", help="merge a decisions file (e.g. downloaded from the "
+                                       "report) into paths.reviews",
+                        description="Validate FILE whole (an error names the row and "
+                                    "writes nothing), then merge it: later decisions win; "
+                                    "replaced rows are printed.")
+    im.add_argument("file", metavar="FILE")
+    im.add_argument("--by", default="", help="who, for rows that name nobody "
+                                             "(default: $GIT_AUTHOR_NAME or the login name)")
+    for sp in (ls, st, im):
+        _params_arg(sp)
+
+
 COMMANDS: list[Command] = [
     Command("fingerprint", "dataqa.steps.fingerprint:run_stage",
             "list data.source (size and mtime of each file, no file opened): the small "
@@ -108,6 +152,9 @@ COMMANDS: list[Command] = [
             "write the self-contained HTML report", _report_args),
     Command("tuning_report", "dataqa.steps.tuning_report:run_stage",
             "write the tuning report from the tune stage's summary (= report --kind tuning)"),
+    Command("review", "dataqa.review.commands:run",
+            "review decisions: list pending flags, keep / exclude / relabel images, import "
+            "decisions downloaded from the report", _review_args, params_in_sub=True),
 ]
 
 
@@ -137,9 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     _init_parser(sub)
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        p.add_argument("--params", default="params.yaml",
-                       help="params file; relative paths in it resolve against its folder "
-                            "(default: params.yaml)")
+        if not cmd.params_in_sub:
+            _params_arg(p)
         if cmd.add_args:
             cmd.add_args(p)
     return parser
@@ -152,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_init(args)
     cmd = next(c for c in COMMANDS if c.name == args.command)
     extra = {k: v for k, v in vars(args).items() if k not in ("command", "params")}
+    if cmd.name == "review" and args.action == "set" and extra.get("relabel"):
+        extra["decision"] = "relabel"
     start = time.perf_counter()
     _log_warnings()
 

@@ -40,8 +40,11 @@ def evidence(params: Params, on: str, rule_name: str, metrics: dict[str, Any]) -
             return [f"{shown(r.path)} ({shown(r.decode_error)})" for r in bad.head(MAX_FILES).itertuples()]
         if key == "max_rates" and check:
             col = f"is_{check}_issue"
-            issues = pd.read_parquet(params.path("issues"), columns=["path", col])
+            issues = pd.read_parquet(params.path("issues"))
             flagged = issues[issues[col].fillna(False).astype(bool)].sort_values("path")
+            if "review_pending" in flagged:  # the flags the gate counted: pending review
+                pend = flagged["review_pending"].fillna("").astype(str).str.split(";")
+                flagged = flagged[pend.map(lambda cs: check in cs).to_numpy(dtype=bool)]
             return [shown(p) for p in flagged["path"].head(MAX_FILES).astype(str)]
         if key == "max_cross_split_duplicates" and check:
             examples = metrics.get("checks", {}).get(check, {}).get("cross_split_examples", [])

@@ -19,6 +19,10 @@ Semantics, decided once here:
 - thresholds are validated when params load (their ranges are declared in
   :class:`~dataqa.params.GateParams`; a check name that does not exist, such as
   ``gate.max_rates.lable``, is an error there);
+- the per-check rates (``max_rates``) count the flags still pending review; flags a
+  person decided (``dataqa review``, :mod:`dataqa.review`) are waived, and the rule's
+  message says how many and by whom; cross-split pairs leave out the images a person
+  excluded or kept for that check;
 - the gate fails (exit code 1) when any evaluated rule fails.
 """
 
@@ -51,6 +55,7 @@ class RuleDef:
     comparison: Comparison
     what: str
     per_check: Literal["", "threshold", "metric"] = ""
+    fallback: str = ""  # metric path read when ``metric`` is absent (older metrics files)
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,13 @@ AUDIT_RULES: list[RuleDef] = [
             "share of undecodable files"),
     RuleDef("min_images_per_class", "balance.min_class_count", ">=",
             "decodable images in the smallest class"),
-    RuleDef("max_rates", "checks.{check}.rate", "<=", "share of images flagged by {check}",
-            per_check="threshold"),
-    RuleDef("max_cross_split_duplicates", "checks.{check}.cross_split_pairs", "<=",
-            "duplicate pairs across splits found by {check} (leakage)", per_check="metric"),
+    # flags pending review only: decided ones are waived (listed in the message)
+    RuleDef("max_rates", "checks.{check}.pending_rate", "<=",
+            "share of images flagged by {check} and pending review",
+            per_check="threshold", fallback="checks.{check}.rate"),
+    RuleDef("max_cross_split_duplicates", "checks.{check}.pending_cross_split_pairs", "<=",
+            "duplicate pairs across splits found by {check} (leakage) and pending review",
+            per_check="metric", fallback="checks.{check}.cross_split_pairs"),
     RuleDef("max_imbalance_ratio", "balance.imbalance_ratio", "<=",
             "largest over smallest class count"),
 ]
@@ -136,6 +144,8 @@ def evaluate(gate: GateParams, metrics: dict[str, Any], *,
                                 f"{what}: not evaluated (review-only: {demoted[check]})"))
                 continue
             value = _lookup(metrics, path) if check or not rd.per_check else None
+            if value is None and rd.fallback and check:
+                value = _lookup(metrics, rd.fallback.format(check=check))
             if value is None:
                 skipped = (metrics.get("not_evaluated") or {}).get(check or "")
                 if skipped:
@@ -150,8 +160,19 @@ def evaluate(gate: GateParams, metrics: dict[str, Any], *,
             passed = value <= thr if rd.comparison == "<=" else value >= thr
             verb = "within" if passed else "violates"
             out.append(Rule(name, value, thr, rd.comparison, passed,
-                            f"{what} = {value:.6g} {verb} {rd.comparison} {thr:.6g}"))
+                            f"{what} = {value:.6g} {verb} {rd.comparison} {thr:.6g}"
+                            + (waived_text(metrics, check) if rd.key == "max_rates" else "")))
     return out
+
+
+def waived_text(metrics: dict[str, Any], check: str) -> str:
+    """'' or ' (N waived by review: alice 2, bob 1)' for a check's decided flags."""
+    info = metrics.get("checks", {}).get(check) if check else None
+    if not isinstance(info, dict) or not info.get("waived"):
+        return ""
+    by = info.get("waived_by") or {}
+    who = ", ".join(f"{k} {v}" for k, v in by.items())
+    return f" ({info['waived']} waived by review{': ' + who if who else ''})"
 
 
 def _expand(rd: RuleDef, threshold: Any, metrics: dict[str, Any]
@@ -162,7 +183,8 @@ def _expand(rd: RuleDef, threshold: Any, metrics: dict[str, Any]
             yield f"{rd.key}.{check}", check, thr
     elif rd.per_check == "metric":
         found = [c for c in metrics.get("checks", {})
-                 if _lookup(metrics, rd.metric.format(check=c)) is not None]
+                 if _lookup(metrics, rd.metric.format(check=c)) is not None
+                 or (rd.fallback and _lookup(metrics, rd.fallback.format(check=c)) is not None)]
         for check in found:
             yield f"{rd.key}.{check}", check, threshold
         if not found:

@@ -8,7 +8,8 @@ outputs; the DVC metrics are two small files derived from them, at most ~30 numb
 
 - ``paths.headline`` (written by the ``report`` stage, before the gate, so a failing gate
   still leaves it): images, decodable, classes, splits, imbalance ratio, out-of-fold
-  accuracy, images flagged by any check, one count per check, gate passed / rules failed;
+  accuracy, images flagged by any check (a weak model's label suspicions not counted),
+  images pending review and decided, one count per check, gate passed / rules failed;
 - ``paths.tune_headline`` (written by the ``tune`` stage): best tuned accuracy, trials,
   subsample fidelity, the cleaning comparison.
 """
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dataqa.dataset.crossval_metrics import read_crossval_metrics
 from dataqa.io import write_json
 from dataqa.params import Params
 
@@ -37,7 +39,7 @@ def audit_headline(params: Params) -> dict[str, Any]:
     from dataqa.gate import evaluate
 
     audit = _read(params.path("audit_metrics"))
-    crossval = _read(params.path("crossval_metrics"))
+    crossval = read_crossval_metrics(params, strict=False) or {}
     ds, bal = audit.get("dataset", {}), audit.get("balance", {})
     out: dict[str, Any] = {
         "images": ds.get("n_files"),
@@ -47,6 +49,9 @@ def audit_headline(params: Params) -> dict[str, Any]:
         "imbalance_ratio": bal.get("imbalance_ratio"),
         "oof_accuracy": crossval.get("oof_accuracy"),
         "flagged_any": audit.get("summary", {}).get("n_flagged_any"),
+        # review progress (issue 22): images with a flag pending review, and decided
+        "review_pending": audit.get("review", {}).get("n_pending"),
+        "review_decided": audit.get("review", {}).get("n_decided"),
         "checks": {name: s.get("count") for name, s in audit.get("checks", {}).items()},
     }
     if audit:

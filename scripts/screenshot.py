@@ -1,10 +1,13 @@
 """Screenshot an HTML report in headless Chromium (the README's report picture).
 
     python scripts/screenshot.py REPORT.html OUT.png [--width 1280] [--height 1000] [--full]
+        [--element CSS] [--before JS]
 
 Uses the browser test's Chromium set-up (``tests/browser.py``: Debian's ``chromium`` and
 ``chromium-driver``, offline flags). Without ``--full`` the picture is the top of the
-page, ``--width`` x ``--height`` CSS pixels; with it, the whole page. Exits 1 when the page
+page, ``--width`` x ``--height`` CSS pixels; with it, the whole page; with ``--element``,
+the box of the first element matching the CSS selector (at most ``--height`` tall).
+``--before`` runs a script in the page first (e.g. clicking a review control). Exits 1 when the page
 logs a console error or requests anything but ``file:``/``data:`` URLs, 2 when Chromium
 is missing.
 """
@@ -28,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=1000, help="pixels of the top view")
     ap.add_argument("--full", action="store_true", help="the whole page, not its top")
+    ap.add_argument("--element", help="CSS selector: picture that element only")
+    ap.add_argument("--before", help="JavaScript to run in the page before the picture")
     args = ap.parse_args(argv)
     if not args.report.is_file():
         print(f"screenshot: {args.report}: not found", file=sys.stderr)
@@ -35,7 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with browser.open_browser(width=args.width, height=args.height) as driver:
             loaded = browser.load(driver, args.report)
-            browser.screenshot(driver, args.out, height=None if args.full else args.height)
+            if args.before:
+                driver.execute_script(args.before)
+            if args.element:
+                browser.screenshot_element(driver, args.element, args.out,
+                                           height=args.height)
+            else:
+                browser.screenshot(driver, args.out,
+                                   height=None if args.full else args.height)
     except RuntimeError as exc:  # Chromium or chromedriver missing
         print(f"screenshot: {exc}", file=sys.stderr)
         return 2

@@ -42,9 +42,11 @@ def missing_binaries() -> list[str]:
 
 
 @contextmanager
-def open_browser(*, width: int = 1280, height: int = 900) -> Iterator[Any]:
+def open_browser(*, width: int = 1280, height: int = 900,
+                 downloads: Path | None = None) -> Iterator[Any]:
     """A Selenium ``webdriver.Chrome`` on a fresh profile, closed (and its profile
-    removed) on exit. Raises RuntimeError naming the Debian packages when missing."""
+    removed) on exit; files a page downloads go to ``downloads`` (when given). Raises
+    RuntimeError naming the Debian packages when missing."""
     missing = missing_binaries()
     if missing:
         raise RuntimeError(f"{', '.join(missing)} not found; {MISSING_HELP}")
@@ -57,10 +59,17 @@ def open_browser(*, width: int = 1280, height: int = 900) -> Iterator[Any]:
     for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    if downloads is not None:
+        options.add_experimental_option("prefs", {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     try:
         driver.set_page_load_timeout(60)
         driver.execute_cdp_cmd("Network.enable", {})
+        if downloads is not None:
+            driver.execute_cdp_cmd("Browser.setDownloadBehavior", {
+                "behavior": "allow", "downloadPath": str(downloads)})
         yield driver
     finally:
         driver.quit()
@@ -107,6 +116,17 @@ def load(driver: Any, path: Path) -> PageLoad:
     return PageLoad(driver.get_log("browser"), requests, failures)
 
 
+def requests_since(driver: Any) -> list[str]:
+    """Every URL requested since the performance log was last read (e.g. while a test
+    clicked through a page), draining the log."""
+    out = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            out.append(msg["params"]["request"]["url"])
+    return out
+
+
 def screenshot(driver: Any, out: Path, *, height: int | None = None) -> Path:
     """PNG of the whole page (``height`` None) or of its top ``height`` CSS pixels, at
     the page's full width (``captureBeyondViewport``: not limited to the window)."""
@@ -114,6 +134,26 @@ def screenshot(driver: Any, out: Path, *, height: int | None = None) -> Path:
         "var e = document.documentElement;"
         "return [Math.max(e.scrollWidth, e.clientWidth), e.scrollHeight];")
     clip = {"x": 0, "y": 0, "width": w, "height": h if height is None else min(h, height),
+            "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True, "clip": clip})
+    write_bytes(out, base64.b64decode(shot["data"]))
+    return out
+
+
+def screenshot_element(driver: Any, selector: str, out: Path, *,
+                       height: int | None = None) -> Path:
+    """PNG of the box of the first element matching ``selector`` (its top ``height``
+    CSS pixels when given); RuntimeError when nothing matches."""
+    box = driver.execute_script(
+        "var e = document.querySelector(arguments[0]); if (!e) { return null; }"
+        "var r = e.getBoundingClientRect();"
+        "return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height];",
+        selector)
+    if box is None:
+        raise RuntimeError(f"no element matches {selector!r}")
+    x, y, w, h = box
+    clip = {"x": x, "y": y, "width": w, "height": h if height is None else min(h, height),
             "scale": 1}
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
         "format": "png", "captureBeyondViewport": True, "clip": clip})

@@ -358,6 +358,41 @@ def test_audit_filter_and_gallery_order(pages: dict[str, Opened], driver: Any) -
     assert scores() == sorted(scores(), reverse=True)
 
 
+def test_audit_review_bulk_actions(pages: dict[str, Opened], driver: Any) -> None:
+    """Issue 22: bulk decisions for a check's pending images of one class and for a
+    duplicate group; "Forget unsaved choices" undoes them (so later tests see a fresh
+    page). The decisions themselves reach the pipeline in tests/pipeline/test_review.py."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    def click(el: Any) -> None:
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+        el.click()
+
+    def state(path: str) -> list[str]:
+        return driver.execute_script(
+            "return Array.from(document.querySelectorAll('.item'), i => [i, i.querySelector("
+            "'.path')]).filter(p => p[1] && p[1].textContent === arguments[0])"
+            ".map(p => (p[0].querySelector('.rv-state') || {}).textContent);", path)
+
+    show(driver, pages["audit"])
+    try:
+        bulk = driver.find_element(By.CSS_SELECTOR, "#gallery-integrity .rv-bulk")
+        Select(bulk.find_element(By.CSS_SELECTOR, "select.rv-class")).select_by_value("2")
+        click(bulk.find_element(By.CSS_SELECTOR, "button[data-bulk='exclude']"))
+        assert set(state("2/corrupt.png")) == {"unsaved: exclude"}
+        assert set(state(f"1/{HOSTILE_NAME}")) == {"pending: integrity"}  # class 1: not
+        group = driver.find_element(By.CSS_SELECTOR, "#groups-exact_duplicate .grp")
+        click(group.find_element(By.CSS_SELECTOR, "button[data-group='keep']"))
+        assert set(state("0/d00_copy.png")) == {"unsaved: keep"}
+        assert driver.find_element(By.CSS_SELECTOR, ".rv-local-total").text == "2"
+        click(driver.find_element(By.ID, "rv-clear"))
+        assert set(state("2/corrupt.png")) == {"pending: integrity"}
+        assert driver.find_element(By.CSS_SELECTOR, ".rv-local-total").text == "0"
+    finally:
+        driver.execute_script("localStorage.clear();")
+
+
 def test_tuning_trials_table_sorts(pages: dict[str, Opened], driver: Any) -> None:
     from selenium.webdriver.common.by import By
 

@@ -16,7 +16,16 @@ STAGES = ["fingerprint", "scan", "tensors", "crossval", "learning_curve", "audit
 
 
 def test_every_stage_has_a_subcommand() -> None:
-    assert [c.name for c in COMMANDS] == STAGES
+    # plus `review` (issue 22): decisions, not a stage
+    assert [c.name for c in COMMANDS] == [*STAGES, "review"]
+
+
+@pytest.mark.parametrize("action", ["list", "set", "import"])
+def test_review_action_help(action: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["review", action, "--help"])
+    assert info.value.code == 0
+    assert "--params" in capsys.readouterr().out
 
 
 def test_top_level_help_lists_subcommands() -> None:

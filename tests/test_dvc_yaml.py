@@ -58,3 +58,26 @@ def test_paths_in_params_yaml_match_defaults() -> None:
     # params.yaml restates the defaults so dvc.yaml can template them; they must agree
     assert {k: v for k, v in PARAMS["paths"].items()} == {
         k: getattr(Paths(), k) for k in PARAMS["paths"]}
+
+
+def test_declared_reads_are_declared_keys() -> None:
+    # dataqa/steps/reads.py names params keys and paths: each must be a declared key
+    # (a typo there would be a DVC error, or a dependency on nothing)
+    from pydantic import BaseModel
+
+    from dataqa.params import Params
+    from dataqa.steps.reads import STAGES, deps
+
+    def declared(key: str) -> bool:
+        model: type[BaseModel] | None = Params
+        for part in key.split("."):
+            if model is None or part not in model.model_fields:
+                return False
+            ann = model.model_fields[part].annotation
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        return True
+
+    bad = [(name, key) for name, reads in STAGES.items()
+           for key in [*reads.params, *deps(name), *(o.key for o in reads.out_list())]
+           if not declared(key)]
+    assert bad == []

@@ -130,8 +130,9 @@ def test_gate_json_exact(params_for, tmp_path):
                 "message": "decodable images in the smallest class = 12 violates >= 20"},
             "max_cross_split_duplicates": {
                 "value": None, "threshold": 0, "comparison": "<=", "passed": None,
-                "message": "duplicate pairs across splits found by any check (leakage): "
-                           "not evaluated (no check reports 'checks.*.cross_split_pairs')"},
+                "message": "duplicate pairs across splits found by any check (leakage) "
+                           "and pending review: not evaluated (no check reports "
+                           "'checks.*.pending_cross_split_pairs')"},
         },
     }
 

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("reports", ("dataqa.report",)),
     ("tuning", ("dataqa.tune",)),
     ("preparation", ("dataqa.prepare",)),
+    ("review", ("dataqa.review",)),
     ("gate and metrics", ("dataqa.gate", "dataqa.headline", "dataqa.evidence")),
     ("checks", ("dataqa.checks",)),
     ("training engine", ("dataqa.engine",)),

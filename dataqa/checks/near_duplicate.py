@@ -174,12 +174,19 @@ def get_aligned_distances(thumbs: np.ndarray, pairs: np.ndarray, *,
     """(P,) cosine distance of each pair's thumbnails, the best over aligning a crop of
     either side with the other's whole thumbnail. ``thumbs`` from :func:`get_thumbnails`."""
     dist = np.empty(len(pairs), dtype=np.float32)
+    # each row made a unit vector once (not once per pair end: the audit has ~20
+    # candidate pairs a row) when its float32 copy fits the budget; else per chunk.
+    # unit_thumbnails works row by row, so both give the same numbers.
+    unit = (unit_thumbnails(thumbs)
+            if len(thumbs) < 2 * len(pairs) and thumbs.size * 4 * 3 <= memory_mb * 2**20
+            else None)
     # per pair: two uint8 gathers, two float32 copies and their temporaries; at most
     # 8192 pairs (12 MB a side): larger fresh blocks only add page faults
     step = min(8192, rows_per_chunk(thumbs.shape[1] * thumbs.shape[2] * 2 * 10, memory_mb))
     for start in range(0, len(pairs), step):
         i, j = pairs[start:start + step].T
-        a, b = unit_thumbnails(thumbs[i]), unit_thumbnails(thumbs[j])  # (n, crops, d)
+        a, b = ((unit[i], unit[j]) if unit is not None  # (n, crops, d)
+                else (unit_thumbnails(thumbs[i]), unit_thumbnails(thumbs[j])))
         best = np.maximum(np.einsum("ncd,nd->nc", a, b[:, 0]).max(1),
                           np.einsum("nd,ncd->nc", a[:, 0], b).max(1))
         dist[start:start + len(i)] = 1.0 - best

@@ -63,6 +63,10 @@ class Keys:
 
     def normalise(self, value: Any) -> str:
         text = str(value).strip().replace("\\", "/")
+        if (text and text[0] != "/" and text != "." and "//" not in text
+                and "/./" not in text and not text.startswith("./")
+                and not text.endswith(("/", "/."))):
+            return text  # already normal: what PurePosixPath would give (no per-row object)
         p = PurePosixPath(text)
         if p.is_absolute():
             try:

@@ -7,12 +7,12 @@ assigned after sorting by ``path``, so it is stable for an unchanged source.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dataqa.dataset.crossval_metrics import crossval_classes
 from dataqa.errors import StageInputError
 from dataqa.params import Params
 
@@ -95,17 +95,7 @@ def labelled_rows(frame: pd.DataFrame, decoded: np.ndarray | None = None
 
 def load_classes(params: Params, manifest: pd.DataFrame) -> list[str]:
     """Class names, index = class id: ``classes`` of the crossval metrics when that file
-    exists, else the sorted labels of the decodable rows."""
-    path = params.path("crossval_metrics")
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StageInputError(f"{path}: not valid JSON ({exc}); "
-                                  f"rerun the 'crossval' stage") from None
-        classes = data.get("classes") if isinstance(data, dict) else None
-        if classes is not None:
-            if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-                raise StageInputError(f"{path}: key 'classes' must be a list of strings")
-            return list(classes)
-    return labelled_rows(manifest)[1]
+    exists (:mod:`dataqa.dataset.crossval_metrics`, its one reader), else the sorted
+    labels of the decodable rows."""
+    classes = crossval_classes(params)
+    return classes if classes is not None else labelled_rows(manifest)[1]

@@ -29,7 +29,7 @@ from dataqa.params import Params
 from dataqa.text import shown
 
 # ``paths`` entries that the user provides rather than the pipeline writes
-INPUT_KEYS = frozenset({"external"})
+INPUT_KEYS = frozenset({"external", "reviews"})
 
 
 def output_paths(params: Params) -> dict[str, Path]:
@@ -69,15 +69,37 @@ def check_layout(params: Params) -> None:
 
 
 def check_listed_files(params: Params, root: Path, paths: Iterable[str]) -> None:
-    """SourceError when a listed file (a CSV row) is one of the pipeline's outputs."""
+    """SourceError when a listed file (a CSV row) is one of the pipeline's outputs.
+
+    ``root`` is the resolved folder the paths are relative to, and every path resolves
+    inside it (:func:`dataqa.dataset.sources.list_source` refuses the others). So only
+    the outputs inside ``root``, or holding it, can be hit: without any (an ImageFolder
+    source, which :func:`check_layout` has already kept apart from every output; a CSV
+    whose folder holds no output) no file is looked at. Otherwise each file costs one
+    string-prefix test against the precomputed resolved output paths (the real path of
+    its folder is resolved once per folder; a file that is itself a link, once)."""
     outputs = output_paths(params)
+    root = root.resolve()
+    relevant = {k: out for k, out in outputs.items()
+                if out == root or out.is_relative_to(root) or root.is_relative_to(out)}
+    if not relevant:
+        return
+    exact = {str(out): k for k, out in reversed(relevant.items())}  # most specific wins
+    prefixes = tuple(str(out) + os.sep for out in relevant.values())
+    real_dirs: dict[str, str] = {}
     bad = []
     for rel in paths:
-        full = (root / rel).resolve()
-        for key, out in outputs.items():
-            if full == out or full.is_relative_to(out):
-                bad.append(f"'{rel}' (paths.{key})")
-                break
+        folder, name = os.path.split(os.path.join(root, rel))
+        real_dir = real_dirs.get(folder)
+        if real_dir is None:
+            real_dir = real_dirs[folder] = os.path.realpath(folder)
+        full = os.path.join(real_dir, name)
+        if os.path.islink(full):
+            full = os.path.realpath(full)
+        if full in exact or full.startswith(prefixes):
+            key = exact.get(full) or next(k for k, out in relevant.items()
+                                          if full.startswith(str(out) + os.sep))
+            bad.append(f"'{rel}' (paths.{key})")
     if bad:
         raise SourceError(f"{root}: {len(bad)} listed file(s) are the pipeline's own "
                           f"outputs: {', '.join(bad[:10])}; list raw images only")

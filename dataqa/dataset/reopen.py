@@ -19,7 +19,10 @@ The decode then runs under the same pixel limit and time budget as the scan
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +52,12 @@ class Limits:
 
 
 def reopen_bytes(root: Path, rel: str, *, size: int | None, sha256: str | None,
-                 max_bytes: int | None) -> bytes:
+                 max_bytes: int | None, real_dirs: dict[str, str] | None = None) -> bytes:
     """The bytes of ``root/rel`` if it is still the file the scan read; else
-    :class:`ChangedSinceScan`. ``root`` must be resolved (:func:`source_root`)."""
+    :class:`ChangedSinceScan`. ``root`` must be resolved (:func:`source_root`).
+    ``real_dirs``: a cache of resolved folders for a batch of files read together (the
+    tensors stage's chunks): each file then costs one ``lstat`` instead of one per
+    component of its path; a file that is itself a link is still resolved in full."""
     path = root / rel
 
     def changed(why: str) -> ChangedSinceScan:
@@ -59,12 +65,12 @@ def reopen_bytes(root: Path, rel: str, *, size: int | None, sha256: str | None,
                                 f"(dvc repro reruns it when the source fingerprint changes)")
 
     try:
-        real = path.resolve(strict=True)
+        real = _real_path(os.path.join(root, rel), real_dirs)
     except (OSError, RuntimeError) as exc:
-        reason = "a symlink loop" if isinstance(exc, RuntimeError) else \
-            (getattr(exc, "strerror", None) or str(exc))
+        loop = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
+        reason = "a symlink loop" if loop else (getattr(exc, "strerror", None) or str(exc))
         raise changed(f"cannot be resolved: {reason}") from None
-    if not real.is_relative_to(root):
+    if not real.startswith(os.path.join(root, "")):
         raise changed(f"it now resolves to {real}, outside the source root {root}")
     limit = max_bytes if size is None or size < 0 else min(size, max_bytes or size)
     try:
@@ -80,12 +86,28 @@ def reopen_bytes(root: Path, rel: str, *, size: int | None, sha256: str | None,
     return data
 
 
+def _real_path(path: str, real_dirs: dict[str, str] | None) -> str:
+    """``path`` with every symlink resolved (strict: it must exist)."""
+    if real_dirs is None:
+        return os.path.realpath(path, strict=True)
+    folder, name = os.path.split(path)
+    real_dir = real_dirs.get(folder)
+    if real_dir is None:
+        real_dir = real_dirs[folder] = os.path.realpath(folder, strict=True)
+    full = os.path.join(real_dir, name)
+    if stat.S_ISLNK(os.lstat(full).st_mode):
+        return os.path.realpath(full, strict=True)
+    return full
+
+
 def reopen(root: Path, rel: str, *, size: int | None, sha256: str | None, limits: Limits,
-           draft_side: int | None = None) -> Image.Image:
+           draft_side: int | None = None, real_dirs: dict[str, str] | None = None
+           ) -> Image.Image:
     """:func:`reopen_bytes`, decoded to an upright 8-bit ``L``/``RGB`` image. A decode
     failure (e.g. over the time budget on a busier machine) is a StageInputError naming
     the file: the scan decoded it, so the rows would no longer match the manifest."""
-    data = reopen_bytes(root, rel, size=size, sha256=sha256, max_bytes=limits.max_bytes)
+    data = reopen_bytes(root, rel, size=size, sha256=sha256, max_bytes=limits.max_bytes,
+                        real_dirs=real_dirs)
     decoded = decode_image(data, limits.max_pixels, draft_side=draft_side, budget=limits.budget)
     if decoded.image is None:
         raise StageInputError(f"{root / rel}: decoded during 'scan' but not now "

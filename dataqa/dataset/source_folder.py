@@ -241,9 +241,9 @@ def _walk_class(folder: Path, label: str, root: Path, exts: set[str], skipped: d
                 # regular or special (the scan flags a special file's row). The folder
                 # resolved, the name kept: one key per file reached through folder
                 # links; a link to a file is a file of its own (an exact duplicate)
-                found.append((rel, os.path.join(os.path.realpath(current), entry.name)))
+                found.append((rel, os.path.join(real, entry.name)))  # folder resolved once
             elif ext in IMAGE_LIKE:
-                skipped[os.path.join(os.path.realpath(current), entry.name)] = ext
+                skipped[os.path.join(real, entry.name)] = ext
     return found
 
 

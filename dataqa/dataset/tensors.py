@@ -99,12 +99,13 @@ def _decode_chunk(job: DecodeJob) -> tuple[np.ndarray, np.ndarray]:
     arrays = np.zeros((len(job.paths), job.size, job.size, c), dtype=np.uint8)
     boxes = np.zeros((len(job.paths), 4), dtype=np.int64)
     root = Path(job.root)
+    real_dirs: dict[str, str] = {}  # folders resolved once per chunk
     for k, rel in enumerate(job.paths):
         # checked against the manifest (regular file, inside the root, same size and
         # hash), decoded under the scan's limits; draft_side: a large JPEG is decoded at
         # a reduced DCT scale, still >= S
         img = reopen(root, rel, size=job.sizes[k], sha256=job.hashes[k], limits=job.limits,
-                     draft_side=job.size)
+                     draft_side=job.size, real_dirs=real_dirs)
         pixels = np.asarray(img.convert("RGB" if job.rgb else "L"))
         boxed, box = letterbox(pixels, job.size)
         arrays[k] = boxed.reshape(job.size, job.size, c)

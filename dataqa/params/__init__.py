@@ -99,6 +99,8 @@ class Paths(Section):
     prepared_metrics: str = Field("dataqa-out/metrics/prepared.json", description="subsets table + prepared gate")
     fingerprint: str = Field("dataqa-out/interim/source_fingerprint.json", description="sizes + mtimes of data.source (DVC dep)")
     external: str = Field("predictions", description="your own predictions for crossval.mode: external (a crossval dep)")
+    # issue 22: an input in the user's git (not an output); the audit reads it
+    reviews: str = Field("reviews.csv", description="review decisions: keep / exclude / relabel per image (dataqa review), in git")
     headline: str = Field("reports/metrics.json", description="the headline numbers `dvc metrics show` displays")
     tune_headline: str = Field("reports/tuning_metrics.json", description="the tuning run's headline numbers")
 

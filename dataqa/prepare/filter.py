@@ -19,6 +19,12 @@ Per check (each ``is_<check>_issue`` column of ``issues.parquet``) the policy in
 - ``quarantine_min_flags``: a row flagged by at least this many review-policy checks
   is quarantined (pseudo-check ``several_checks``): one light image is a review item,
   one that is light, low-information and grayscale at once is a placeholder.
+- Review decisions (``review_*`` columns of ``issues.parquet``, written by the audit
+  from ``paths.reviews``) come before the policy: ``exclude`` quarantines the image
+  (pseudo-check ``review``, reason "excluded by review (who, 'note')"); ``keep`` and
+  ``relabel`` clear the flags of the checks the decision covers (a kept duplicate copy
+  stays); ``relabel`` puts the reviewed class in ``label`` and the given one in
+  ``label_original``. Both tables carry ``decision``.
 - ``relabel``: label issues whose suggested class has an out-of-fold probability of at
   least ``relabel_min_confidence`` get ``label_suggested`` and stay (``label_original``,
   ``relabelled``) instead of failing the label check.
@@ -40,6 +46,7 @@ LABEL_CHECK = "label"  # the check whose flags relabelling may fix
 DECODE = "decode"  # pseudo-check: the file did not decode (always dropped)
 NO_LABEL = "no_label"  # pseudo-check: the row has no class (always dropped)
 SEVERAL = "several_checks"  # pseudo-check: >= quarantine_min_flags review checks flag it
+REVIEW = "review"  # pseudo-check: a person excluded the image (dataqa review, the report)
 WHERE = "params.yaml: filter"
 
 
@@ -119,12 +126,21 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
         else:
             fails[c] = issues[f"is_{c}_issue"].fillna(False).to_numpy(dtype=bool, copy=True)
 
-    relabelled = np.zeros(n, dtype=bool)
+    # review decisions over the policy (the audit wrote them into issues.parquet)
+    decision, decided_for, by_note = _review(issues)
+    excluded = decision == "exclude"
+    reviewed = (decision == "keep") | (decision == "relabel")
+    relabelled = decision == "relabel"
+    if relabelled.any():  # the audit's label column holds the reviewed class
+        labels = labels.where(~relabelled, issues["label"].astype("string").to_numpy())
+    for c in fails:
+        fails[c] &= ~(reviewed & np.array([c in d for d in decided_for], dtype=bool))
     if params.relabel and LABEL_CHECK in fails and LABEL_CHECK not in demoted:
-        relabelled = _relabel_mask(issues, labels, fails[LABEL_CHECK], params=params,
-                                   pred_probs=pred_probs, classes=classes)
-        labels = labels.where(~relabelled, issues[f"{LABEL_CHECK}_suggested"].astype("string"))
-        fails[LABEL_CHECK] = fails[LABEL_CHECK] & ~relabelled
+        by_model = _relabel_mask(issues, labels, fails[LABEL_CHECK], params=params,
+                                 pred_probs=pred_probs, classes=classes) & (decision == "")
+        labels = labels.where(~by_model, issues[f"{LABEL_CHECK}_suggested"].astype("string"))
+        fails[LABEL_CHECK] = fails[LABEL_CHECK] & ~by_model
+        relabelled |= by_model
     if f"{LABEL_CHECK}_suggested" in issues and LABEL_CHECK in fails:
         sugg = issues[f"{LABEL_CHECK}_suggested"].astype("string")
         notes[LABEL_CHECK] = {int(i): f"given '{label_original.iloc[i]}', suggested "
@@ -135,7 +151,7 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
     no_label = (labels.isna() | (labels.str.strip() == "")).fillna(True)
     no_label = no_label.to_numpy(dtype=bool, copy=True)
     no_label &= ~undecodable
-    dropped = undecodable | no_label
+    dropped = undecodable | no_label | excluded
     for c in checks:
         if c not in group_checks and actions[c] == "drop":
             dropped |= fails[c]
@@ -160,6 +176,8 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
             continue
         groups = issues[f"{c}_group"].fillna(-1).to_numpy(dtype=np.int64)
         fails[c], refs = _group_losers(groups, path_rank, candidates=~dropped)
+        # a copy a person kept stays (its decision covers this check)
+        fails[c] &= ~(reviewed & np.array([c in d for d in decided_for], dtype=bool))
         # a flag without a group id cannot be resolved to a keeper: it stands as given
         flagged = issues[f"is_{c}_issue"].fillna(False).to_numpy(dtype=bool, copy=True)
         fails[c] |= flagged & (groups < 0)
@@ -196,11 +214,13 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
     q_checks, q_scores, q_reasons = [], [], []
     for i in q_idx:
         names = ([DECODE] if undecodable[i] else []) + ([NO_LABEL] if no_label[i] else [])
+        names += [REVIEW] if excluded[i] else []
         names += failing(i, drop_checks)
         if several[i]:
             names += [SEVERAL] + failing(i, voters)
         parts = [f"{DECODE}: {decode_err.iloc[i]}" if c == DECODE else
                  f"{NO_LABEL}: the row has no class" if c == NO_LABEL else
+                 f"{REVIEW}: excluded by review{by_note[i]}" if c == REVIEW else
                  f"{SEVERAL}: flagged by {int(votes[i])} independent checks (>= "
                  f"{params.quarantine_min_flags})" if c == SEVERAL else reason(i, c)
                  for c in names]
@@ -216,6 +236,7 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
     quarantine["score"] = pd.Series(q_scores, dtype="float64")
     quarantine["reason"] = pd.Series(q_reasons, dtype="string")
     quarantine["review_checks"] = pd.Series(q_review, dtype="string")
+    quarantine["decision"] = pd.Series(decision[q_idx], dtype="string")
 
     clean = base.iloc[c_idx].reset_index(drop=True)
     clean["label_original"] = label_original.iloc[c_idx].reset_index(drop=True)
@@ -226,13 +247,34 @@ def filter_rows(manifest: pd.DataFrame, issues: pd.DataFrame, *, params: FilterP
     clean["review_reason"] = pd.Series(["; ".join(reason(i, c) for c in
                                                   failing(i, review_checks)) if review[i]
                                         else "" for i in c_idx], dtype="string")
+    clean["decision"] = pd.Series(decision[c_idx], dtype="string")
     check_partition(manifest, clean, quarantine)
     summary = _summary(manifest, clean, quarantine, checks=checks, actions=actions,
                        fails=fails, dropped=dropped, review=review, relabelled=relabelled,
                        undecodable=undecodable, no_label=no_label, params=params)
     summary["several_checks"] = int(several.sum())
+    summary["review"] = {"excluded": int(excluded.sum()),
+                         "relabelled": int((decision == "relabel").sum()),
+                         "kept": int((decision == "keep").sum())}
     summary["demoted"] = demoted
     return FilterResult(clean, quarantine, summary)
+
+
+def _review(issues: pd.DataFrame) -> tuple[np.ndarray, list[set[str]], list[str]]:
+    """Per row: the review decision ("" none), the checks it covers, and ' (by who:
+    note)' for the quarantine reason; from the audit's ``review_*`` columns (none in an
+    issues table written before issue 22)."""
+    n = len(issues)
+    if "review_decision" not in issues:
+        return np.full(n, "", dtype=object), [set() for _ in range(n)], [""] * n
+    decision = issues["review_decision"].fillna("").astype(str).to_numpy(dtype=object)
+    covered = [set(filter(None, str(v).split(";")))
+               for v in issues["review_checks"].fillna("").astype(str)]
+    who = issues["review_by"].fillna("").astype(str).tolist()
+    note = issues["review_note"].fillna("").astype(str).tolist()
+    words = [f" ({', '.join(filter(None, [w, repr(t) if t else '']))})" if (w or t) else ""
+             for w, t in zip(who, note)]
+    return decision, covered, words
 
 
 def _group_losers(groups: np.ndarray, path_rank: np.ndarray, *, candidates: np.ndarray

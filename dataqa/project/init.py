@@ -170,8 +170,10 @@ def run_init(source: str | None, preset: str = "digits", *, force: bool = False,
                           f"to only refresh dataqa.version)")
     for rel, text in files.items():
         _write(folder / rel, text)
+    reviews = _start_reviews(folder)
     added = _update_gitignore(folder, gitignore_entries("dataqa-out"))
-    say(f"wrote {', '.join(files)} (preset {preset}, dataqa {version})"
+    names = [*files, *([reviews] if reviews else [])]
+    say(f"wrote {', '.join(names)} (preset {preset}, dataqa {version})"
         + (f"; .gitignore += {', '.join(added)}" if added else ""))
     if summary.layout in ("split/class", "csv") and not any(
             s in ("train", "training") for s in summary.splits):
@@ -183,6 +185,20 @@ def run_init(source: str | None, preset: str = "digits", *, force: bool = False,
             f"duplicates count as leakage")
     _dvc_setup(folder, dvc_init)
     return 0
+
+
+def _start_reviews(folder: Path) -> str | None:
+    """An empty decisions file (the audit stage depends on it; DVC refuses a missing
+    dependency). Never overwritten, not even with --force: it holds people's decisions.
+    Returns its name when written."""
+    from dataqa.params import Paths
+    from dataqa.review import to_csv
+
+    rel = Paths().reviews
+    if (folder / rel).exists():
+        return None
+    _write(folder / rel, to_csv([]))
+    return rel
 
 
 def check_writable(folder: Path, files: dict[str, str]) -> None:

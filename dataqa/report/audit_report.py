@@ -17,11 +17,13 @@ from typing import Any
 import pandas as pd
 
 from dataqa import gate
-from dataqa.dataset.manifest import read_manifest
+from dataqa.dataset.manifest import labelled_rows, read_manifest
 from dataqa.dataset.sources import source_root
 from dataqa.errors import StageInputError
+from dataqa.model_strength import review_only
 from dataqa.params import Params
 from dataqa.report.page import build_sections, render_page
+from dataqa.report.review import ReviewView
 from dataqa.report.thumbs import Thumbnailer
 
 
@@ -36,6 +38,7 @@ class AuditData:
     metrics: dict[str, Any]
     rules: list[gate.Rule]
     thumbs: Thumbnailer
+    review: ReviewView
     _json_cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -86,7 +89,10 @@ def load(params: Params) -> AuditData:
                          max_pixels=params.scan.max_pixels,
                          limit=params.report.max_thumbnails,
                          max_bytes=params.scan.max_bytes, budget=params.scan.decode_timeout)
-    return AuditData(params, manifest, issues, metrics, rules, thumbs)
+    checks = list((metrics.get("summary") or {}).get("checks_run") or metrics.get("checks", {}))
+    review = ReviewView(manifest, issues, checks, sorted(review_only(metrics)),
+                        labelled_rows(manifest.reset_index(drop=True))[1])
+    return AuditData(params, manifest, issues, metrics, rules, thumbs, review)
 
 
 def render(params: Params) -> str:
@@ -103,9 +109,10 @@ def render(params: Params) -> str:
         ("classes", bal.get("n_classes")),
         ("splits", ", ".join(f"{k}: {v:,}" for k, v in ds.get("counts_per_split", {}).items())),
         ("checks", ", ".join(data.checks) or "none"),
+        ("pending review", (data.metrics.get("review") or {}).get("n_pending")),
     ]
     return render_page(title="dataqa audit report", facts=facts, sections=sections,
-                       globals_={"thumbs": data.thumbs,
+                       globals_={"thumbs": data.thumbs, "review": data.review,
                                  "thumb_size": params.report.thumb_size})
 
 

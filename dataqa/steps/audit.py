@@ -34,6 +34,7 @@ from dataqa.checks.runner import (  # noqa: F401  (re-exported: the audit's API)
     run_checks,
     validate_result,
 )
+from dataqa.dataset.crossval_metrics import not_evaluated_reason, read_crossval_metrics
 from dataqa.dataset.manifest import (
     decodable,
     has_label,
@@ -43,8 +44,17 @@ from dataqa.dataset.manifest import (
 from dataqa.dataset.tensors import open_tensors
 from dataqa.errors import StageInputError
 from dataqa.io import write_json, write_parquet
-from dataqa.model_strength import judge_model
+from dataqa.model_strength import judge_model, review_only
 from dataqa.params import Params
+from dataqa.review import (
+    Matched,
+    add_review_metrics,
+    flag_table,
+    match,
+    read_decisions,
+    review_columns,
+    review_summary,
+)
 from dataqa.text import say
 
 # input name -> the stage that writes it (for "run the ... stage first")
@@ -155,20 +165,56 @@ MODEL_INPUTS = frozenset({"pred_probs", "embeddings"})
 
 def model_not_evaluated(params: Params) -> str | None:
     """Why crossval trained no model (``evaluated: false`` in its metrics), or None."""
-    from dataqa.engine.crossval import not_evaluated_reason
+    return not_evaluated_reason(read_crossval_metrics(params))
 
-    path = params.path("crossval_metrics")
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # load_classes names the broken file
-    return not_evaluated_reason(data) if isinstance(data, dict) else None
+
+def load_review(params: Params, manifest: pd.DataFrame) -> Matched:
+    """The decisions file (``paths.reviews``; none when absent) matched to the manifest
+    by content hash; warnings (a relabel to an unknown class, decisions for images not
+    in the source) are printed, naming the row."""
+    path = params.path("reviews")
+    decisions = read_decisions(path)
+    matched = match(manifest["sha256"].tolist(), decisions,
+                    classes=load_classes(params, manifest), labels=manifest["label"].tolist(),
+                    source=str(params.paths.reviews))
+    for line in matched.warnings:
+        say(f"audit: WARNING: {line}")
+    if matched.unmatched:
+        rows = ", ".join(str(d.row) for d in matched.unmatched[:8])
+        say(f"audit: {len(matched.unmatched)} decision(s) of {params.paths.reviews} name "
+              f"images not in the source (rows {rows}{', ...' if len(matched.unmatched) > 8 else ''}"
+              f"): kept in the file, applied when the image is back")
+    return matched
+
+
+def add_pending_leaks(metrics: dict[str, Any], manifest: pd.DataFrame, issues: pd.DataFrame,
+                      matched: Matched) -> None:
+    """``checks.<c>.pending_cross_split_pairs`` for each duplicate check: its cross-split
+    pairs (leakage) once the images a person excluded, or kept for this check, are left
+    out of their groups (what the gate's ``max_cross_split_duplicates`` compares)."""
+    from dataqa.checks.exact_duplicate import summarize_groups
+
+    for name, summary in metrics.get("checks", {}).items():
+        col = f"{name}_group"
+        if "cross_split_pairs" not in summary or col not in issues:
+            continue
+        resolved = np.array([d is not None and (d.decision == "exclude" or name in d.checks)
+                             for d in matched.decisions], dtype=bool)
+        groups = issues[col].fillna(-1).to_numpy(dtype=np.int64).copy()
+        groups[resolved] = -1
+        exact = None
+        if name != "exact_duplicate" and "exact_duplicate_group" in issues:
+            exact = issues["exact_duplicate_group"].fillna(-1).to_numpy(dtype=np.int64)
+            exact = np.where(groups >= 0, exact, -1)
+        pending = summarize_groups(manifest, groups, max_examples=0, exclude=exact)
+        summary["pending_cross_split_pairs"] = pending["cross_split_pairs"]
 
 
 def run_stage(params: Params) -> int:
-    manifest = read_manifest(params.path("manifest"))
+    original = read_manifest(params.path("manifest"))
+    matched = load_review(params, original)
+    # the audit judges the dataset as reviewed: a relabelled image under its new class
+    manifest = original.assign(label=matched.reviewed_labels(original["label"]))
     checks = build_checks(params.audit)
     reason = model_not_evaluated(params)
     skipped = [c.name for c in checks if reason and c.requires & MODEL_INPUTS]
@@ -179,6 +225,13 @@ def run_stage(params: Params) -> int:
     issues = build_issues(manifest, results)
     metrics = build_metrics(manifest, results, min_per_class=params.audit.min_per_class,
                             classes=ctx.classes)
+    demoted = sorted(review_only({"model": ctx.model}))
+    flags = flag_table(issues, [r.name for r in results])
+    issues = pd.concat([issues, review_columns(flags, matched, original["label"],
+                                               demoted=demoted)], axis=1)
+    add_review_metrics(metrics, review_summary(flags, matched, demoted=demoted))
+    metrics["review"]["file"] = str(params.paths.reviews)  # for the report to name it
+    add_pending_leaks(metrics, manifest, issues, matched)
     metrics.update(dataset_evidence(params, ctx, model=reason is None))
     if skipped:
         metrics["not_evaluated"] = {name: f"no model could be trained: {reason}"
@@ -198,6 +251,16 @@ def _print_summary(results: Sequence[CheckResult], metrics: dict[str, Any],
     ds = metrics["dataset"]
     say(f"audit: {ds['n_files']} files, {ds['n_undecodable']} undecodable, "
           f"{metrics['balance']['n_classes']} classes")
+    review = metrics.get("review", {})
     for r in results:
-        say(f"  {r.name:<20} {r.n_issues:>7} flagged ({r.summary['rate']:.2%})")
+        info = review.get("checks", {}).get(r.name)
+        if info is None:
+            say(f"  {r.name:<20} {r.n_issues:>7} suspected ({r.summary['rate']:.2%}; "
+                f"not flags: the model is too weak to judge)")
+            continue
+        say(f"  {r.name:<20} {r.n_issues:>7} flagged ({r.summary['rate']:.2%}), "
+            f"{info['pending']} pending review")
+    if review:
+        say(f"  review: {review['n_pending']} of {review['n_images']} images pending "
+            f"({review['pending_rate']:.1%}), {review['n_decided']} decided")
     say(f"  -> {issues_path}")

@@ -1,25 +1,23 @@
 """DVC stage ``crossval``: out-of-fold predicted probabilities and embeddings of every
-labelled, decodable image (the K-fold pass is :func:`dataqa.engine.crossval.cross_val_predict`)."""
+labelled, decodable image (the K-fold pass is :func:`dataqa.engine.crossval.cross_val_predict`).
+
+The training engine (torch, scikit-learn) is imported only when this stage trains:
+``crossval.mode: external`` reads the user's files (:mod:`dataqa.dataset.external`)
+without it (tests/test_imports.py)."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
 
 from dataqa.dataset.manifest import has_label, labelled_rows, read_manifest
 from dataqa.dataset.tensors import load_tensors
-from dataqa.engine import device as dev
-from dataqa.engine import probe
-from dataqa.engine.crossval import (
-    NotTrainable,
-    cross_val_predict,
-    crossval_config,
-    log,
-    oof_metrics,
-)
-from dataqa.engine.progress import show_progress
 from dataqa.io import write_json, write_npy
 from dataqa.params import Params
+
+log = logging.getLogger("dataqa.engine")  # the engine's logger (engine/crossval.py)
 
 
 def run_stage(params: Params, worker: bool = False) -> int:
@@ -33,6 +31,16 @@ def run_stage(params: Params, worker: bool = False) -> int:
         from dataqa.steps.crossval_external import run_external
 
         return run_external(params)
+    from dataqa.engine import device as dev
+    from dataqa.engine import probe
+    from dataqa.engine.crossval import (
+        NotTrainable,
+        cross_val_predict,
+        crossval_config,
+        oof_metrics,
+    )
+    from dataqa.engine.progress import show_progress
+
     show_progress()
     manifest = read_manifest(params.path("manifest"))
     images, decoded = load_tensors(params, manifest)

@@ -28,6 +28,18 @@ def load_metrics(params: Params, spec: GateSpec) -> dict[str, Any]:
     return data
 
 
+def review_block(review: dict[str, Any]) -> dict[str, Any]:
+    """``gate.json: review``: images pending, flags waived by review and by whom."""
+    by: dict[str, int] = {}
+    for info in review.get("checks", {}).values():
+        for who, n in (info.get("waived_by") or {}).items():
+            by[who] = by.get(who, 0) + int(n)
+    return {"pending": review.get("n_pending"), "decided": review.get("n_decided"),
+            "waived": sum(int(i.get("waived", 0)) for i in review.get("checks", {}).values()),
+            "waived_by": dict(sorted(by.items())),
+            "by_decision": review.get("by_decision", {})}
+
+
 def run_stage(params: Params, on: str = "audit") -> int:
     """Evaluate the gate ``on`` (a :data:`GATES` key); exit code 1 when a rule fails."""
     if on not in GATES:
@@ -36,12 +48,19 @@ def run_stage(params: Params, on: str = "audit") -> int:
     metrics = load_metrics(params, spec)
     rules = evaluate(params.gate, metrics, rules=spec.rules)
     doc = to_json(rules, on=on)
+    if on == "audit" and isinstance(metrics.get("review"), dict):
+        doc["review"] = review_block(metrics["review"])
     details = failure_lines(params, on, [r.name for r in rules if r.passed is False], metrics)
     write_json(params.path(spec.json), doc)
     write_bytes(params.path(spec.junit), to_junit(rules, on=on, details=details))
     say(format_table(rules))
     for name, text in details.items():
         say(f"FAILED {name}: {text}")
+    if doc.get("review"):
+        r = doc["review"]
+        say(f"review: {r['pending']} image(s) pending, {r['waived']} flag(s) waived by "
+            f"review" + (f" ({', '.join(f'{k} {v}' for k, v in r['waived_by'].items())})"
+                         if r["waived_by"] else ""))
     say(f"gate {on}: {'PASSED' if doc['passed'] else 'FAILED'} "
           f"({doc['n_failed']} failed, {doc['n_not_evaluated']} not evaluated, "
           f"{doc['n_rules']} rules)")

@@ -67,6 +67,15 @@ def _p(*keys: str) -> tuple[str, ...]:
     return keys
 
 
+# the audit gate's thresholds and the prepared-data gate's (dataqa/gate.py): each gate,
+# and the report showing the audit gate, reads its own, so one never reruns the other
+AUDIT_GATE = ("gate.max_undecodable_rate", "gate.min_images_per_class", "gate.max_rates",
+              "gate.max_cross_split_duplicates", "gate.max_imbalance_ratio")
+PREPARED_GATE = ("gate.min_clean_per_class", "gate.max_quarantined_share",
+                 "gate.max_balanced_imbalance_ratio")
+# what the tuning run's batched device augmentation takes from the one policy
+AUGMENT_POLICY = ("augment.geometry", "augment.min_area", "augment.hflip",
+                  "augment.rotate_limit", "augment.brightness_contrast")
 FINGERPRINT = "paths.fingerprint"
 RAW = "data.source"  # reading it means reading the raw images: depend on the listing
 
@@ -105,12 +114,15 @@ STAGES: dict[str, Reads] = {
                   plot=(("x", "fraction"), ("y", "val_accuracy"))))),
     "audit": Reads(
         params=_p("audit", "engine.seed", "engine.image_size"),
+        # paths.reviews: the people's decisions (issue 22); the audit is their one reader,
+        # report, gate, filter and what follows rerun through its outputs
         files=_p("paths.manifest", "paths.tensors", "paths.pred_probs",
-                 "paths.embeddings", "paths.crossval_metrics", "paths.learning_curve"),
+                 "paths.embeddings", "paths.crossval_metrics", "paths.learning_curve",
+                 "paths.reviews"),
         outs=_p("paths.issues", "paths.audit_metrics")),
     "report": Reads(
-        params=_p("report", "gate", "data.source", "scan.max_pixels", "scan.max_bytes",
-                  "scan.decode_timeout"),
+        params=_p("report", *AUDIT_GATE, "data.source", "scan.max_pixels",
+                  "scan.max_bytes", "scan.decode_timeout"),
         files=_p("paths.manifest", "paths.issues", "paths.audit_metrics",
                  "paths.crossval_metrics"),
         outs=(Out("paths.audit_html", cache=False),
@@ -118,7 +130,7 @@ STAGES: dict[str, Reads] = {
                   comment="the headline numbers (<= ~30) that `dvc metrics show` and "
                           "`dvc exp show` display"))),
     "gate": Reads(
-        params=_p("gate"),
+        params=AUDIT_GATE,
         files=_p("paths.manifest", "paths.issues", "paths.audit_metrics",
                  "paths.audit_html"),
         outs=(Out("paths.gate_json", cache=False), Out("paths.gate_junit", cache=False))),
@@ -139,12 +151,12 @@ STAGES: dict[str, Reads] = {
         outs=_p("paths.subsets_dir", "paths.prepared_metrics")),
     "gate_prepared": Reads(
         script="gate", args="--on prepared",
-        params=_p("gate"),
+        params=PREPARED_GATE,
         files=_p("paths.prepared_metrics"),
         outs=(Out("paths.prepare_gate_json", cache=False),
               Out("paths.prepare_gate_junit", cache=False))),
     "tune": Reads(
-        params=_p("tune", "engine", "crossval", "augment"),
+        params=_p("tune", "engine", "crossval", *AUGMENT_POLICY),
         files=_p("paths.subsets_dir", "paths.tensors", "paths.tensor_index",
                  "paths.augmented_dir", "paths.manifest"),
         also=(("paths.prepare_gate_json", "order: the search runs after the "

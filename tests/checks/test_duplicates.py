@@ -361,3 +361,30 @@ def test_near_duplicates_through_the_approximate_index(near_set, monkeypatch):
     neighbors._KNN_CACHE.clear()
     res = run("near_duplicate", ctx)
     assert groups_of(res, ctx) == set(planted)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_groups_are_the_connected_components_of_the_pairs(seed: int) -> None:
+    """get_groups (numpy union-find) against scipy's connected components: random
+    sparse graphs, long chains and self-loops."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    pairs = rng.integers(0, n, size=(int(rng.integers(0, 2 * n)), 2))
+    chain = rng.permutation(n)[: n // 2]
+    pairs = np.concatenate([pairs, np.stack([chain[:-1], chain[1:]], axis=1)]).astype(np.int64)
+    groups = get_groups(n, pairs)
+    if len(pairs) == 0:
+        assert (groups == -1).all()
+        return
+    _, comp = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                                              shape=(n, n)), directed=False)
+    sizes = np.bincount(comp)
+    expected = np.where(sizes[comp] > 1, comp, -1)
+    assert ((groups == -1) == (expected == -1)).all()
+    member = groups >= 0
+    # the same partition: a bijection between the two labellings of the members
+    pairs_seen = set(zip(groups[member].tolist(), expected[member].tolist(), strict=True))
+    assert len(pairs_seen) == len(set(groups[member].tolist())) == len(set(expected[member].tolist()))

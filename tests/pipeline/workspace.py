@@ -87,6 +87,8 @@ def make_workspace(root: Path, *, overrides: dict[str, Any] | None = None) -> Pa
                     ignore=shutil.ignore_patterns("__pycache__"))
     draw_digit_folder(root / "data" / "sample")
     (root / "predictions").mkdir(parents=True, exist_ok=True)  # a crossval dep
+    (root / "reviews.csv").write_text(  # the audit's dep, as `dataqa init` writes it
+        "sha256,path,decision,label,note,by,at,checks\n")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params = deep_merge(deep_merge(params, TINY), overrides or {})
     write_params(root, params)

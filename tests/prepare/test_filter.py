@@ -175,3 +175,57 @@ def test_policy_for_check_not_run_names_audit_checks():
     issues = issues.drop(columns=["is_outlier_issue", "outlier_score"])
     with pytest.raises(ParamsError, match="filter.policy.outlier"):
         flt.filter_rows(manifest, issues, params=FilterParams().replace(policy={"outlier": "drop"}))
+
+
+# --------------------------------------------------------------------------- review
+def with_review(issues: pd.DataFrame, decided: dict[str, tuple[str, str, str]]
+                ) -> pd.DataFrame:
+    """``issues`` plus the audit's review columns: path -> (decision, new label, checks
+    covered); the audit writes the reviewed class into ``label``."""
+    out = issues.copy()
+    n = len(out)
+    cols = {c: [""] * n for c in ("review_decision", "review_label_original", "review_note",
+                                  "review_by", "review_at", "review_checks",
+                                  "review_pending")}
+    for i, path in enumerate(out["path"]):
+        if path in decided:
+            decision, label, checks = decided[path]
+            cols["review_decision"][i], cols["review_checks"][i] = decision, checks
+            cols["review_by"][i], cols["review_note"][i] = "ann", "seen"
+            if decision == "relabel":
+                cols["review_label_original"][i] = out.at[i, "label"]
+                out.at[i, "label"] = label
+    for c, v in cols.items():
+        out[c] = pd.Series(v, dtype="string")
+    return out
+
+
+def test_review_decisions_come_before_the_policy() -> None:
+    manifest, issues, _, _ = planted()
+    issues = with_review(issues, {
+        "a/0.png": ("exclude", "", ""),  # clean by every check: a person excludes it
+        "a/2.png": ("relabel", "b", "label"),  # the sure label error, relabelled
+        "b/1.png": ("keep", "", "near_duplicate"),  # a copy a person keeps
+        "b/2.png": ("keep", "", "label"),  # kept for another check: its outlier flag stands
+    })
+    res = flt.filter_rows(manifest, issues, params=FilterParams(policy=POLICY))
+    clean = res.clean.set_index("path")
+    q = res.quarantine.set_index("path")
+    assert q.at["a/0.png", "check"] == "review"
+    assert q.at["a/0.png", "reason"] == "review: excluded by review (ann, 'seen')"
+    assert q.at["a/0.png", "decision"] == "exclude"
+    row = clean.loc["a/2.png"]
+    assert (row["label"], row["label_original"], bool(row["relabelled"]), row["decision"]) \
+        == ("b", "a", True, "relabel")
+    assert "b/1.png" in clean.index and "b/0.png" in clean.index  # both copies stay
+    assert bool(clean.at["b/2.png", "review"])  # its outlier flag: the policy's review
+    assert res.summary["review"] == {"excluded": 1, "relabelled": 1, "kept": 2}
+    flt.check_partition(manifest, res.clean, res.quarantine)
+
+
+def test_review_exclude_of_a_group_keeper_moves_the_keep_to_the_next() -> None:
+    manifest, issues, _, _ = planted()
+    issues = with_review(issues, {"b/0.png": ("exclude", "", "")})
+    res = flt.filter_rows(manifest, issues, params=FilterParams(policy=POLICY))
+    assert "b/1.png" in set(res.clean["path"])  # group 0 keeps its other member
+    assert "b/0.png" in set(res.quarantine["path"])

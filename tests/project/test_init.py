@@ -90,6 +90,9 @@ def test_init_in_a_new_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert params.augment.hflip is True
     assert (proj / "stages" / "audit.py").is_file()
     assert "/dataqa-out/" in (proj / ".gitignore").read_text()
+    # the decisions file starts empty (the audit depends on it) ...
+    assert (proj / "reviews.csv").read_text() == "sha256,path,decision,label,note,by,at,checks\n"
+    (proj / "reviews.csv").write_text("people's decisions\n")
 
     # same content again: fine; another content: refused without --force
     assert main(["init", "--source", str(tmp_path / "imgs"), "--preset", "photos"]) == 0
@@ -101,6 +104,8 @@ def test_init_in_a_new_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["init", "--source", str(tmp_path / "imgs"), "--force"]) == 0
     assert load_params(proj / "params.yaml").augment.hflip is False
     assert (proj / ".gitignore").read_text().count("/dataqa-out/") == 1
+    # ... and is never overwritten, not even with --force: it holds people's decisions
+    assert (proj / "reviews.csv").read_text() == "people's decisions\n"
 
 
 def test_init_runs_dvc_init_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -88,7 +88,7 @@ def test_html_is_well_formed_with_sections_in_order(built):
     checker.close()
     assert checker.errors == [] and checker.stack == []
     sections = re.findall(r'<section id="([^"]+)"', html)
-    assert sections == ["gate", "checks", "overview", "balance", "integrity", "labels", "accuracy",
+    assert sections == ["review", "gate", "checks", "overview", "balance", "integrity", "labels", "accuracy",
                         "confidence", "duplicates", "outliers", "complexity", "gallery-integrity"]
     assert len(checker.ids) == len(set(checker.ids))
 
@@ -127,7 +127,7 @@ def test_gallery_size_caps_the_gallery(image_folder, manifest_for, params_for):
     report.run_stage(params)
     html = params.path("audit_html").read_text()
     assert len(re.findall(r'<div class="item" ', html)) == 2
-    assert "6 flagged; showing the 2 with the lowest" in html
+    assert "6 flagged, 6 pending review; showing the 2 pending with the lowest" in html
 
 
 def test_without_integrity_check_undecodable_files_still_listed(image_folder, manifest_for,

@@ -12,6 +12,7 @@ import pytest
 
 from dataqa.report import page
 from dataqa.report.audit_report import AuditData
+from dataqa.report.review import ReviewView
 from dataqa.report.sections import audit_balance, audit_groups, audit_model
 from dataqa.report.thumbs import Thumbnailer
 
@@ -37,7 +38,9 @@ def make_data(params_for, *, labels: list[str], paths: list[str] | None = None,
     metrics = metrics or {}
     params = params_for(report=report or {})
     thumbs = Thumbnailer(manifest, params.root, size=32, max_pixels=4096, limit=100)
-    return AuditData(params, manifest, issues, metrics, [], thumbs)
+    checks = [c[3:-6] for c in issues.columns if c.startswith("is_") and c.endswith("_issue")]
+    review = ReviewView(manifest, issues, checks, [], sorted(set(labels)))
+    return AuditData(params, manifest, issues, metrics, [], thumbs, review)
 
 
 def render(data: AuditData, builder) -> str:
@@ -45,7 +48,8 @@ def render(data: AuditData, builder) -> str:
     secs = [built] if isinstance(built, page.Section) else list(built)
     data.thumbs.load()
     html = page.render_page(title="t", facts=[], sections=secs,
-                            globals_={"thumbs": data.thumbs, "thumb_size": 32})
+                            globals_={"thumbs": data.thumbs, "review": data.review,
+                                      "thumb_size": 32})
     return html.split("<main>")[1].split("</main>")[0]
 
 

@@ -128,7 +128,13 @@ def test_audit_stage_outputs(image_folder, manifest_for, params_for):
     assert audit.run_stage(params) == 0
     issues = pd.read_parquet(params.path("issues"))
     assert list(issues.columns) == ["id", "path", "label", "split", "is_integrity_issue",
-                                    "integrity_score", "integrity_kind", "integrity_reason"]
+                                    "integrity_score", "integrity_kind", "integrity_reason",
+                                    # the review outcome (issue 22; no decisions file here)
+                                    "review_decision", "review_label_original",
+                                    "review_note", "review_by", "review_at", "review_checks",
+                                    "review_pending"]
+    assert (issues["review_pending"] == "integrity").sum() == 6
+    assert (issues["review_decision"] == "").all()
     assert issues["id"].tolist() == m["id"].tolist()
     assert issues["path"].tolist() == m["path"].tolist()
     assert issues["is_integrity_issue"].sum() == 6
@@ -142,7 +148,7 @@ def test_audit_stage_outputs(image_folder, manifest_for, params_for):
     assert (met["checks"]["integrity"]["count"], met["checks"]["integrity"]["rate"]) \
         == (6, 0.4)
     assert met["summary"] == {"checks_run": ["integrity"], "n_flagged_any": 6,
-                              "rate_flagged_any": 0.4}
+                              "rate_flagged_any": 0.4, "n_pending": 6, "suspected": {}}
 
 
 @pytest.mark.parametrize(("audit_params", "needle"), [

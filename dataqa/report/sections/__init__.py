@@ -5,6 +5,7 @@ Order slots of the audit report (pick a free number inside the slot):
 
 ====  =====================================================================
 5     model too weak to judge labels (only then; audit_verdict.py)
+7     review: flags pending review per check, saving decisions (audit_review.py)
 10    gate summary (rules, value, threshold, pass/fail)
 20    summary card per check (count, rate, threshold, pass/fail)
 30    overview (counts per class and split, sizes, aspect ratios, formats), 32 source

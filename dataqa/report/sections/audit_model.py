@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dataqa.checks.label import LabelSettings
+from dataqa.dataset.crossval_metrics import not_evaluated_reason, read_crossval_metrics
 from dataqa.report import charts
 from dataqa.report.audit_report import AuditData
 from dataqa.report.page import Section, records, section
@@ -90,7 +91,9 @@ def label_issues(data: AuditData) -> Section:
         "skipped": summary.get("skipped") or "",
         "issues_path": str(data.params.paths.issues),
         "op": operating_point(summary.get("operating_point")),
-    }, summary=f"{n_flagged} flagged")
+        "suspected": "label" in data.review.demoted,
+    }, summary=f"{n_flagged} suspected, not flags" if "label" in data.review.demoted
+        else f"{n_flagged} flagged")
 
 
 def operating_point(op: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -143,12 +146,12 @@ def top_confusions(confusion: np.ndarray, classes: list[str], n: int) -> list[di
 @section("audit", order=52)
 def per_class_accuracy(data: AuditData) -> Section:
     summary = check_summary(data, "label") or {}
-    crossval = data.optional_json("crossval_metrics") or {}
+    crossval = read_crossval_metrics(data.params) or {}
     per_class = summary.get("per_class_accuracy") or crossval.get("per_class_accuracy")
-    if not per_class and crossval.get("evaluated") is False:
+    if not per_class and (reason := not_evaluated_reason(crossval)):
         return Section("accuracy", "Out-of-fold accuracy per class", "model.html.j2",
                        {"part": "accuracy", "not_run": "Not evaluated: no model could be "
-                        f"trained ({crossval.get('not_evaluated_reason')})."},
+                        f"trained ({reason})."},
                        summary="not evaluated")
     if not per_class:
         return Section("accuracy", "Out-of-fold accuracy per class", "model.html.j2",
