@@ -18,8 +18,7 @@ import pytest
 import dataqa
 
 REPO = Path(__file__).resolve().parents[1]
-CANDIDATES = [base / "shared" / "datasets" / "mnist-test"
-              for base in (REPO.parent, REPO.parents[1], REPO.parents[2])]
+CANDIDATES = [base / "shared" / "datasets" / "mnist-test" for base in REPO.parents[:3]]
 N, FLIPS = 5000, 10
 
 

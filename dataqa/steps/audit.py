@@ -230,6 +230,7 @@ def run_stage(params: Params) -> int:
     issues = pd.concat([issues, review_columns(flags, matched, original["label"],
                                                demoted=demoted)], axis=1)
     add_review_metrics(metrics, review_summary(flags, matched, demoted=demoted))
+    metrics["review"]["file"] = str(params.paths.reviews)  # for the report to name it
     add_pending_leaks(metrics, manifest, issues, matched)
     metrics.update(dataset_evidence(params, ctx, model=reason is None))
     if skipped:

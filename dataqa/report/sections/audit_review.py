@@ -24,5 +24,6 @@ def review_summary(data: AuditData) -> Section | None:
     suspicions = {c: n for c, n in (review.get("suspicions") or {}).items() if n}
     return Section("review", "Review", "review.html.j2", {
         "checks": checks, "quiet": quiet, "review": review, "suspicions": suspicions,
-        "reviews_path": str(data.params.paths.reviews), "data": data.review.data(),
+        # named by the audit (its one reader): the report does not depend on the file
+        "reviews_path": str(review.get("file") or "reviews.csv"), "data": data.review.data(),
     }, summary=f"{review.get('n_pending', 0)} pending")
