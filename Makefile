@@ -1,6 +1,7 @@
 # dataqa: the two commands of the README.
 #   make run   create .venv if missing, install dataqa, rebuild the pipeline on the sample
-#   make test  create .venv if missing, install dataqa with test extras, lint, run the tests
+#   make test  create .venv if missing, install dataqa with the test and ray extras, lint,
+#              run the tests (the Ray tests start a 2-node cluster on loopback)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,ray]'
 	@touch $(STAMP)
 
 run: $(STAMP)

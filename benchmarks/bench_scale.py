@@ -1,5 +1,5 @@
-"""Scale benchmark (issue 16): per-stage wall time, peak RSS and growth exponent at
-10k / 100k / 1M images, and the near-duplicate recall on planted near copies.
+"""Scale benchmark (issues 16, 23): per-stage wall time, peak RSS and growth exponent at
+125k / 250k / 500k / 1M images, and the near-duplicate recall on planted near copies.
 
 Datasets are synthetic and distinct: 10 classes of 28 x 28 grey images, each a random
 7 x 7 pattern (bilinear up) plus a class pattern and fine noise; ``--copies`` (1 %) of
@@ -25,6 +25,16 @@ old path (``--baseline-src``: a source tree of the code before this issue, e.g.
 
     python benchmarks/bench_scale.py --sizes 10000 100000 --audit-sizes 1000000 \\
         --baseline-src /tmp/base --out /tmp/scale.json
+
+The million (issue 23), files mode, image-level checks (``--checks image``: every check
+that needs no model, near_duplicate included), in two phases so that the audit can be
+rerun on the same files: ``--phase build`` writes the files and runs scan and tensors in
+``--keep DIR/files-N``; ``--phase audit`` runs the audit there; ``--phase all`` does both.
+Each stage row carries the 1-minute load average before and after it (the box is
+shared), and the run ends with the growth exponent between successive sizes.
+
+    nice -n 10 python benchmarks/bench_scale.py --sizes 125000 250000 500000 1000000 \\
+        --audit-sizes --checks image --keep /work/bench1m --out /work/bench1m.json
 """
 
 from __future__ import annotations
@@ -145,10 +155,10 @@ def synthetic_model_outputs(plan: Plan, manifest: pd.DataFrame, ws: Path) -> Non
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     order = _rows_of(plan, manifest)  # manifest row -> plan index
-    np.save(ws / "data/interim/embeddings.npy", emb[order])
-    np.save(ws / "data/interim/pred_probs.npy", probs[order].astype(np.float32))
-    (ws / "reports/metrics").mkdir(parents=True, exist_ok=True)
-    (ws / "reports/metrics/crossval.json").write_text(
+    np.save(out_path(ws, "embeddings"), emb[order])
+    np.save(out_path(ws, "pred_probs"), probs[order].astype(np.float32))
+    out_path(ws, "crossval_metrics").parent.mkdir(parents=True, exist_ok=True)
+    out_path(ws, "crossval_metrics").write_text(
         json.dumps({"classes": [f"c{c}" for c in range(CLASSES)]}))
 
 
@@ -180,8 +190,8 @@ def write_audit_inputs(plan: Plan, ws: Path) -> None:
     n = plan.n_orig + plan.n_copies
     names = [plan.name(i) for i in range(n)]
     order = np.argsort(np.array(names), kind="stable")  # manifest rows sorted by path
-    (ws / "data/interim").mkdir(parents=True, exist_ok=True)
-    tensors = np.lib.format.open_memmap(ws / "data/interim/tensors.npy", mode="w+",
+    out_path(ws, "tensors").parent.mkdir(parents=True, exist_ok=True)
+    tensors = np.lib.format.open_memmap(out_path(ws, "tensors"), mode="w+",
                                         dtype=np.uint8, shape=(n, TENSOR, TENSOR, 1))
     pos = np.empty(n, dtype=np.int64)
     pos[order] = np.arange(n)  # plan index -> manifest row
@@ -222,7 +232,7 @@ def write_audit_inputs(plan: Plan, ws: Path) -> None:
                           ("stat_bpp", 4.0, 0.2)):
         frame[col] = mean + sd * srng.standard_normal(n)
     frame = frame[list(COLUMNS)].astype(COLUMNS)
-    frame.to_parquet(ws / "data/interim/manifest.parquet", index=False)
+    frame.to_parquet(out_path(ws, "manifest"), index=False)
     synthetic_model_outputs(plan, frame, ws)
 
 
@@ -234,16 +244,28 @@ tensors: {{workers: 2, chunk_size: 256}}
 engine: {{image_size: {tensor}, channels: gray}}
 crossval: {{folds: 5, epochs: 1}}
 audit:
-  checks: [integrity, exact_duplicate, near_duplicate, label, outlier, dark, light, blurry,
-           low_information, grayscale, odd_aspect_ratio, odd_size, complexity]
+  checks: [{checks}]
 """
+ALL_CHECKS = ("integrity, exact_duplicate, near_duplicate, label, outlier, dark, light, "
+              "blurry, low_information, grayscale, odd_aspect_ratio, odd_size, complexity")
+# every check that looks at the images only (no crossval model): issue 23's audit
+IMAGE_CHECKS = ("integrity, exact_duplicate, near_duplicate, dark, light, blurry, "
+                "low_information, grayscale, odd_aspect_ratio, odd_size, complexity")
+
+
+def out_path(ws: Path, key: str) -> Path:
+    """Where the stages of workspace ``ws`` read/write ``paths.<key>`` (params defaults)."""
+    from dataqa.params import Paths
+
+    return ws / getattr(Paths(), key)
 
 CHILD = """\
 import resource, subprocess, sys, json, time
 t = time.perf_counter()
 rc = subprocess.run(sys.argv[1:]).returncode
-print(json.dumps({"rc": rc, "wall_s": time.perf_counter() - t,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": rc, "wall_s": time.perf_counter() - t, "cpu_s": u.ru_utime + u.ru_stime,
+                  "peak_mb": u.ru_maxrss / 1024}))
 """
 
 OLD = ("import sys; sys.path.insert(0, {src!r}); "
@@ -267,23 +289,31 @@ def run_stage(ws: Path, stage: str, *, variant: str = "new", baseline: Path | No
         cmd = [sys.executable, "-c", "import sys; from dataqa.cli import main; "
                "sys.exit(main(sys.argv[1:]))"]
     cmd += [stage, "--params", str(ws / "params.yaml")]
+    load_before = _load()
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, *cmd], env=env, cwd=ws,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        out = subprocess.run([sys.executable, "-c", CHILD, *cmd], env=env, cwd=ws,
-                             capture_output=True, text=True, timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"rc": None, "wall_s": None, "peak_mb": None, "note": f"timeout {timeout}s"}
+        os.killpg(proc.pid, 9)  # the stage too, not only the wrapper (issue 23)
+        proc.communicate()
+        return {"rc": None, "wall_s": None, "peak_mb": None, "note": f"timeout {timeout}s",
+                "load": [load_before, _load()]}
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     try:
         res = json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         res = {"rc": -1}
     if res.get("rc"):
         res["stderr"] = out.stderr[-1500:]
+    res["load"] = [load_before, _load()]
     return res
 
 
 def recall(plan: Plan, ws: Path) -> float:
     """Share of planted copies that the audit groups with their original."""
-    issues = pd.read_parquet(ws / "data/audit/issues.parquet",
+    issues = pd.read_parquet(out_path(ws, "issues"),
                              columns=["path", "near_duplicate_group"])
     group = dict(zip(issues["path"], issues["near_duplicate_group"]))
     hits = 0
@@ -294,47 +324,69 @@ def recall(plan: Plan, ws: Path) -> float:
     return hits / plan.n_copies
 
 
+def _load() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
 def measure(n: int, mode: str, args: argparse.Namespace) -> dict:
     plan = Plan(n, args.copies, args.seed)
     out: dict = {"n": n, "mode": mode, "planted": plan.n_copies, "stages": {}}
+    image_only = args.checks == "image"
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         ws = Path(tmp)
         if args.keep:
             ws = args.keep / f"{mode}-{n}"
             ws.mkdir(parents=True, exist_ok=True)
         source = ws / "images"
-        (ws / "params.yaml").write_text(PARAMS.format(source=source, tensor=TENSOR))
-        t = time.perf_counter()
-        if mode == "files":
-            write_files(plan, source)
-        else:
-            write_audit_inputs(plan, ws)
-        out["build_s"] = round(time.perf_counter() - t, 1)
-        stages = ["scan", "tensors"] + (["crossval"] if args.crossval else []) \
-            if mode == "files" else []
-        for stage in stages:
-            out["stages"][stage] = run_stage(ws, stage, timeout=args.timeout)
-            print(n, mode, stage, out["stages"][stage], flush=True)
-        if mode == "files" and not args.crossval:
-            synthetic_model_outputs(plan, pd.read_parquet(ws / "data/interim/manifest.parquet"),
-                                    ws)
-        variants = ["new"]
-        if n <= args.max_exact:
-            variants.append("exact")
-        if args.baseline_src and n <= args.max_baseline:
-            variants.append("old")
-        for variant in variants:
-            res = run_stage(ws, "audit", variant=variant, baseline=args.baseline_src,
-                            timeout=args.timeout)
-            if res.get("rc") == 0:
-                res["recall"] = round(recall(plan, ws), 4)
-            out["stages"][f"audit:{variant}"] = res
-            print(n, mode, variant, res, flush=True)
+        build = args.phase in ("build", "all")
+        audit = args.phase in ("audit", "all")
+        (ws / "params.yaml").write_text(PARAMS.format(
+            source=source, tensor=TENSOR, checks=IMAGE_CHECKS if image_only else ALL_CHECKS))
+        if build:
+            t = time.perf_counter()
+            if mode == "files":
+                write_files(plan, source)
+            else:
+                write_audit_inputs(plan, ws)
+            out["build_s"] = round(time.perf_counter() - t, 1)
+            print(n, mode, "build", out["build_s"], "s", flush=True)
+            stages = ["scan", "tensors"] + (["crossval"] if args.crossval else []) \
+                if mode == "files" else []
+            for stage in stages:
+                out["stages"][stage] = run_stage(ws, stage, timeout=args.timeout)
+                print(n, mode, stage, out["stages"][stage], flush=True)
+            if mode == "files" and not args.crossval and not image_only:
+                synthetic_model_outputs(plan, pd.read_parquet(out_path(ws, "manifest")), ws)
+        if audit:
+            variants = ["new"]
+            if n <= args.max_exact:
+                variants.append("exact")
+            if args.baseline_src and n <= args.max_baseline:
+                variants.append("old")
+            for variant in variants:
+                res = run_stage(ws, "audit", variant=variant, baseline=args.baseline_src,
+                                timeout=args.timeout)
+                if res.get("rc") == 0:
+                    res["recall"] = round(recall(plan, ws), 4)
+                    res["search"] = _search_summary(ws)
+                out["stages"][f"audit:{variant}"] = res
+                print(n, mode, variant, res, flush=True)
     return out
 
 
+def _search_summary(ws: Path) -> dict:
+    """How near_duplicate searched (exact or approximate, by measured cost) and the
+    recall of its neighbours against an exact search on a sample, from audit.json."""
+    try:
+        checks = json.loads(out_path(ws, "audit_metrics").read_text())["checks"]
+        return checks["near_duplicate"].get("search", {})
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
 def exponents(results: list[dict]) -> list[dict]:
-    """Growth exponent log(t2/t1) / log(n2/n1) of each stage between successive sizes."""
+    """Growth exponent log(t2/t1) / log(n2/n1) of each stage between successive sizes,
+    of the wall time and of the CPU time (user + system of the stage's processes)."""
     rows = []
     by_mode: dict[str, list[dict]] = {}
     for r in results:
@@ -343,33 +395,49 @@ def exponents(results: list[dict]) -> list[dict]:
         rs = sorted(rs, key=lambda r: r["n"])
         for a, b in zip(rs, rs[1:]):
             for stage in a["stages"]:
-                ta = a["stages"][stage].get("wall_s")
-                tb = b["stages"].get(stage, {}).get("wall_s")
-                if ta and tb:
-                    rows.append({"mode": mode, "stage": stage, "from": a["n"], "to": b["n"],
-                                 "exponent": round(math.log(tb / ta) / math.log(b["n"] / a["n"]), 2)})
+                row = {"mode": mode, "stage": stage, "from": a["n"], "to": b["n"]}
+                for key in ("wall_s", "cpu_s"):  # CPU seconds: less sensitive to the load
+                    ta = a["stages"][stage].get(key)
+                    tb = b["stages"].get(stage, {}).get(key)
+                    if ta and tb:
+                        row[f"exponent_{key[:-2]}"] = round(
+                            math.log(tb / ta) / math.log(b["n"] / a["n"]), 2)
+                if len(row) > 4:
+                    rows.append(row)
     return rows
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000],
+    p.add_argument("--sizes", type=int, nargs="*",
+                   default=[125_000, 250_000, 500_000, 1_000_000],
                    help="file-mode sizes (ImageFolder written, scan + tensors + audit)")
-    p.add_argument("--audit-sizes", type=int, nargs="*", default=[1_000_000],
+    p.add_argument("--audit-sizes", type=int, nargs="*", default=[],
                    help="audit-only sizes (synthetic manifest and tensors, no files)")
+    p.add_argument("--checks", choices=["image", "all"], default="image",
+                   help="image: the checks that need no model (issue 23); all: every "
+                        "check, with synthetic embeddings and probabilities")
+    p.add_argument("--phase", choices=["build", "audit", "all"], default="all",
+                   help="build: files + scan + tensors; audit: the audit on kept "
+                        "workspaces (--keep); all: both")
     p.add_argument("--crossval", action="store_true", help="run the real crossval stage")
     p.add_argument("--baseline-src", type=Path, default=None,
                    help="source tree of the old code, for the old path's ratio")
-    p.add_argument("--max-exact", type=int, default=200_000)
+    p.add_argument("--max-exact", type=int, default=0,
+                   help="also run the audit forced exact up to this size")
     p.add_argument("--max-baseline", type=int, default=200_000)
     p.add_argument("--copies", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--timeout", type=float, default=4 * 3600,
+                   help="seconds per stage (a loaded box needs hours at 1M)")
     p.add_argument("--tmp", default=None, help="folder for the generated workspaces")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", type=Path, default=None, help="keep the workspaces here")
     args = p.parse_args()
+    if args.phase != "all" and not args.keep:
+        p.error("--phase build/audit needs --keep DIR (the workspaces between phases)")
     sys.path.insert(0, str(ROOT))
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()}", flush=True)
     results = [measure(n, "files", args) for n in args.sizes]
     results += [measure(n, "audit-only", args) for n in args.audit_sizes]
     growth = exponents(results)
@@ -382,7 +450,9 @@ def main() -> None:
                      if stage == "audit:new" and old and old.get("wall_s") and new.get("wall_s")
                      else "")
             print(f"{r['mode']:>10} {r['n']:>8} {stage:<12} wall {s.get('wall_s') or 0:8.1f} s"
-                  f"  peak {s.get('peak_mb') or 0:7.0f} MB  recall {s.get('recall', '-')}{ratio}")
+                  f"  cpu {s.get('cpu_s') or 0:8.1f} s"
+                  f"  peak {s.get('peak_mb') or 0:7.0f} MB  load {s.get('load')}  "
+                  f"recall {s.get('recall', '-')}{ratio}")
     if args.out:
         args.out.write_text(json.dumps({"results": results, "growth": growth}, indent=1))
 

@@ -63,12 +63,6 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
                         "study's budget is spent)")
 
 
-def _crossval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--worker", action="store_true",
-                   help="run folds of the K-fold pass queued in tune.storage's database "
-                        "until all are done (no outputs); start any number on any hosts")
-
-
 def _gate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on", choices=["audit", "prepared"], default="audit",
                    help="which gate: the audit results (default) or the prepared data "
@@ -132,8 +126,7 @@ COMMANDS: list[Command] = [
     Command("tensors", "dataqa.steps.tensors:run_stage",
             "letterbox every decodable image into one uint8 tensor file"),
     Command("crossval", "dataqa.steps.crossval:run_stage",
-            "out-of-fold predicted probabilities and embeddings (K-fold training)",
-            _crossval_args),
+            "out-of-fold predicted probabilities and embeddings (K-fold training)"),
     Command("learning_curve", "dataqa.steps.learning_curve:run_stage",
             "validation accuracy when training on growing fractions: would more data help?"),
     Command("audit", "dataqa.steps.audit:run_stage",

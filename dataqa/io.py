@@ -117,6 +117,25 @@ def preallocate(path: Path, size: int) -> None:
         os.close(fd)
 
 
+def release_pages(array: np.ndarray) -> None:
+    """Unmap the pages of a memory-mapped array that this process has touched (the
+    file's data stays in the page cache, and is read back on the next access). A pass
+    over a memory-mapped file of N rows otherwise keeps all N rows in the process's
+    resident memory: 1 GB of tensors at 1M images (issue 23). Written pages of a
+    writable map must be flushed first. No-op for an array that is not a file map."""
+    import mmap
+
+    base: Any = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        if isinstance(base, np.memmap) and getattr(base, "_mmap", None) is not None:
+            base = base._mmap  # type: ignore[attr-defined]
+        else:
+            base = getattr(base, "base", None)
+    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            base.madvise(mmap.MADV_DONTNEED)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

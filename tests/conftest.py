@@ -266,3 +266,12 @@ def _default_column(rng: np.random.Generator, name: str, dtype: str, n: int) -> 
 @pytest.fixture
 def audit_context() -> Callable[..., PlantedContext]:
     return make_audit_context
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():  # type: ignore[no-untyped-def]
+    """A real two-node Ray cluster on loopback (tests/raycluster.py), joined by this
+    process; started on first use, stopped at the end of the session."""
+    from tests.raycluster import start_cluster
+
+    yield from start_cluster()

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("dataset", ("dataqa.dataset",)),
     ("foundations", ("dataqa.params", "dataqa.errors", "dataqa.io", "dataqa.text",
                      "dataqa.database", "dataqa.workers", "dataqa.labels",
-                     "dataqa.model_strength", "dataqa")),
+                     "dataqa.model_strength", "dataqa.cluster", "dataqa")),
 ]
 
 

@@ -38,6 +38,8 @@ torch import.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from pydantic import Field
@@ -56,6 +58,7 @@ from dataqa.checks.neighbors import (
     unique_sorted,
 )
 from dataqa.errors import StageInputError
+from dataqa.io import release_pages
 from dataqa.params.base import Section
 
 CROPS = (0.0, 0.04, 0.08)  # share of each side cut away when aligning a cropped copy
@@ -124,6 +127,7 @@ def get_thumbnails(tensors: np.ndarray, boxes: np.ndarray, *, size: int,
             gx = w[:, None] * (1 - 2 * crop) * base + ((left + w / 2) * 2 - 1)[:, None]
             v = _bilinear(x, ((gy + 1) * work - 1) / 2, ((gx + 1) * work - 1) / 2)
             out[start:start + len(x), c] = np.clip(np.rint(v), 0, 255).astype(np.uint8)
+        release_pages(tensors)  # a memory-mapped file: its rows are done with
     return out
 
 
@@ -172,7 +176,9 @@ def unit_thumbnails(thumbs: np.ndarray) -> np.ndarray:
 def get_aligned_distances(thumbs: np.ndarray, pairs: np.ndarray, *,
                           memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
     """(P,) cosine distance of each pair's thumbnails, the best over aligning a crop of
-    either side with the other's whole thumbnail. ``thumbs`` from :func:`get_thumbnails`."""
+    either side with the other's whole thumbnail. ``thumbs`` from :func:`get_thumbnails`;
+    ``pairs`` (P, 2) rows, or (P,) keys ``i * len(thumbs) + j`` (:func:`_pair_keys`)."""
+    m = len(thumbs)
     dist = np.empty(len(pairs), dtype=np.float32)
     # each row made a unit vector once (not once per pair end: the audit has ~20
     # candidate pairs a row) when its float32 copy fits the budget; else per chunk.
@@ -184,13 +190,14 @@ def get_aligned_distances(thumbs: np.ndarray, pairs: np.ndarray, *,
     # 8192 pairs (12 MB a side): larger fresh blocks only add page faults
     step = min(8192, rows_per_chunk(thumbs.shape[1] * thumbs.shape[2] * 2 * 10, memory_mb))
     for start in range(0, len(pairs), step):
-        i, j = pairs[start:start + step].T
+        chunk = pairs[start:start + step]
+        i, j = (chunk // m, chunk % m) if chunk.ndim == 1 else chunk.T
         a, b = ((unit[i], unit[j]) if unit is not None  # (n, crops, d)
                 else (unit_thumbnails(thumbs[i]), unit_thumbnails(thumbs[j])))
         best = np.maximum(np.einsum("ncd,nd->nc", a, b[:, 0]).max(1),
                           np.einsum("nd,ncd->nc", a[:, 0], b).max(1))
         dist[start:start + len(i)] = 1.0 - best
-    return np.clip(dist, 0.0, 2.0)
+    return np.clip(dist, 0.0, 2.0, out=dist)
 
 
 def get_distinct_scales(neighbor_dist: np.ndarray, *, ratio: float, max_distance: float,
@@ -257,16 +264,22 @@ class NearDuplicateCheck(Check):
         summary["redundant"] = int(is_issue.sum())
         summary["candidate_pairs"] = candidates
         summary["accepted_pairs"] = int(len(accepted))
-        summary["pairs_by_source"] = {
-            name: _count_in(pairs, accepted) for name, pairs in sources.items()}
+        summary["pairs_by_source"] = {name: v["accepted_pairs"] for name, v in sources.items()}
+        # how each k-NN search ran: exact or approximate by measured cost, with the
+        # approximate one's recall of the exact neighbours on a sample
+        summary["search"] = {name: {k: v for k, v in info.items() if k != "accepted_pairs"}
+                             for name, info in sources.items()}
         ids = manifest["id"].to_numpy(dtype=np.int64)
         return self.result(ctx, is_issue, score, summary, group=groups,
                            kept_id=np.where(kept >= 0, ids[kept], -1))
 
     def _find_pairs(self, ctx: AuditContext, rows: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, int, dict[str, np.ndarray]]:
+                    ) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
         """Accepted pairs (A, 2) (positions in ``rows``), their thumbnail distances (A,),
-        the number of candidates, and the candidates of each source."""
+        the number of candidates, and per source its accepted pairs and search plan.
+
+        Pairs travel as sorted 1-D int64 keys ``i * m + j`` (i < j; half the memory of
+        (P, 2) rows, and a sort without argsort); every step over them is chunked."""
         s: NearDuplicateSettings = self.settings
         manifest, tensors = ctx.manifest, ctx.tensors
         assert tensors is not None  # find() checked
@@ -276,58 +289,96 @@ class NearDuplicateCheck(Check):
         mb = ctx.memory_mb
         thumbs = get_thumbnails(tensors, boxes, rows=rows, size=s.thumb_size, memory_mb=mb)
         m = len(rows)
+        plans: dict[str, dict[str, Any]] = {"thumbnail": {}, "hash": {}}
         _, knn_idx = get_knn(_search_vectors(thumbs[:, 0], s.thumb_size, mb), k=s.neighbors,
-                             memory_mb=mb)
-        sources = {"thumbnail": _knn_pairs(knn_idx), "hash": self._hash_pairs(manifest, rows, memory_mb=mb)}
+                             memory_mb=mb, report=plans["thumbnail"], overwrite=True)
+        sources = {"thumbnail": _pair_keys(knn_idx, m),
+                   "hash": self._hash_pairs(manifest, rows, memory_mb=mb,
+                                            report=plans["hash"])}
         if s.use_embeddings and ctx.embeddings is not None:
+            plans["embedding"] = {}
             sources["embedding"] = self._embedding_pairs(ctx.embeddings, ctx.decoded, rows,
-                                                         memory_mb=mb)
-        candidates = _unique_pairs(np.concatenate(list(sources.values())), m)
+                                                         memory_mb=mb,
+                                                         report=plans["embedding"])
+        candidates = unique_sorted(np.concatenate(list(sources.values())))
+        found_by = np.zeros(len(candidates), dtype=np.uint8)  # bit per source
+        for bit, keys in enumerate(sources.values()):
+            found_by[np.searchsorted(candidates, keys)] |= np.uint8(1 << bit)
+        names = list(sources)
+        del sources
         dist = get_aligned_distances(thumbs, candidates, memory_mb=mb)
+        del thumbs
 
         # each row's distinct-neighbour scale, from its k thumbnail neighbours (which are
         # all candidates: their distances are looked up, not recomputed)
-        i = np.repeat(np.arange(m), knn_idx.shape[1])
-        key = np.minimum(i, knn_idx.ravel()) * m + np.maximum(i, knn_idx.ravel())
-        where = np.searchsorted(candidates[:, 0] * m + candidates[:, 1], key)
-        neighbor_dist = np.sort(dist[where].reshape(knn_idx.shape), axis=1)
+        k = knn_idx.shape[1]
+        neighbor_dist = np.empty(knn_idx.shape, dtype=np.float32)
+        step = rows_per_chunk(k * 40, mb)
+        for a in range(0, m, step):
+            i = np.arange(a, min(m, a + step), dtype=np.int64)[:, None]
+            j = knn_idx[a:a + step].astype(np.int64)
+            where = np.searchsorted(candidates, np.minimum(i, j) * m + np.maximum(i, j))
+            neighbor_dist[a:a + step] = np.sort(dist[where], axis=1)
+        del knn_idx
         scale = get_distinct_scales(neighbor_dist, ratio=s.ratio, max_distance=s.max_distance,
-                                    complete=knn_idx.shape[1] >= m - 1)
-        limit = np.minimum(s.max_distance,
-                           s.ratio * np.maximum(scale[candidates[:, 0]], scale[candidates[:, 1]]))
-        ok = dist <= limit
-        return candidates[ok], dist[ok], int(len(candidates)), sources
+                                    complete=k >= m - 1)
+        del neighbor_dist
+        ok = np.zeros(len(candidates), dtype=bool)
+        step = rows_per_chunk(40, mb)
+        for a in range(0, len(candidates), step):
+            c = candidates[a:a + step]
+            limit = np.minimum(s.max_distance,
+                               s.ratio * np.maximum(scale[c // m], scale[c % m]))
+            ok[a:a + step] = dist[a:a + step] <= limit
+        accepted, bits = candidates[ok], found_by[ok]
+        by_source = {name: {"accepted_pairs": int(((bits >> b) & 1).sum()), **plans.get(name, {})}
+                     for b, name in enumerate(names)}
+        return (np.stack([accepted // m, accepted % m], axis=1), dist[ok],
+                int(len(candidates)), by_source)
 
     def _hash_pairs(self, manifest: pd.DataFrame, rows: np.ndarray, *,
-                    memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
-        """Candidate pairs (positions in ``rows``) close on both phash and dhash."""
+                    memory_mb: float = DEFAULT_MEMORY_MB,
+                    report: dict[str, Any] | None = None) -> np.ndarray:
+        """Candidate pair keys (positions in ``rows``) close on both phash and dhash."""
+        m = len(rows)
         if "phash" not in manifest or "dhash" not in manifest:
-            return np.zeros((0, 2), dtype=np.int64)
+            return np.zeros(0, dtype=np.int64)
         s: NearDuplicateSettings = self.settings
         phash, p_ok = hex_to_uint64(manifest["phash"].to_numpy(dtype=object)[rows])
         dhash, d_ok = hex_to_uint64(manifest["dhash"].to_numpy(dtype=object)[rows])
         ok = np.flatnonzero(p_ok & d_ok)
         # k nearest on both hashes (128 bits): a pair within t bits on each is within 2t
         _, idx = get_hamming_knn(np.stack([phash[ok], dhash[ok]], axis=1), k=s.neighbors,
-                                 memory_mb=memory_mb)
-        pairs = ok[_knn_pairs(idx)]
-        close = np.maximum(np.bitwise_count(phash[pairs[:, 0]] ^ phash[pairs[:, 1]]),
-                           np.bitwise_count(dhash[pairs[:, 0]] ^ dhash[pairs[:, 1]]))
-        return pairs[close <= s.hash_max_distance]
+                                 memory_mb=memory_mb, report=report)
+        keys = _pair_keys(idx, len(ok))
+        del idx
+        out = []
+        step = rows_per_chunk(64, memory_mb)
+        for a in range(0, len(keys), step):
+            c = keys[a:a + step]
+            i, j = ok[c // len(ok)], ok[c % len(ok)]
+            close = np.maximum(np.bitwise_count(phash[i] ^ phash[j]),
+                               np.bitwise_count(dhash[i] ^ dhash[j])) <= s.hash_max_distance
+            out.append(i[close].astype(np.int64) * m + j[close])
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def _embedding_pairs(self, embeddings: np.ndarray, decoded: np.ndarray,
-                         rows: np.ndarray, *, memory_mb: float = DEFAULT_MEMORY_MB
-                         ) -> np.ndarray:
-        """Candidate pairs (positions in ``rows``) from the embeddings' k-NN. The search
-        runs over every decodable row, the same array the outlier check searches, so
-        :func:`get_knn` answers the second time from its cache."""
+                         rows: np.ndarray, *, memory_mb: float = DEFAULT_MEMORY_MB,
+                         report: dict[str, Any] | None = None) -> np.ndarray:
+        """Candidate pair keys (positions in ``rows``) from the embeddings' k-NN. The
+        search runs over every decodable row, the same array the outlier check searches,
+        so :func:`get_knn` answers the second time from its cache."""
         emb = np.asarray(embeddings, dtype=np.float32)
         ok = np.flatnonzero(decoded & np.isfinite(emb).all(axis=1))
-        _, idx = get_knn(emb[ok], k=self.settings.neighbors, memory_mb=memory_mb)
+        _, idx = get_knn(emb[ok], k=self.settings.neighbors, memory_mb=memory_mb,
+                         report=report, cache=True, overwrite=True)
         position = np.full(len(emb), -1, dtype=np.int64)
         position[rows] = np.arange(len(rows))
-        pairs = position[ok[_knn_pairs(idx)]]
-        return pairs[(pairs >= 0).all(axis=1)]
+        keys = _pair_keys(idx, len(ok))
+        i, j = position[ok[keys // len(ok)]], position[ok[keys % len(ok)]]
+        both = (i >= 0) & (j >= 0)
+        lo, hi = np.minimum(i[both], j[both]), np.maximum(i[both], j[both])
+        return unique_sorted(lo * len(rows) + hi)
 
 
 def _search_vectors(thumbs: np.ndarray, size: int, memory_mb: float) -> np.ndarray:
@@ -345,25 +396,14 @@ def _search_vectors(thumbs: np.ndarray, size: int, memory_mb: float) -> np.ndarr
     return out
 
 
-def _knn_pairs(idx: np.ndarray) -> np.ndarray:
-    """Unique pairs i < j (P, 2) from a k-NN index table (N, k)."""
-    i = np.repeat(np.arange(len(idx)), idx.shape[1])
-    return _unique_pairs(np.stack([i, idx.ravel()], axis=1), len(idx))
-
-
-def _unique_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
-    """Sorted unique pairs i < j (P, 2) int64 of rows < ``n``; 1-D keys sort fast."""
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    key = unique_sorted(pairs.min(1) * n + pairs.max(1))
-    return np.stack([key // n, key % n], axis=1)
-
-
-def _count_in(pairs: np.ndarray, accepted: np.ndarray) -> int:
-    """How many ``accepted`` pairs (A, 2) are among ``pairs`` (P, 2) (both unique)."""
-    if len(pairs) == 0 or len(accepted) == 0:
-        return 0
-    m = int(max(pairs.max(), accepted.max())) + 1
-    keys = np.sort(pairs[:, 0] * m + pairs[:, 1])
-    probe = accepted[:, 0] * m + accepted[:, 1]
-    at = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
-    return int((keys[at] == probe).sum())
+def _pair_keys(idx: np.ndarray, m: int) -> np.ndarray:
+    """Sorted unique pair keys ``i * m + j`` (i < j) int64 of a k-NN table (m, k),
+    built in row chunks and sorted in place (no (P, 2) array, no argsort)."""
+    k = idx.shape[1]
+    keys = np.empty(m * k, dtype=np.int64)
+    step = max(1, (1 << 20) // max(k, 1))
+    for a in range(0, m, step):
+        i = np.arange(a, min(m, a + step), dtype=np.int64)[:, None]
+        j = idx[a:a + step].astype(np.int64)
+        keys[a * k:(a + len(j)) * k] = (np.minimum(i, j) * m + np.maximum(i, j)).ravel()
+    return unique_sorted(keys, overwrite=True)

@@ -6,8 +6,12 @@ perceptual hashes). Both use faiss (``faiss-cpu``), the field's library for it:
 
 - up to ``exact_max_rows`` rows an exact search (``IndexFlatIP`` / ``IndexBinaryFlat``:
   blocked BLAS or popcount scans, O(N^2 D) but with a small constant);
-- above it an HNSW graph (``IndexHNSWFlat`` / ``IndexBinaryHNSW``, M=16,
-  efConstruction=40, efSearch=max(64, 4k)): about O(N log N).
+- above it, whichever is measured to cost less on this machine and data (issue 23:
+  approximate was slower than exact at 100k on a loaded box): exact search timed on
+  256 random rows, or an HNSW graph (``IndexHNSWFlat`` / ``IndexBinaryHNSW``, M=16,
+  efConstruction=40, efSearch=max(64, 4k), about O(N log N)) timed on 20,000 rows; after
+  an approximate search, its recall of the exact k nearest on those 256 rows is
+  reported (the near_duplicate check's ``summary.search``).
 
 Measured on the shared 2-core dev box (load 5-8, random 64-d vectors): exact and HNSW cost the same near 25,000 rows of 64 numbers (0.5 s vs 2 s at
   10k, 2.8 s vs 1.9 s at 30k, 57 s vs 30 s at 100k), hence the default of 25,000. HNSW
@@ -25,6 +29,7 @@ each dense 16-bit hash bucket) grew as N^1.95 and N^2.1: 30 minutes at 1M images
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -38,7 +43,7 @@ import pandas as pd
 # machine. Only effective before the OpenMP runtime starts (the audit imports no torch).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-EXACT_MAX_ROWS = 25_000  # exact search up to this many rows, HNSW above (measured)
+EXACT_MAX_ROWS = 25_000  # exact search up to this many rows unmeasured; above: by measured cost
 HNSW_M = 16  # graph degree
 HNSW_EF_CONSTRUCTION = 40
 DEFAULT_MEMORY_MB = 512  # audit.memory_mb: working memory of one step, beyond its inputs
@@ -67,38 +72,56 @@ def hex_to_uint64(values: Sequence[object] | pd.Series) -> tuple[np.ndarray, np.
 
 
 def get_knn(features: np.ndarray, *, k: int, exact_max_rows: int | None = None,
-            memory_mb: float = DEFAULT_MEMORY_MB) -> tuple[np.ndarray, np.ndarray]:
+            memory_mb: float = DEFAULT_MEMORY_MB, report: dict[str, Any] | None = None,
+            cache: bool = False, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours of every row of ``features`` (N, D) among the other rows,
     by cosine distance. Returns ``(distances (N, k') float32 in [0, 2], indices (N, k')
-    int64)``, sorted by distance, ``k' = min(k, N - 1)``.
+    int32)``, sorted by distance, ``k' = min(k, N - 1)``; read-only arrays.
 
     Rows must be finite. A zero row has distance 1 to everything. Exact up to
-    ``exact_max_rows`` rows (default :data:`EXACT_MAX_ROWS`), HNSW above (module
-    docstring). Queries run in chunks sized
-    from ``memory_mb``. The last result is kept: the audit asks for the embeddings'
-    neighbours twice (near_duplicate, outlier).
+    ``exact_max_rows`` rows (default :data:`EXACT_MAX_ROWS`); above, exact or HNSW,
+    whichever is measured to cost less (:func:`_plan`; ``report`` receives the plan and
+    the recall against exact search on a sample). Queries run in chunks sized from
+    ``memory_mb``. ``cache``: keep this result for the next call on the same features
+    (the audit asks for the embeddings' neighbours twice: near_duplicate, outlier).
+    ``overwrite``: ``features`` (float32) may be normalised in place (no copy of N x D).
     """
     features = np.ascontiguousarray(features, dtype=np.float32)
     exact_max_rows = EXACT_MAX_ROWS if exact_max_rows is None else exact_max_rows
-    key = (features.shape, exact_max_rows,
+    key = (features.shape, exact_max_rows, METHOD,
            hashlib.blake2b(features.data, digest_size=16).digest())
     kk = min(k, len(features) - 1)
     cached = _KNN_CACHE.get(key)
-    if cached is None or cached[0].shape[1] < kk:
-        # at least SHARED_K: outlier (k=10) and near_duplicate (k=16) then share one search
-        cached = _float_knn(features, max(k, SHARED_K), exact_max_rows, memory_mb)
+    if cached is not None and cached[0].shape[1] >= kk:
+        if report is not None:
+            report.update(cached[2])
+        return cached[0][:, :kk], cached[1][:, :kk]
+    plan: dict[str, Any] = {}
+    # cached: at least SHARED_K, so outlier (k=10) and near_duplicate (k=16) share a search
+    dist, idx = _float_knn(features, max(k, SHARED_K) if cache else k, exact_max_rows,
+                           memory_mb, plan, overwrite)
+    dist.flags.writeable = idx.flags.writeable = False
+    if report is not None:
+        report.update(plan)
+    if cache:
         _KNN_CACHE.clear()
-        _KNN_CACHE[key] = cached
-    return cached[0][:, :kk].copy(), cached[1][:, :kk].copy()
+        _KNN_CACHE[key] = (dist, idx, plan)
+    return dist[:, :kk], idx[:, :kk]
 
 
-SHARED_K = 16  # neighbours searched at least (the checks' defaults: 10 and 16)
-_KNN_CACHE: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = {}
+SHARED_K = 16  # neighbours searched at least when cached (the checks' defaults: 10 and 16)
+_KNN_CACHE: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
+# "auto": exact or HNSW by measured cost above EXACT_MAX_ROWS; "exact" / "approximate"
+# force one (the scale benchmark's reference run, tests)
+METHOD = "auto"
+PROBE_QUERIES = 256  # rows searched exactly to time exact search (and to measure recall)
+PROBE_SAMPLE = 20_000  # rows of the HNSW graph built to time the approximate search
 
 
-def _unit_rows(x: np.ndarray, memory_mb: float) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), in chunks (no float64 copy)."""
-    out = np.empty_like(x, dtype=np.float32)
+def _unit_rows(x: np.ndarray, memory_mb: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), in chunks (no float64 copy),
+    into ``out`` (may be ``x``)."""
+    out = np.empty_like(x, dtype=np.float32) if out is None else out
     step = rows_per_chunk(x.shape[1] * 8, memory_mb)
     for s in range(0, len(x), step):
         c = x[s:s + step]
@@ -107,26 +130,97 @@ def _unit_rows(x: np.ndarray, memory_mb: float) -> np.ndarray:
     return out
 
 
-def _float_knn(features: np.ndarray, k: int, exact_max_rows: int,
-               memory_mb: float) -> tuple[np.ndarray, np.ndarray]:
+def _float_knn(features: np.ndarray, k: int, exact_max_rows: int, memory_mb: float,
+               plan: dict[str, Any], overwrite: bool = False
+               ) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
     n, d = features.shape
     k = min(k, n - 1)
     if k <= 0:
-        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
-    x = _unit_rows(features, memory_mb)
-    index: Any = faiss.IndexFlatIP(d)
-    if n > exact_max_rows:
-        index = _tune(faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT), k)
+        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int32)
+    x = _unit_rows(features, memory_mb, out=features if overwrite else None)
+    sim, idx = _knn(x, k, exact_max_rows, memory_mb, plan,
+                    flat=lambda: faiss.IndexFlatIP(d),
+                    hnsw=lambda: _tune(faiss.IndexHNSWFlat(d, HNSW_M,
+                                                           faiss.METRIC_INNER_PRODUCT), k))
+    dist = np.clip(1.0 - sim, 0.0, 2.0, out=sim)
+    return dist, idx
+
+
+def _knn(x: np.ndarray, k: int, exact_max_rows: int, memory_mb: float,
+         plan: dict[str, Any], *, flat: Any, hnsw: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Search every row of ``x`` for its ``k`` nearest other rows through the index the
+    plan picks: exact (``flat()``) or HNSW (``hnsw()``). Returns the index's scores and
+    int32 row numbers. Fills ``plan`` (see :func:`_plan`)."""
+    method, exact, probe = _plan(x, k, exact_max_rows, memory_mb, plan, flat=flat, hnsw=hnsw)
+    if method == "exact":
+        index = exact if exact is not None else flat()
+        if exact is None:
+            index.add(x)
+        return _search(index, x, k, memory_mb)
+    index = hnsw()
     index.add(x)
-    sim, idx = _search(index, x, k, memory_mb)
+    del exact
+    scores, idx = _search(index, x, k, memory_mb)
+    del index
     missing = np.flatnonzero((idx < 0).any(axis=1))
     if len(missing):  # HNSW found fewer than k: those rows exactly
-        flat = faiss.IndexFlatIP(d)
-        flat.add(x)
-        sim[missing], idx[missing] = _search(flat, x[missing], k, memory_mb, rows=missing)
-    return np.clip(1.0 - sim, 0.0, 2.0).astype(np.float32), idx
+        index = flat()
+        index.add(x)
+        scores[missing], idx[missing] = _search(index, x[missing], k, memory_mb, rows=missing)
+    if probe is not None:  # recall of the approximate neighbours against exact search
+        rows, truth = probe
+        hits = sum(len(np.intersect1d(a, b)) for a, b in zip(idx[rows], truth))
+        plan["recall_at_k"] = round(hits / max(1, truth.size), 4)
+        plan["recall_queries"] = len(rows)
+    return scores, idx
+
+
+def _plan(x: np.ndarray, k: int, exact_max_rows: int, memory_mb: float,
+          plan: dict[str, Any], *, flat: Any, hnsw: Any
+          ) -> tuple[str, Any, tuple[np.ndarray, np.ndarray] | None]:
+    """Exact or approximate search for ``x``, by measured cost.
+
+    Up to ``exact_max_rows`` rows: exact, unmeasured (it costs well under a second).
+    Above: exact search is timed on :data:`PROBE_QUERIES` random rows against the whole
+    index (its cost is linear in the queries: x N / queries), and an HNSW graph is
+    built and searched on :data:`PROBE_SAMPLE` random rows (x N / sample x log N / log
+    sample: a graph's cost per row grows as log N). The cheaper one is used; the
+    probe's exact answers later give the approximate search's recall.
+
+    Returns ``(method, the exact index already built or None, (probe rows, their exact
+    neighbours) or None)``; ``plan`` receives ``method``, ``rows``, the two estimates
+    in seconds (when measured) and, after an approximate search, ``recall_at_k``."""
+    import time
+
+    n = len(x)
+    plan.update(rows=n, k=k)
+    forced = METHOD if METHOD in ("exact", "approximate") else None
+    if forced == "exact" or (forced is None and n <= exact_max_rows):
+        plan["method"] = "exact"
+        return "exact", None, None
+    rng = np.random.default_rng(n)
+    rows = np.sort(rng.choice(n, min(n, PROBE_QUERIES), replace=False))
+    exact = flat()
+    exact.add(x)
+    t0 = time.perf_counter()
+    _, truth = _search(exact, x[rows], k, memory_mb, rows=rows)
+    exact_s = (time.perf_counter() - t0) * n / len(rows)
+    sample = np.sort(rng.choice(n, min(n, PROBE_SAMPLE), replace=False))
+    t0 = time.perf_counter()
+    graph = hnsw()
+    graph.add(x[sample])
+    graph.search(x[sample], k + 1)
+    del graph
+    m = len(sample)
+    approx_s = (time.perf_counter() - t0) * n / m * math.log(max(n, 2)) / math.log(max(m, 2))
+    method = forced or ("exact" if exact_s <= approx_s else "approximate")
+    plan.update(method=method, estimated_exact_s=round(exact_s, 2),
+                estimated_approximate_s=round(approx_s, 2))
+    if method == "exact":
+        return "exact", exact, None
+    return "approximate", None, (rows, truth)
 
 
 def _tune(index: Any, k: int) -> Any:
@@ -140,11 +234,11 @@ def _search(index: Any, queries: np.ndarray, k: int, memory_mb: float,
             rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` neighbours of each query other than itself (``rows``: the queries'
     own row numbers, default 0..Q-1), searched in chunks; similarities or distances
-    as the index returns them (best first)."""
+    as the index returns them (best first), row numbers as int32."""
     q = len(queries)
     rows = np.arange(q) if rows is None else np.asarray(rows)
     out_s = np.empty((q, k), dtype=np.float32)
-    out_i = np.empty((q, k), dtype=np.int64)
+    out_i = np.empty((q, k), dtype=np.int32)
     step = rows_per_chunk((k + 1) * 64, memory_mb, minimum=1024)
     for s in range(0, q, step):
         sim, idx = index.search(queries[s:s + step], k + 1)
@@ -160,14 +254,16 @@ def _search(index: Any, queries: np.ndarray, k: int, memory_mb: float,
 
 
 def get_hamming_knn(codes: np.ndarray, *, k: int, exact_max_rows: int | None = None,
-                    memory_mb: float = DEFAULT_MEMORY_MB) -> tuple[np.ndarray, np.ndarray]:
+                    memory_mb: float = DEFAULT_MEMORY_MB, report: dict[str, Any] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours of every row by Hamming distance. ``codes`` (N,) uint64 or
     (N, W) uint64 (W words concatenated, e.g. phash and dhash). Returns ``(distances
-    (N, k') int64 in bits, indices (N, k') int64)``, ``k' = min(k, N - 1)``.
+    (N, k') int32 in bits, indices (N, k') int32)``, ``k' = min(k, N - 1)``.
 
     The index answers k neighbours per row, never all pairs of a dense bucket: a
     degenerate hash shared by thousands of images (blank frames) gives N * k pairs.
-    Exact (``IndexBinaryFlat``) up to ``exact_max_rows``, ``IndexBinaryHNSW`` above.
+    Exact (``IndexBinaryFlat``) up to ``exact_max_rows``; above, exact or
+    ``IndexBinaryHNSW`` by measured cost, as :func:`get_knn` (``report`` alike).
     """
     import faiss
 
@@ -177,28 +273,31 @@ def get_hamming_knn(codes: np.ndarray, *, k: int, exact_max_rows: int | None = N
     words = np.ascontiguousarray(codes.reshape(n, codes.size // n if n else 1))
     k = min(k, n - 1)
     if k <= 0:
-        return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.int64)
+        return np.zeros((n, 0), np.int32), np.zeros((n, 0), np.int32)
     x = words.view(np.uint8).reshape(n, -1)
     bits = x.shape[1] * 8
-    index: Any = faiss.IndexBinaryFlat(bits)
-    if n > exact_max_rows:
-        index = _tune(faiss.IndexBinaryHNSW(bits, HNSW_M), k)
-    index.add(x)
-    dist, idx = _search(index, x, k, memory_mb)
-    missing = np.flatnonzero((idx < 0).any(axis=1))
-    if len(missing):
-        flat = faiss.IndexBinaryFlat(bits)
-        flat.add(x)
-        dist[missing], idx[missing] = _search(flat, x[missing], k, memory_mb, rows=missing)
-    return dist.astype(np.int64), idx
+    plan: dict[str, Any] = {}
+    dist, idx = _knn(x, k, exact_max_rows, memory_mb, plan,
+                     flat=lambda: faiss.IndexBinaryFlat(bits),
+                     hnsw=lambda: _tune(faiss.IndexBinaryHNSW(bits, HNSW_M), k))
+    if report is not None:
+        report.update(plan)
+    return dist.astype(np.int32), idx
 
 
 def unique_sorted(values: np.ndarray, *, return_index: bool = False,
-                  return_inverse: bool = False):  # type: ignore[no-untyped-def]
+                  return_inverse: bool = False, overwrite: bool = False):  # type: ignore[no-untyped-def]
     """``np.unique`` for 1-D integer arrays by sorting. numpy 2.4's ``np.unique`` takes a
     hash-based path for integers that ran 80x slower here (16 s vs 0.2 s for 2M values);
-    same results, first occurrence for ``return_index``."""
+    same results, first occurrence for ``return_index``. Without index or inverse the
+    values are sorted without an argsort (``overwrite``: in place, no copy)."""
     values = np.asarray(values)
+    if not (return_index or return_inverse):
+        ordered = values if overwrite else values.copy()
+        ordered.sort()
+        first = np.ones(len(ordered), dtype=bool)
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        return ordered[first]
     order = np.argsort(values, kind="stable")
     ordered = values[order]
     first = np.ones(len(values), dtype=bool)

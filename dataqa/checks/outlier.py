@@ -174,7 +174,8 @@ class OutlierCheck(Check):
         out = np.full(len(emb), np.nan)
         if len(ok) < 3:
             return out
-        dist, _ = get_knn(emb[ok], k=self.settings.neighbors, memory_mb=ctx.memory_mb)
+        dist, _ = get_knn(emb[ok], k=self.settings.neighbors, memory_mb=ctx.memory_mb,
+                          cache=True, overwrite=True)
         values = np.full(len(emb), np.nan)
         values[ok] = np.log(dist.mean(axis=1).astype(float) + 1e-6)
         z = _class_and_dataset_z(values, EMBEDDING_FLOOR, groups, self.settings.min_class_size)

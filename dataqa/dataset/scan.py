@@ -20,6 +20,10 @@ second (exit 130), never deadlocks it, and prints no worker traceback.
 A worker that dies (a decoder crash, the out-of-memory killer) stops the scan with a
 SourceError naming the files of the chunks in flight; ``scan.workers: 0`` then shows
 which file it was.
+
+``cluster.backend: ray``: the same chunks run as Ray tasks on the cluster
+(:func:`dataqa.cluster.map_tasks`; every node must see ``data.source`` at the same
+path) and land at the same positions: the same manifest, byte for byte.
 """
 
 from __future__ import annotations
@@ -39,10 +43,16 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from dataqa.dataset.manifest import COLUMNS
-from dataqa.dataset.scan_worker import ROW_FIELDS, init_worker, scan_chunk, worker_settings
+from dataqa.dataset.scan_worker import (
+    ROW_FIELDS,
+    init_worker,
+    scan_chunk,
+    scan_chunk_on_node,
+    worker_settings,
+)
 from dataqa.dataset.sources import list_source
 from dataqa.errors import SourceError
-from dataqa.params import ScanParams
+from dataqa.params import ClusterParams, ScanParams
 from dataqa.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -57,8 +67,8 @@ _PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dty
 
 def scan_source(source: Path, *, params: ScanParams, default_split: str,
                 progress: bool = True, layout: str = "auto",
-                check_listing: Callable[[Path, pd.DataFrame], list[str]] | None = None
-                ) -> pd.DataFrame:
+                check_listing: Callable[[Path, pd.DataFrame], list[str]] | None = None,
+                cluster: ClusterParams | None = None) -> pd.DataFrame:
     """List ``source`` and scan every file: the manifest, N rows x :data:`COLUMNS`,
     sorted by ``path`` with ``id`` = row position. Raises SourceError for an unusable
     source (see :func:`dataqa.dataset.sources.list_source`); a bad file is a row, not an
@@ -70,7 +80,8 @@ def scan_source(source: Path, *, params: ScanParams, default_split: str,
         for message in check_listing(root, files):
             log.warning("%s: %s", source, message)
             files.attrs.setdefault("warnings", []).append(message)
-    rows = scan_files(root, files["path"].tolist(), params=params, progress=progress)
+    rows = scan_files(root, files["path"].tolist(), params=params, progress=progress,
+                      cluster=cluster)
     frame = build_manifest(files, rows)
     # kept in the Parquet file (pandas stores attrs): the report shows them
     frame.attrs["warnings"] = files.attrs.get("warnings", [])
@@ -81,7 +92,7 @@ def scan_source(source: Path, *, params: ScanParams, default_split: str,
 
 
 def scan_files(root: Path, paths: list[str], *, params: ScanParams,
-               progress: bool = True) -> pa.Table:
+               progress: bool = True, cluster: ClusterParams | None = None) -> pa.Table:
     """Scan ``root/<path>`` for each of ``paths``: a table of :data:`ROW_FIELDS` columns,
     one row per path, in the same order.
 
@@ -93,7 +104,7 @@ def scan_files(root: Path, paths: list[str], *, params: ScanParams,
                disable=not (progress and sys.stderr.isatty()))
     batches: list[pa.RecordBatch | None] = [None] * len(chunks)
     try:
-        for i, rows in _run_chunks(str(root), chunks, params):
+        for i, rows in _run_chunks(str(root), chunks, params, cluster):
             batches[i] = _to_batch(rows)
             bar.update(len(rows))
     finally:
@@ -109,9 +120,18 @@ def _to_batch(rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
         schema=ROW_SCHEMA)
 
 
-def _run_chunks(root: str, chunks: list[list[str]],
-                params: ScanParams) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+def _run_chunks(root: str, chunks: list[list[str]], params: ScanParams,
+                cluster: ClusterParams | None = None
+                ) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
     """Yield ``(chunk index, rows)`` as chunks finish (any order)."""
+    if cluster is not None and cluster.backend == "ray":
+        from dataqa.cluster import map_tasks
+
+        yield from map_tasks(scan_chunk_on_node,
+                             [(root, chunk, params.max_pixels, params.max_bytes,
+                               params.decode_timeout) for chunk in chunks],
+                             cluster, what="scan")
+        return
     if params.workers == 0:
         with worker_settings():
             for i, chunk in enumerate(chunks):

@@ -53,6 +53,29 @@ def scan_chunk(root: str, paths: list[str], max_pixels: int, *, max_bytes: int |
     return rows
 
 
+def scan_chunk_on_node(root: str, paths: list[str], max_pixels: int, max_bytes: int | None,
+                       decode_timeout: float | None) -> list[tuple[Any, ...]]:
+    """:func:`scan_chunk` as a Ray task (``cluster.backend: ray``): on a node that cannot
+    see ``root`` every file would become an unreadable row, so that is an error."""
+    check_root_visible(root)
+    with worker_settings():
+        return scan_chunk(root, paths, max_pixels, max_bytes=max_bytes,
+                          decode_timeout=decode_timeout)
+
+
+def check_root_visible(root: str) -> None:
+    """A SourceError when ``root`` is not a folder on this node (a Ray node without the
+    shared filesystem that holds ``data.source``)."""
+    if not os.path.isdir(root):
+        import socket
+
+        from dataqa.errors import SourceError
+
+        raise SourceError(f"{root}: not found on cluster node {socket.gethostname()}: every "
+                          "Ray node must see data.source at the same path (a shared "
+                          "filesystem), or use cluster.backend: local")
+
+
 @contextlib.contextmanager
 def worker_settings() -> Iterator[None]:
     """What scanning needs from the process it runs in, for the duration of the block:

@@ -14,6 +14,10 @@ Colour is decided per dataset, not per image: ``engine.channels: auto`` gives RG
 at least :data:`COLOUR_SHARE` of the decodable images have colour (manifest
 ``stat_colorfulness`` > :data:`COLOUR_THRESHOLD`), else grayscale; a few photos inside a
 digit set are then stored gray.
+
+``cluster.backend: ray``: the chunks are decoded as Ray tasks
+(:func:`dataqa.cluster.map_tasks`) and written at their rows by this process: the
+same tensor file, byte for byte.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataqa.dataset.imageio import letterbox
 from dataqa.dataset.manifest import decodable
 from dataqa.dataset.reopen import Limits, reopen
 from dataqa.errors import StageInputError
-from dataqa.params import Params
+from dataqa.params import ClusterParams, Params
 from dataqa.workers import WorkerPool
 
 log = logging.getLogger("dataqa.dataset.tensors")
@@ -70,9 +74,17 @@ def choose_channels(manifest: pd.DataFrame, setting: str) -> int:
     return 3 if share >= COLOUR_SHARE else 1
 
 
-def run_jobs(jobs: Sequence[DecodeJob], workers: int
-              ) -> Iterator[tuple[DecodeJob, np.ndarray, np.ndarray]]:
-    """Results in job order; at most ``2 * workers`` chunks in flight (bounded memory)."""
+def run_jobs(jobs: Sequence[DecodeJob], workers: int, cluster: ClusterParams | None = None
+             ) -> Iterator[tuple[DecodeJob, np.ndarray, np.ndarray]]:
+    """Results in job order (on a cluster: as they finish); at most ``2 * workers``
+    chunks in flight (bounded memory)."""
+    if cluster is not None and cluster.backend == "ray":
+        from dataqa.cluster import map_tasks
+
+        for i, (arrays, boxes) in map_tasks(_decode_chunk_on_node, [(job,) for job in jobs],
+                                            cluster, what="tensors"):
+            yield jobs[i], arrays, boxes
+        return
     if workers <= 0 or len(jobs) <= 1:
         for job in jobs:
             yield job, *_decode_chunk(job)
@@ -91,6 +103,14 @@ def run_jobs(jobs: Sequence[DecodeJob], workers: int
             if nxt is not None:
                 pending.append((nxt, pool.submit(_decode_chunk, nxt)))
             yield job, arrays, boxes
+
+
+def _decode_chunk_on_node(job: DecodeJob) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_decode_chunk` as a Ray task: the source root must exist on the node."""
+    from dataqa.dataset.scan_worker import check_root_visible
+
+    check_root_visible(job.root)
+    return _decode_chunk(job)
 
 
 def _decode_chunk(job: DecodeJob) -> tuple[np.ndarray, np.ndarray]:

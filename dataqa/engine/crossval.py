@@ -33,7 +33,7 @@ from dataqa.engine import device as dev
 from dataqa.engine.data import DeviceData
 from dataqa.engine.fit import TrainConfig, fit, predict
 from dataqa.errors import EngineError
-from dataqa.params import Params
+from dataqa.params import ClusterParams, Params
 
 log = logging.getLogger("dataqa.engine")
 
@@ -135,38 +135,91 @@ def cross_val_predict(images: np.ndarray | torch.Tensor, labels: np.ndarray, *, 
     :class:`EngineError`.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    n = len(labels)
     k, folds_used, splits, warnings = plan_folds(labels, folds=folds, seed=seed,
                                                  class_names=class_names)
     device = dev.pick_device(device) if isinstance(device, str) else device
     start = time.perf_counter()
     data = DeviceData.from_arrays(images, labels, device=device, num_classes=k)
+    results = [fit_fold(data, labels, train_idx, hold_idx, fold=fold, folds=folds_used,
+                        config=config) for fold, (train_idx, hold_idx) in enumerate(splits)]
+    dev.synchronize(device)
+    return _assemble(results, splits, len(labels), k, warnings, {
+        "folds": folds_used, "folds_requested": folds, "device": dev.describe(device),
+        "seconds": time.perf_counter() - start, "config": config.describe()})
+
+
+def cross_val_predict_on_cluster(images: np.ndarray, labels: np.ndarray, *, folds: int,
+                                 config: TrainConfig, seed: int, cluster: ClusterParams,
+                                 device: str = "auto", cpu_threads: int | None = None,
+                                 class_names: list[str] | None = None
+                                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """:func:`cross_val_predict` with each fold a Ray task (``cluster.backend: ray``,
+    :mod:`dataqa.cluster`): the same folds and per-fold seeds, the images sent to the
+    object store once, each fold on the device its task holds (``cluster.num_gpus``
+    GPUs; ``device`` is resolved on the node). Results are gathered here in fold order."""
+    from dataqa.cluster import describe, map_tasks
+
+    labels = np.asarray(labels, dtype=np.int64)
+    k, folds_used, splits, warnings = plan_folds(labels, folds=folds, seed=seed,
+                                                 class_names=class_names)
+    start = time.perf_counter()
+    calls = [(train_idx, hold_idx, fold, folds_used)
+             for fold, (train_idx, hold_idx) in enumerate(splits)]
+    results: list[Any] = [None] * folds_used
+    shared = {"images": np.ascontiguousarray(images), "labels": labels, "config": config,
+              "num_classes": k, "device": device, "cpu_threads": cpu_threads}
+    for i, out in map_tasks(fit_fold_task, calls, cluster, what="crossval", gpus=True,
+                            shared=shared):
+        results[i] = out
+    devices = sorted({r[2]["device"] for r in results})
+    return _assemble(results, splits, len(labels), k, warnings, {
+        "folds": folds_used, "folds_requested": folds, "device": ", ".join(devices),
+        "seconds": time.perf_counter() - start, "config": config.describe(),
+        "cluster": {"backend": "ray", "resources": describe(),
+                    "nodes": sorted({r[2]["node"] for r in results})}})
+
+
+def fit_fold_task(train_idx: np.ndarray, hold_idx: np.ndarray, fold: int, folds: int, *,
+                  images: np.ndarray, labels: np.ndarray, config: TrainConfig,
+                  num_classes: int, device: str, cpu_threads: int | None
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One fold as a Ray task: the device picked on the node, then :func:`fit_fold`."""
+    import socket
+
+    torch_device = dev.pick_device(device, cpu_threads=cpu_threads)
+    # the object store hands out read-only arrays; torch wants a writable buffer
+    images = images if images.flags.writeable else np.array(images)
+    data = DeviceData.from_arrays(images, labels, device=torch_device, num_classes=num_classes)
+    probs, emb, info = fit_fold(data, labels, train_idx, hold_idx, fold=fold, folds=folds,
+                                config=config)
+    dev.synchronize(torch_device)
+    info["node"] = socket.gethostname()
+    info["device"] = dev.describe(torch_device)
+    return probs, emb, info
+
+
+def _assemble(results: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]],
+              splits: list[tuple[np.ndarray, np.ndarray]], n: int, k: int,
+              warnings: list[str], info: dict[str, Any]
+              ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Out-of-fold arrays from the folds' held-out predictions, and the pass's info."""
     pred_probs = np.full((n, k), np.nan, dtype=np.float32)
-    embeddings: np.ndarray | None = None
-    fold_info: list[dict[str, Any]] = []
-    for fold, (train_idx, hold_idx) in enumerate(splits):
-        probs, emb, info_f = fit_fold(data, labels, train_idx, hold_idx, fold=fold,
-                                      folds=folds_used, config=config)
-        if embeddings is None:
-            embeddings = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
+    embeddings = np.full((n, results[0][1].shape[1]), np.nan, dtype=np.float32)
+    fold_info = []
+    for (probs, emb, info_f), (_, hold_idx) in zip(results, splits, strict=True):
         pred_probs[hold_idx] = probs
         embeddings[hold_idx] = emb
         warnings.extend(info_f.pop("warnings"))
         fold_info.append(info_f)
-    dev.synchronize(device)
-    assert embeddings is not None
-    info = {"folds": folds_used, "folds_requested": folds, "device": dev.describe(device),
-            "seconds": time.perf_counter() - start, "fold_details": fold_info,
-            "warnings": warnings, "config": config.describe()}
-    return pred_probs, embeddings, info
+    return pred_probs, embeddings, {**info, "fold_details": fold_info, "warnings": warnings}
 
 
 def plan_folds(labels: np.ndarray, *, folds: int, seed: int,
                class_names: list[str] | None = None
                ) -> tuple[int, int, list[tuple[np.ndarray, np.ndarray]], list[str]]:
     """Validate the labels and split them: ``(K, folds used, [(train_idx, hold_idx)],
-    warnings)``. Deterministic for given labels and seed, so every worker of a
-    distributed pass (:mod:`dataqa.engine.fold_queue`) computes the same folds."""
+    warnings)``. Deterministic for given labels and seed: the local and the cluster
+    pass (:func:`cross_val_predict_on_cluster`) train the same folds."""
     n = len(labels)
     k = len(class_names) if class_names is not None else int(labels.max()) + 1 if n else 0
     names = class_names or [str(i) for i in range(k)]

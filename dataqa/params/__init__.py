@@ -183,7 +183,6 @@ class CrossvalParams(Section):
     label_smoothing: float | None = Field(None, ge=0, le=1, description="null: by device")
     flip: bool = Field(False, description="random horizontal flips (wrong for digits and text)")
     crop_padding: int = Field(2, ge=0, le=512, description="random translation by up to this many px")
-    distributed: bool = Field(False, description="folds through a queue in tune.storage (`dataqa crossval --worker`)")
 
 
 class TensorsParams(Section):
@@ -334,6 +333,20 @@ class ReportParams(Section):
     max_table_rows: int = Field(1000, ge=1, le=10_000_000, description="rows per file table")
 
 
+class ClusterParams(Section):
+    """Where scan, tensors, the K-fold folds and tuning trials run (dataqa/cluster.py):
+    ``local`` (this machine; needs no Ray) or a Ray cluster (``pip install
+    "dataqa[ray]"``). The outputs are the same either way and land in this project's
+    folder; no stage depends on these keys."""
+
+    backend: Literal["local", "ray"] = Field("local", description="local | ray")
+    address: str = Field("auto", description="ray: auto (the cluster `ray start` runs here, or $RAY_ADDRESS) | HOST:PORT | ray://HOST:PORT")
+    num_cpus: float = Field(1.0, ge=0, le=4096, description="CPUs each task holds")
+    num_gpus: float = Field(0.0, ge=0, le=1024, description="GPUs each fold / trial worker holds (0.5: two share a GPU)")
+    max_retries: int = Field(3, ge=0, le=1000, description="re-runs of a task whose worker or node was lost")
+    tune_workers: int | None = Field(None, ge=0, le=100_000, description="Ray tasks running tuning trials beside the driver; null: as many as fit")
+
+
 class Params(Section):
     """The whole ``params.yaml``."""
 
@@ -352,6 +365,7 @@ class Params(Section):
     subsample: SubsampleParams = Field(default_factory=SubsampleParams)
     tune: TuneParams = Field(default_factory=TuneParams)
     report: ReportParams = Field(default_factory=ReportParams)
+    cluster: ClusterParams = Field(default_factory=ClusterParams)
     root: Path = Field(Path("."), exclude=True)  # folder of params.yaml (not a key)
 
     def path(self, name: str) -> Path:

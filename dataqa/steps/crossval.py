@@ -20,13 +20,14 @@ from dataqa.params import Params
 log = logging.getLogger("dataqa.engine")  # the engine's logger (engine/crossval.py)
 
 
-def run_stage(params: Params, worker: bool = False) -> int:
+def run_stage(params: Params) -> int:
     """Write ``paths.pred_probs`` (N, K), ``paths.embeddings`` (N, D) aligned with the
     manifest (NaN rows where an image did not decode or has no label) and the metrics
     JSON ``paths.crossval_metrics`` (with ``classes``, the class names by id).
     ``crossval.mode: external`` reads the user's predictions instead (no training).
-    ``crossval.distributed`` / ``worker``: the folds go through the queue in
-    ``tune.storage`` (:mod:`dataqa.engine.fold_queue`); a worker only runs folds."""
+    ``cluster.backend: ray``: each fold of ``train``/``finetune`` is a Ray task
+    (:func:`~dataqa.engine.crossval.cross_val_predict_on_cluster`); the linear probe
+    runs here."""
     if params.crossval.mode == "external":
         from dataqa.steps.crossval_external import run_external
 
@@ -36,6 +37,7 @@ def run_stage(params: Params, worker: bool = False) -> int:
     from dataqa.engine.crossval import (
         NotTrainable,
         cross_val_predict,
+        cross_val_predict_on_cluster,
         crossval_config,
         oof_metrics,
     )
@@ -46,9 +48,15 @@ def run_stage(params: Params, worker: bool = False) -> int:
     images, decoded = load_tensors(params, manifest)
     rows, classes, ids = labelled_rows(manifest, decoded)
     known = has_label(manifest)
+    import torch
+
     device = dev.pick_device(params.engine.device, cpu_threads=params.engine.cpu_threads)
+    on_cluster = params.cluster.backend == "ray" and params.crossval.mode != "linear_probe"
+    # budgets follow where the folds train: a GPU task on the cluster, else this device
+    budget_device = (torch.device("cuda") if params.cluster.num_gpus > 0 else
+                     torch.device("cpu")) if on_cluster else device
     n_train = len(rows) * (params.crossval.folds - 1) // max(params.crossval.folds, 1)
-    config = crossval_config(params, device, n_train=n_train)
+    config = crossval_config(params, budget_device, n_train=n_train)
     mode = params.crossval.mode
     log.info("crossval (%s): %d images, %d classes, %d folds on %s: %s", mode, len(rows),
              len(classes), params.crossval.folds, dev.describe(device),
@@ -68,15 +76,12 @@ def run_stage(params: Params, worker: bool = False) -> int:
             probe.require_backbone(config.arch, config.weights, mode,
                                    params.engine.image_size)
             config = probe.finetune_config(config, params.crossval, device)
-        if mode != "linear_probe" and (worker or params.crossval.distributed):
-            from dataqa.engine.fold_queue import cross_val_predict_distributed
-            out = cross_val_predict_distributed(
-                np.asarray(images[rows]), ids, row_ids=manifest["id"].to_numpy()[rows],
-                folds=params.crossval.folds, config=config, seed=params.engine.seed,
-                device=device, class_names=classes, tune=params.tune, worker_only=worker)
-            if out is None:
-                return 0
-            probs, emb, info = out
+        if on_cluster:
+            probs, emb, info = cross_val_predict_on_cluster(
+                np.asarray(images[rows]), ids, folds=params.crossval.folds, config=config,
+                seed=params.engine.seed, cluster=params.cluster,
+                device=params.engine.device, cpu_threads=params.engine.cpu_threads,
+                class_names=classes)
         elif mode != "linear_probe":
             probs, emb, info = cross_val_predict(
                 np.asarray(images[rows]), ids, folds=params.crossval.folds, config=config,

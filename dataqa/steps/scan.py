@@ -28,9 +28,10 @@ def run_stage(params: Params) -> int:
     source = params.resolve(params.data.source)
     frame = scan_source(source, params=params.scan, default_split=params.data.default_split,
                         layout=params.data.layout,
-                        check_listing=lambda root, files: check_listing(params, root, files))
+                        check_listing=lambda root, files: check_listing(params, root, files),
+                        cluster=params.cluster)
     say(f"scan: layout {frame.attrs['layout']} (data.layout: {params.data.layout}; "
-          f"{frame.attrs['layout_reason']})", err=True)
+        f"{frame.attrs['layout_reason']})", err=True)
     target = params.path("manifest")
     write_parquet(target, frame)
     bad = int(frame["decode_error"].notna().sum())

@@ -14,8 +14,10 @@ from dataqa.dataset.reopen import Limits, optional, optional_int
 from dataqa.dataset.sources import source_root
 from dataqa.dataset.tensors import DecodeJob, choose_channels, log, run_jobs
 from dataqa.engine.progress import show_progress
-from dataqa.io import atomic_path, preallocate, write_parquet
+from dataqa.io import atomic_path, preallocate, release_pages, write_parquet
 from dataqa.params import Params
+
+RELEASE_BYTES = 64 << 20  # flush and unmap the written tensor pages this often (1M: 1 GB)
 
 
 def run_stage(params: Params) -> int:
@@ -48,11 +50,16 @@ def run_stage(params: Params) -> int:
         # open_memmap creates a sparse file of zeros: undecodable rows stay zero for free
         out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, channels))
         preallocate(tmp, out.offset + out.nbytes)  # full disk: an error now, not a SIGBUS
-        done = 0
-        for job, arrays, job_boxes in run_jobs(jobs, workers):
+        done = written = 0
+        for job, arrays, job_boxes in run_jobs(jobs, workers, params.cluster):
             out[list(job.positions)] = arrays
             boxes[list(job.positions)] = job_boxes
             done += len(job.positions)
+            written += arrays.nbytes
+            if written >= RELEASE_BYTES:  # written pages leave this process's memory
+                out.flush()
+                release_pages(out)
+                written = 0
             if done == len(positions) or done % (chunk * 20) < chunk:
                 log.info("tensors: %d/%d images", done, len(positions))
         out.flush()

@@ -132,6 +132,44 @@ def test_knn_matches_brute_force_and_excludes_self(exact_max_rows):
         assert np.mean(np.abs(dist[:, 0] - best[:, 0]) < 1e-5) > 0.98
 
 
+def test_search_method_is_chosen_by_measured_cost(monkeypatch):
+    """Above EXACT_MAX_ROWS both searches are timed and the cheaper one runs; the
+    result is the exact one when exact is chosen, and an approximate one reports its
+    recall of the exact neighbours (measured on the probe's rows)."""
+    from dataqa.checks import neighbors
+
+    rng = np.random.default_rng(2)
+    x = np.tanh(rng.normal(size=(3000, 4)) @ rng.normal(size=(4, 16))).astype(np.float32)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    full = 1 - xn @ xn.T
+    np.fill_diagonal(full, np.inf)
+    best = np.sort(full, axis=1)[:, :5]
+    neighbors._KNN_CACHE.clear()
+    plan: dict = {}
+    dist, idx = get_knn(x, k=5, exact_max_rows=100, report=plan)
+    assert plan["rows"] == 3000 and plan["method"] in ("exact", "approximate")
+    assert plan["estimated_exact_s"] > 0 and plan["estimated_approximate_s"] > 0
+    cheaper = min(("exact", "approximate"),
+                  key=lambda m: plan[f"estimated_{m}_s"])
+    assert plan["method"] == cheaper
+    if plan["method"] == "exact":
+        np.testing.assert_allclose(dist, best, atol=1e-5)
+    else:
+        assert 0.9 <= plan["recall_at_k"] <= 1.0
+    monkeypatch.setattr(neighbors, "METHOD", "approximate")
+    forced: dict = {}
+    get_knn(x, k=5, exact_max_rows=100, report=forced)
+    assert forced["method"] == "approximate" and forced["recall_queries"] == 256
+    found = np.mean([len(np.intersect1d(a, b)) / 5 for a, b in
+                     zip(get_knn(x, k=5, exact_max_rows=100)[1], np.argsort(full, axis=1)[:, :5])])
+    assert abs(found - forced["recall_at_k"]) < 0.05  # the sample's recall is the whole's
+    monkeypatch.setattr(neighbors, "METHOD", "exact")
+    exact: dict = {}
+    dist, _ = get_knn(x, k=5, exact_max_rows=100, report=exact)
+    assert exact["method"] == "exact"
+    np.testing.assert_allclose(dist, best, atol=1e-5)
+
+
 def test_knn_many_identical_rows():
     """More exact copies than k: a row's own index may not come back first."""
     x = np.ones((50, 8), dtype=np.float32)
@@ -353,14 +391,20 @@ def test_tiny_inputs_flag_nothing(name, n_files, broken):
 
 
 def test_near_duplicates_through_the_approximate_index(near_set, monkeypatch):
-    """Above EXACT_MAX_ROWS every search is an HNSW graph: the same groups."""
+    """Every search forced through an HNSW graph: the same groups, and the summary says
+    how each search ran and the graph's recall of the exact neighbours."""
     from dataqa.checks import neighbors
 
     ctx, planted, _ = near_set
     monkeypatch.setattr(neighbors, "EXACT_MAX_ROWS", 0)
+    monkeypatch.setattr(neighbors, "METHOD", "approximate")
     neighbors._KNN_CACHE.clear()
     res = run("near_duplicate", ctx)
     assert groups_of(res, ctx) == set(planted)
+    search = res.summary["search"]
+    assert search["thumbnail"]["method"] == "approximate"
+    assert 0.9 <= search["thumbnail"]["recall_at_k"] <= 1.0
+    assert search["thumbnail"]["estimated_exact_s"] >= 0
 
 
 @pytest.mark.parametrize("seed", range(6))

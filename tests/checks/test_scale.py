@@ -108,3 +108,20 @@ def test_audit_checks_do_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+def test_audit_stage_does_not_import_torch(tmp_path):
+    """The audit stage's own reading of the crossval metrics (not evaluated?) imports no
+    training engine: torch alone is ~600 MB of the audit process's memory (issue 23)."""
+    (tmp_path / "m.json").write_text('{"evaluated": false, "not_evaluated_reason": "x"}')
+    (tmp_path / "params.yaml").write_text(f"paths: {{crossval_metrics: {tmp_path / 'm.json'}}}\n")
+    code = textwrap.dedent(f"""
+        import sys
+        from dataqa.params import load_params
+        from dataqa.steps import audit
+        assert audit.model_not_evaluated(load_params({str(tmp_path / 'params.yaml')!r})) == "x"
+        sys.exit(1 if "torch" in sys.modules else 0)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -43,6 +43,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("tune", {"tune": {"space": {"lr_min": 1.0, "lr_max": 0.1}}}, "tune.space.lr_min"),
     ("tune", {"tune": {"sizing": {"min_val_per_class": 0}}}, "tune.sizing.min_val_per_class"),
     ("report", {"report": {"thumb_size": "big"}}, "report.thumb_size"),
+    ("cluster", {"cluster": {"backend": "spark"}}, "cluster.backend"),
+    ("cluster", {"cluster": {"num_gpus": -0.5}}, "cluster.num_gpus"),
 ]
 
 
