@@ -71,7 +71,7 @@ for _f in ("both", "prune_by_class", "prune_by_noise_rate"):
                 "filter_by": _f, "max_class_threshold": _cap, "threshold": _thr,
                 "calibrate": False}
 for _cap in (None, 0.9):
-    for _thr in (None, 0.005, 0.02):
+    for _thr in (None, 0.005, 0.01, 0.02):
         RULES[f"both{'' if _cap is None else f' cap {_cap:g}'} calibrated"
               f"{'' if _thr is None else f' + score<{_thr:g}'}"] = {
             "filter_by": "both", "max_class_threshold": _cap, "threshold": _thr,
