@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import gzip
 import io
 import json
@@ -349,15 +348,14 @@ def run_pipeline(work: Path, *, device: str, extra_checks: list[str],
     """scan -> tensors -> crossval -> audit with the real stage functions (only the
     audit with ``audit_only``: the earlier stages' outputs in ``work`` are reused);
     returns per-stage seconds and per-check audit seconds."""
-    from dataqa.params import Params, build
+    from dataqa.params import Params, validate
     from dataqa.steps import audit, crossval, scan, tensors
 
     checks = FIRST_CHECKS + [c for c in extra_checks if c not in FIRST_CHECKS]
-    params = dataclasses.replace(
-        build(Params, {"data": {"source": str(work / "images" / "source.csv")},
-                       "engine": {"device": device},
-                       "audit": {"checks": checks}}, where="bench params"),
-        root=work)
+    params = validate(Params, {"data": {"source": str(work / "images" / "source.csv")},
+                               "engine": {"device": device},
+                               "audit": {"checks": checks}},
+                      where="bench params").model_copy(update={"root": work})
     times: dict[str, float] = {}
     for name, stage in (("scan", scan.run_stage), ("tensors", tensors.run_stage),
                         ("crossval", crossval.run_stage), ("audit", audit.run_stage)):
