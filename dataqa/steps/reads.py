@@ -17,6 +17,9 @@ One :class:`Reads` per stage, in pipeline order, in :data:`STAGES`:
   depend on, each with its reason: the fingerprint stage refuses FIFOs in
   ``paths.external`` precisely so that DVC never hashes that folder before it ran.
 
+Params that decide only where work runs (:data:`NOT_DEPENDENCIES`, e.g. ``cluster``) are
+read by several stages but are never a dependency, each with its reason.
+
 A stage that reads ``data.source`` (the raw images) also depends on
 ``paths.fingerprint`` (the listing DVC watches instead of the raw tree); the generator
 adds it. ``tests/steps/test_stage_reads.py`` runs every stage on a small dataset while
@@ -77,6 +80,12 @@ PREPARED_GATE = ("gate.min_clean_per_class", "gate.max_quarantined_share",
 AUGMENT_POLICY = ("augment.geometry", "augment.min_area", "augment.hflip",
                   "augment.rotate_limit", "augment.brightness_contrast")
 FINGERPRINT = "paths.fingerprint"
+# params every stage may read that are never a dependency, each with its reason
+NOT_DEPENDENCIES: tuple[tuple[str, str], ...] = (
+    ("cluster", "where the work runs, not what it computes: the local and Ray backends "
+                "write byte-identical outputs (tests/cluster), so moving a run to a "
+                "cluster reruns nothing"),
+)
 RAW = "data.source"  # reading it means reading the raw images: depend on the listing
 
 STAGES: dict[str, Reads] = {

@@ -13,7 +13,7 @@ from typing import Any
 
 from dataqa.params import Params
 from dataqa.params.base import Section
-from dataqa.steps.reads import STAGES, deps
+from dataqa.steps.reads import NOT_DEPENDENCIES, STAGES, deps
 
 # the whole paths section (the layout check compares the source with every output path:
 # names, no file read) and the folder of every output: not a file read
@@ -119,7 +119,8 @@ def problems(name: str, rec: Record, params: Params) -> list[str]:
     files = [k for k in deps(name) if k not in also]
     outs = [o.key for o in reads.out_list()]
     read_params = {k for k in rec.keys
-                   if k not in NOT_KEYS and k != "paths" and not k.startswith("paths.")}
+                   if k not in NOT_KEYS and k != "paths" and not k.startswith("paths.")
+                   and not any(_covers(d, k) for d, _ in NOT_DEPENDENCIES)}
     touched = {k for k in rec.keys if k.startswith("paths.") and k not in NOT_FILES}
     read_files = touched - rec.written - {key for key, _ in reads.inspects}
     out: list[str] = []
