@@ -113,8 +113,8 @@ def test_two_workers_share_one_study_and_survive_a_kill(
     params = tune_files(n=320, n_small=200, n_val=60, tune={
         "budget_seconds": 3600,  # every planned trial runs: no round's time runs out
         "storage": postgres, "heartbeat_interval": 1, "grace_period": 3, "max_retry": 2,
-        "rounds": {"lr": {"trials": ROUNDS["lr"], "epochs": 3, "subset": "small"},
-                   "joint": {"trials": ROUNDS["joint"], "epochs": 3, "subset": "small"},
+        "rounds": {"lr": {"trials": ROUNDS["lr"], "epochs": 30, "subset": "small"},  # 30 epochs: trials long enough to catch worker A mid-trial on a quiet box
+                   "joint": {"trials": ROUNDS["joint"], "epochs": 30, "subset": "small"},
                    "fine": {"trials": 0}},
         "pruning": {"pruner": "none"}, "cleaning": {"enabled": False}})
     deadline = time.monotonic() + TIMEOUT
