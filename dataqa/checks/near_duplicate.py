@@ -102,7 +102,8 @@ def get_thumbnails(tensors: np.ndarray, boxes: np.ndarray, *, size: int,
     to twice the thumbnail side first (``adaptive_avg_pool`` weights: sampling alone
     would alias), then each crop box is sampled bilinearly at the thumbnail's pixel
     centres with zero padding, as torch's ``affine_grid`` + ``grid_sample``
-    (``align_corners=False``) did before.
+    (``align_corners=False``) did before. Bilinear sampling is separable: each crop is
+    two small matrix products per image (rows, then columns), batched.
     """
     rows = np.arange(len(tensors)) if rows is None else np.asarray(rows)
     n = len(rows)
@@ -111,7 +112,11 @@ def get_thumbnails(tensors: np.ndarray, boxes: np.ndarray, *, size: int,
     channels = tensors.shape[3] if tensors.ndim == 4 else 1
     work = min(side, 2 * size)
     pool = _pool_matrix(side, work)
-    step = rows_per_chunk(side * side * (channels + 2) * 4 + work * work * 40, memory_mb)
+    # at most 1,024 rows a chunk: the buffers (a few MB) are then reused from chunk to
+    # chunk; fresh large ones cost a page fault per 4 KB (measured: 0.35 s of 0.6 s for
+    # 10,000 digits in one chunk)
+    step = min(1024, rows_per_chunk(side * side * (channels + 2) * 4 + work * work * 40,
+                                    memory_mb))
     for start in range(0, n, step):
         x = np.asarray(tensors[rows[start:start + step]]).astype(np.float32)
         if x.ndim == 4:
@@ -122,11 +127,17 @@ def get_thumbnails(tensors: np.ndarray, boxes: np.ndarray, *, size: int,
         box = boxes[start:start + step].astype(np.float64) / side
         top, left, h, w = box.T
         base = (2 * np.arange(size) + 1) / size - 1  # output pixel centres in [-1, 1]
-        for c, crop in enumerate(crops):
-            gy = h[:, None] * (1 - 2 * crop) * base + ((top + h / 2) * 2 - 1)[:, None]
-            gx = w[:, None] * (1 - 2 * crop) * base + ((left + w / 2) * 2 - 1)[:, None]
-            v = _bilinear(x, ((gy + 1) * work - 1) / 2, ((gx + 1) * work - 1) / 2)
-            out[start:start + len(x), c] = np.clip(np.rint(v), 0, 255).astype(np.uint8)
+        # separable: rows then columns, every crop at once, as batched matrix products
+        wy = np.concatenate([_interp_matrix(
+            ((h[:, None] * (1 - 2 * crop) * base + ((top + h / 2) * 2 - 1)[:, None]) + 1)
+            * work / 2 - 0.5, work) for crop in crops], axis=1)  # (B, crops * size, work)
+        wx = np.stack([_interp_matrix(
+            ((w[:, None] * (1 - 2 * crop) * base + ((left + w / 2) * 2 - 1)[:, None]) + 1)
+            * work / 2 - 0.5, work) for crop in crops], axis=1)  # (B, crops, size, work)
+        rows_done = np.matmul(wy, x).reshape(len(x), len(crops), size, work)
+        v = np.matmul(rows_done, np.ascontiguousarray(wx.transpose(0, 1, 3, 2)))  # (B, crops, size, size)
+        out[start:start + len(x)] = np.clip(np.rint(v), 0, 255).astype(np.uint8).reshape(
+            len(x), len(crops), size * size)
         release_pages(tensors)  # a memory-mapped file: its rows are done with
     return out
 
@@ -141,24 +152,20 @@ def _pool_matrix(side: int, work: int) -> np.ndarray:
     return m
 
 
-def _bilinear(x: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
-    """(B, len(py[0]) * len(px[0])) bilinear samples of images ``x`` (B, H, W) at the
-    grid of pixel coordinates ``py`` (B, h) x ``px`` (B, w); zero outside the image."""
-    b, height, width = x.shape
-    y0, x0 = np.floor(py), np.floor(px)
-    wy, wx = (py - y0)[:, :, None], (px - x0)[:, None, :]
-    batch = np.arange(b)[:, None, None]
-    out = np.zeros((b, py.shape[1], px.shape[1]), dtype=np.float64)
-    for dy, fy in ((0, 1 - wy), (1, wy)):
-        yy = (y0 + dy).astype(np.int64)
-        vy = ((yy >= 0) & (yy < height))[:, :, None]
-        yy = np.clip(yy, 0, height - 1)[:, :, None]
-        for dx, fx in ((0, 1 - wx), (1, wx)):
-            xx = (x0 + dx).astype(np.int64)
-            vx = ((xx >= 0) & (xx < width))[:, None, :]
-            xx = np.clip(xx, 0, width - 1)[:, None, :]
-            out += x[batch, yy, xx] * (fy * vy) * (fx * vx)
-    return out.reshape(b, -1)
+def _interp_matrix(p: np.ndarray, n: int) -> np.ndarray:
+    """(B, s, n) float32 linear-interpolation weights of the pixel coordinates ``p``
+    (B, s) over ``n`` pixels, zero outside them (``grid_sample``'s zero padding): row
+    ``[b, i]`` holds ``1 - f`` at ``floor(p)`` and ``f`` at ``floor(p) + 1``."""
+    b, s = p.shape
+    p0 = np.floor(p)
+    f = (p - p0).astype(np.float32)
+    m = np.zeros((b, s, n + 2), dtype=np.float32)  # columns 0 and n + 1: outside
+    bb, ii = np.arange(b)[:, None], np.arange(s)[None, :]
+    i0 = np.clip(p0.astype(np.int64) + 1, 0, n + 1)
+    i1 = np.clip(p0.astype(np.int64) + 2, 0, n + 1)
+    m[bb, ii, i0] = 1 - f
+    m[bb, ii, i1] += f
+    return np.ascontiguousarray(m[:, :, 1:n + 1])
 
 
 def unit_thumbnails(thumbs: np.ndarray) -> np.ndarray:
