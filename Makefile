@@ -1,20 +1,28 @@
 # dataqa: the two commands of the README.
-#   make run   create .venv if missing, install dataqa, rebuild the pipeline on the sample
+#   make run   create .venv if missing, install dataqa (no extras), rebuild the pipeline
+#              on the sample
 #   make test  create .venv if missing, install dataqa with the test and ray extras, lint,
 #              run the tests (the Ray tests start a 2-node cluster on loopback)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 .PHONY: run test lint system-deps bench clean-outputs
+
+# `make run` needs dataqa alone; the tests add their tools and Ray (test + ray extras)
+$(RUN_STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,ray]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(RUN_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@test -d .dvc || PATH=$(CURDIR)/$(VENV)/bin:$$PATH dvc init --no-scm -q
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH dvc repro
 	@echo "Audit report:  $(CURDIR)/reports/audit.html"
