@@ -56,8 +56,12 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    """channels_last on CUDA (what cudnn's tensor-core kernels want)."""
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    """channels_last on every device: what cudnn's tensor-core kernels want, and on CPU
+    oneDNN's convolutions are faster with it too (one training step, batch 64, 32 x 32,
+    2 threads, 2-core box: small_cnn w16 50 -> 40 ms, small_resnet w16 34 -> 26 ms,
+    resnet18 1.77 -> 1.52 s; the bundled sample's crossval 69 -> ~55 s)."""
+    del device  # one answer for now; kept per device (a device may come to differ)
+    return torch.channels_last
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -126,9 +126,19 @@ def test_best_params_yaml_holds_the_start_unless_tuning_beat_it() -> None:
 ])
 def test_ranking_metric_does_not_reward_a_spike(metric: str, expected: object) -> None:
     history = [{"val_acc": a, "val_loss": v} for a, v in
-               [(0.5, 1.2), (0.65, 0.9), (0.72, 0.95), (0.62, 1.0)]]
+               [(0.5, 1.2), (0.6, 1.0), (0.65, 0.9), (0.72, 0.95), (0.62, 1.0), (0.63, 1.0)]]
     assert score_of(history, metric, 3) == expected
     assert score_of([], metric) == 0.0
+
+
+def test_short_runs_are_not_scored_by_their_warm_up() -> None:
+    # 3 epochs of a one-cycle warm-up: the window is at most half the epochs, so the
+    # score is where the run ends (0.95), not how fast it started (0.77 over all three)
+    slow = [{"val_acc": a, "val_loss": 1.0} for a in (0.40, 0.94, 0.96)]
+    fast = [{"val_acc": a, "val_loss": 1.0} for a in (0.89, 0.95, 0.93)]
+    assert score_of(slow, "smoothed", 3) == pytest.approx(0.95)
+    assert score_of(slow, "smoothed", 3) > score_of(fast, "smoothed", 3)
+    assert score_of(slow[:1], "smoothed", 3) == pytest.approx(0.40)  # one epoch: itself
 
 
 def test_standard_error_and_separation() -> None:
