@@ -344,7 +344,9 @@ def measure(n: int, mode: str, args: argparse.Namespace) -> dict:
             source=source, tensor=TENSOR, checks=IMAGE_CHECKS if image_only else ALL_CHECKS))
         if build:
             t = time.perf_counter()
-            if mode == "files":
+            if mode == "files" and args.reuse_files and _file_count(source) == plan.n_orig + plan.n_copies:
+                print(n, mode, "files kept from an earlier build:", source, flush=True)
+            elif mode == "files":
                 write_files(plan, source)
             else:
                 write_audit_inputs(plan, ws)
@@ -372,6 +374,10 @@ def measure(n: int, mode: str, args: argparse.Namespace) -> dict:
                 out["stages"][f"audit:{variant}"] = res
                 print(n, mode, variant, res, flush=True)
     return out
+
+
+def _file_count(root: Path) -> int:
+    return sum(len(os.listdir(d)) for d in root.glob("c*") if d.is_dir()) if root.is_dir() else 0
 
 
 def _search_summary(ws: Path) -> dict:
@@ -433,6 +439,9 @@ def main() -> None:
     p.add_argument("--tmp", default=None, help="folder for the generated workspaces")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", type=Path, default=None, help="keep the workspaces here")
+    p.add_argument("--reuse-files", action="store_true",
+                   help="files mode: keep a kept workspace's images when all are there "
+                        "(scan and tensors still run)")
     args = p.parse_args()
     if args.phase != "all" and not args.keep:
         p.error("--phase build/audit needs --keep DIR (the workspaces between phases)")

@@ -123,7 +123,7 @@ def test_upgrade_sets_the_version_and_keeps_edits(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     text = render_params("digits", "imgs", None, "0.0.1")
-    text = text.replace("  image_size: 32 ", "  image_size: 40 ")
+    text = text.replace("  image_size: 28 ", "  image_size: 40 ")
     (tmp_path / "params.yaml").write_text(text)
     # a stage refuses to run under another release, and says what to do
     assert main(["scan", "--params", str(tmp_path / "params.yaml")]) == EXIT_ERROR
