@@ -123,9 +123,12 @@ def _driver(params_file: Path, name: str) -> subprocess.Popen[bytes]:
                PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [
                    os.environ.get("PYTHONPATH")])]))
     log = open(params_file.parent / f"{name}.log", "wb")  # noqa: SIM115
+    # preexec_fn: SIGINT's default action in the driver even when the tests run in a
+    # background job, which inherits SIGINT ignored (Python then installs no handler)
     return subprocess.Popen([sys.executable, "-m", "dataqa.cli", "crossval", "--params",
                              str(params_file)], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, cwd=params_file.parent)
+                            env=env, cwd=params_file.parent,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.timeout(300)

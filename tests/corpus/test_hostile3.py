@@ -465,10 +465,13 @@ def test_ctrl_c_exits_130_within_seconds_without_worker_tracebacks(tmp_path: Pat
 
     draw_digit_folder(tmp_path / "src", classes=3, per_class=40)
     params = write_params(tmp_path, "src", scan={"workers": 2, "chunk_size": 4})
+    # preexec_fn: Ctrl-C's default action in the child even when this test runs in a
+    # background job, which inherits SIGINT ignored (Python then installs no handler)
     proc = subprocess.Popen([sys.executable, "-m", "dataqa.cli", "scan", "--params",
                              str(params)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": str(REPO)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None:  # wait for the moment, then Ctrl-C at once
