@@ -162,8 +162,11 @@ def start_cluster() -> Iterator[Cluster]:
         os.environ["RAY_AUTH_MODE"] = "disabled"
         def joined() -> bool:  # the port answers before the GCS is ready: retry
             try:
+                # log_to_driver off: the session-long driver would otherwise print
+                # raylet warnings (e.g. "disk over 95% full") into whichever later
+                # test happens to be capturing stderr
                 ray.init(address=c.address, _node_ip_address=HEAD_IP,
-                         logging_level="WARNING")
+                         logging_level="WARNING", log_to_driver=False)
                 return True
             except (ConnectionError, RuntimeError):
                 return False

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,27 @@ def test_losing_a_node_during_crossval_still_ends_with_the_same_predictions(
                                equal_nan=True)
     metrics = json.loads(load_params(params_file).path("crossval_metrics").read_text())
     assert len(metrics["fold_details"]) == 4
+
+
+def test_the_session_driver_does_not_stream_cluster_logs(ray_cluster: Cluster,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """The test session stays joined to the cluster until its end; Ray's log monitor
+    would print worker and raylet lines (a raylet's "disk over 95 % full") into whatever
+    later test captures stderr, so the fixture joins with ``log_to_driver=False``."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def shout() -> int:
+        print("dq-marker-from-a-worker", file=sys.stderr, flush=True)
+        return os.getpid()
+
+    ray.get(shout.remote())
+    # a streamed line reaches the driver within Ray's log-monitor poll; wait for a
+    # second task's round trip so a streaming driver would have printed the first
+    ray.get(shout.remote())
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # bounded: a streaming driver prints well before
+        out, err = capsys.readouterr()
+        assert "dq-marker-from-a-worker" not in out + err
+        time.sleep(0.25)
