@@ -110,8 +110,15 @@ def test_get_groups(n, pairs, order, expected):
     assert get_groups(n, np.array(pairs).reshape(-1, 2), order=order).tolist() == expected
 
 
-@pytest.mark.parametrize("exact_max_rows", [10_000, 0])  # exact index, then HNSW
-def test_knn_matches_brute_force_and_excludes_self(exact_max_rows):
+@pytest.mark.parametrize("exact_max_rows", [10_000, 0, -1])  # exact; by cost; HNSW forced
+def test_knn_matches_brute_force_and_excludes_self(exact_max_rows, monkeypatch):
+    """Every returned distance is exact (the graph's 8-bit scores are rescored on the
+    float rows) and each row's neighbours are sorted by it."""
+    from dataqa.checks import neighbors
+
+    if exact_max_rows < 0:
+        monkeypatch.setattr(neighbors, "METHOD", "approximate")
+        exact_max_rows = 0
     rng = np.random.default_rng(1)
     z = rng.normal(size=(2000, 4)).astype(np.float32)  # low intrinsic dimension, as images
     x = np.tanh(z @ rng.normal(size=(4, 12)).astype(np.float32))
@@ -125,6 +132,7 @@ def test_knn_matches_brute_force_and_excludes_self(exact_max_rows):
     np.testing.assert_allclose(dist, full[np.arange(2000)[:, None], idx], atol=1e-5)
     assert idx[3, 0] == 7 and idx[7, 0] == 3 and dist[3, 0] < 1e-6
     np.testing.assert_allclose(dist[11], 1.0, atol=1e-6)
+    assert (np.diff(dist, axis=1) >= 0).all()
     best = np.sort(full, axis=1)[:, :4]
     if exact_max_rows:
         np.testing.assert_allclose(dist, best, atol=1e-5)
