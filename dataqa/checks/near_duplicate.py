@@ -2,11 +2,13 @@
 
 Candidates come from three cheap sources, none of which builds an N x N matrix:
 
-1. perceptual hashes in the manifest: among each image's ``neighbors`` nearest by the
-   Hamming distance of ``phash`` and ``dhash`` together
-   (:func:`dataqa.checks.neighbors.get_hamming_knn`), those within ``hash_max_distance``
-   bits on both (k per image: a dense bucket of look-alike hashes never yields all
-   its pairs);
+1. perceptual hashes in the manifest: every pair within ``hash_max_distance`` bits on
+   both ``phash`` and ``dhash``, found by multi-index hashing
+   (:func:`dataqa.checks.neighbors.get_hamming_pairs`: exact for the radius, linear
+   sorts, no graph; at most ``neighbors`` pairs a row in a dense bucket of look-alike
+   hashes, never all its pairs); a ``hash_max_distance`` above 5 makes its chunks too
+   short, and then each image's ``neighbors`` nearest by the Hamming distance of both
+   hashes together are searched instead (:func:`~dataqa.checks.neighbors.get_hamming_knn`);
 2. the k nearest neighbours of each image's thumbnail (16 x 16 grey, from the tensors);
 3. the k nearest neighbours of each image's embedding, when the audit has embeddings.
 
@@ -29,9 +31,10 @@ copies of another member (``exact_duplicate`` reports those). Pairs across split
 leakage (``cross_split_pairs``; pairs of exact copies not counted again).
 
 Cost (N images, D embedding size): thumbnails O(N), stored as uint8 (768 bytes an
-image); three k-NN searches through faiss (:mod:`dataqa.checks.neighbors`: exact below
-25,000 rows, HNSW above, about O(N log N)) on 64 numbers per thumbnail, on the 128 hash
-bits and on the embeddings (cached for the outlier check); verification
+image); the hash pairs in 25 numpy sorts of N keys (multi-index hashing); two k-NN
+searches through faiss (:mod:`dataqa.checks.neighbors`: exact below 25,000 rows, HNSW
+above, about O(N log N)) on 64 numbers per thumbnail and on the embeddings (cached for
+the outlier check); verification
 O(candidates * 768). Every chunk is sized from ``audit.memory_mb``, not from N; no
 torch import.
 """
@@ -51,6 +54,7 @@ from dataqa.checks.neighbors import (
     DEFAULT_MEMORY_MB,
     get_groups,
     get_hamming_knn,
+    get_hamming_pairs,
     get_knn,
     hex_to_uint64,
     number_groups,
@@ -354,6 +358,13 @@ class NearDuplicateCheck(Check):
         phash, p_ok = hex_to_uint64(manifest["phash"].to_numpy(dtype=object)[rows])
         dhash, d_ok = hex_to_uint64(manifest["dhash"].to_numpy(dtype=object)[rows])
         ok = np.flatnonzero(p_ok & d_ok)
+        # every pair within t bits on both hashes, by multi-index hashing (exact for the
+        # radius, k per row in a degenerate bucket); k-NN for a large t
+        close_keys = get_hamming_pairs(phash[ok], dhash[ok], max_distance=s.hash_max_distance,
+                                       k=s.neighbors, memory_mb=memory_mb, report=report)
+        if close_keys is not None:
+            i, j = ok[close_keys // max(len(ok), 1)], ok[close_keys % max(len(ok), 1)]
+            return i.astype(np.int64) * m + j
         # k nearest on both hashes (128 bits): a pair within t bits on each is within 2t
         _, idx = get_hamming_knn(np.stack([phash[ok], dhash[ok]], axis=1), k=s.neighbors,
                                  memory_mb=memory_mb, report=report)

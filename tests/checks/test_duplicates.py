@@ -13,7 +13,7 @@ from imagesets import MNIST_MISSING, base_photos, load_mnist
 from PIL import Image
 
 from dataqa.checks import AuditContext, get_check
-from dataqa.checks.neighbors import get_groups, get_hamming_knn, get_knn
+from dataqa.checks.neighbors import get_groups, get_hamming_knn, get_hamming_pairs, get_knn
 from dataqa.dataset.imageio import letterbox
 from dataqa.dataset.imagestats import get_image_stats
 from dataqa.dataset.manifest import COLUMNS
@@ -89,6 +89,42 @@ def test_hamming_knn_finds_planted_pairs(exact_max_rows):
         assert idx[i, 0] == 100 + i and idx[100 + i, 0] == i
     if exact_max_rows:
         np.testing.assert_array_equal(dist, np.sort(full, axis=1)[:, :4])
+
+
+@pytest.mark.parametrize("t", [0, 2, 4, 5])
+def test_hamming_pairs_are_every_pair_within_t_on_both_codes(t):
+    """Multi-index hashing finds exactly the pairs a brute force finds: within t bits
+    on phash *and* on dhash (clusters of near codes, so many pairs sit near t)."""
+    rng = np.random.default_rng(t)
+    base = rng.integers(0, 2**63, size=(60, 2), dtype=np.int64).astype(np.uint64)
+    codes = np.repeat(base, 25, axis=0)  # 60 clusters of 25 rows, 0..~2t bits apart
+    for row in codes:
+        for w in range(2):
+            for b in rng.choice(64, rng.integers(0, t + 2), replace=False):
+                row[w] ^= np.uint64(1) << np.uint64(int(b))
+    codes = codes[rng.permutation(len(codes))]
+    report: dict = {}
+    keys = get_hamming_pairs(codes[:, 0], codes[:, 1], max_distance=t, k=64, report=report)
+    n = len(codes)
+    within = np.maximum(_brute_hamming(codes[:, :1]), _brute_hamming(codes[:, 1:])) <= t
+    i, j = np.nonzero(np.triu(within, 1))
+    assert report["rows_in_capped_runs"] == 0 and report["keys"] == (t + 1) ** 2
+    assert len(i) > 100  # the test is not vacuous
+    np.testing.assert_array_equal(keys, np.sort(i * n + j))
+
+
+def test_hamming_pairs_cap_a_dense_bucket_and_keep_it_connected():
+    """1000 blank frames share one hash: each row is paired with its next k only (not
+    1000 choose 2 pairs), the bucket stays one group; a radius too wide for the chunks
+    hands back None (the check then takes the k-NN)."""
+    codes = np.zeros(1000, dtype=np.uint64)
+    report: dict = {}
+    keys = get_hamming_pairs(codes, codes, max_distance=4, k=4, report=report)
+    assert 1000 <= len(keys) <= 1000 * 4
+    pairs = np.stack([keys // 1000, keys % 1000], axis=1)
+    assert (get_groups(1000, pairs) == 0).all()
+    assert report["rows_in_capped_runs"] > 0
+    assert get_hamming_pairs(codes, codes, max_distance=12, k=4) is None
 
 
 def test_hamming_knn_dense_bucket_gives_k_pairs_per_row():
