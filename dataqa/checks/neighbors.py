@@ -150,12 +150,19 @@ def _float_knn(features: np.ndarray, k: int, exact_max_rows: int, memory_mb: flo
     x = _unit_rows(features, memory_mb, out=features if overwrite else None)
     sim, idx = _knn(x, k, exact_max_rows, memory_mb, plan,
                     flat=lambda: faiss.IndexFlatIP(d),
-                    hnsw=lambda: _tune(faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit,
-                                                         HNSW_M, faiss.METRIC_INNER_PRODUCT), k))
+                    hnsw=lambda: _tune(_hnsw_sq8(faiss, d), k))
     if plan.get("method") == "approximate":  # 8-bit scores: rescore the found rows exactly
         _rescore(x, sim, idx, memory_mb)
     dist = np.clip(1.0 - sim, 0.0, 2.0, out=sim)
     return dist, idx
+
+
+def _hnsw_sq8(faiss: Any, d: int) -> Any:
+    """An HNSW graph over 8-bit scalar-quantized rows, inner product. (``faiss`` passed
+    as ``Any``: its stubs type the quantizer-type argument as a ``ScalarQuantizer``,
+    where faiss takes the ``QT_8bit`` enum value.)"""
+    return faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, HNSW_M,
+                             faiss.METRIC_INNER_PRODUCT)
 
 
 def _rescore(x: np.ndarray, sim: np.ndarray, idx: np.ndarray, memory_mb: float) -> None:
