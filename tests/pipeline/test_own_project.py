@@ -61,8 +61,11 @@ def _fresh_venv(tmp: Path, wheel: Path) -> tuple[Path, dict[str, str]]:
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
+    # without PYTHONPATH: a checkout on it (with its dataqa.egg-info) made pip answer
+    # "already satisfied" and install nothing into the fresh venv
     _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
-          "--disable-pip-version-check", str(wheel)], tmp, dict(os.environ))
+          "--disable-pip-version-check", str(wheel)], tmp,
+         {k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig."
                                 "get_paths()['purelib'])"], capture_output=True, text=True,
                                check=True).stdout.strip())
