@@ -42,6 +42,7 @@ log = logging.getLogger("dataqa.cluster")
 
 EXTRA_HINT = 'pip install "dataqa[ray]"'
 IN_FLIGHT_PER_CPU = 2  # chunks queued per cluster CPU: one running, one waiting
+CANCEL_ATTEMPTS = 5  # cancels of a task that goes on running, a second apart
 
 
 class ClusterError(DataQAError):
@@ -168,12 +169,35 @@ def _get(ray: Any, ref: Any, what: str) -> Any:
 
 
 def cancel(ray: Any, refs: Sequence[Any]) -> None:
-    """Cancel tasks still queued or running (their worker processes are killed)."""
-    for ref in refs:
+    """Cancel tasks still queued or running (their worker processes are killed).
+
+    Only refs whose result is not there yet: force-cancelling a task that has just
+    finished races Ray's own bookkeeping of its reply (Ray 2.x aborts the driver with
+    "Tried to complete task that was not pending"), so finished tasks are left alone
+    and a run that ended normally cancels nothing."""
+    if not refs:
+        return
+    try:
+        _, refs = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+    except Exception:  # noqa: BLE001 - the cluster is gone: nothing left to cancel
+        return
+    for attempt in range(CANCEL_ATTEMPTS):
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already finished or its node is gone
+                pass
+        if attempt + 1 == CANCEL_ATTEMPTS:
+            return
+        # a cancel that reaches a task while it is being leased to a worker can be
+        # dropped by Ray: whatever has not ended (a cancelled task ends with
+        # TaskCancelledError) within a second is cancelled again
         try:
-            ray.cancel(ref, force=True)
-        except Exception:  # noqa: BLE001 - already finished or its node is gone
-            pass
+            _, refs = ray.wait(list(refs), num_returns=len(refs), timeout=1.0)
+        except Exception:  # noqa: BLE001
+            return
+        if not refs:
+            return
 
 
 def start_tasks(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]],
@@ -195,5 +219,6 @@ def gather(refs: Sequence[Any], *, what: str) -> list[Any]:
     ray = _ray()
     try:
         return [_get(ray, ref, what) for ref in refs]
-    finally:
+    except BaseException:
         cancel(ray, refs)
+        raise

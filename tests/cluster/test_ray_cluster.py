@@ -208,3 +208,42 @@ def test_the_session_driver_does_not_stream_cluster_logs(ray_cluster: Cluster,
         out, err = capsys.readouterr()
         assert "dq-marker-from-a-worker" not in out + err
         time.sleep(0.25)
+
+
+@pytest.mark.timeout(120)
+def test_finished_tasks_are_never_cancelled(ray_cluster: Cluster,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force-cancelling a task whose result has just arrived races Ray's bookkeeping of
+    its reply (the driver aborted with "Tried to complete task that was not pending" after
+    a tune stage had printed "done", exit 1): a gather that ended normally cancels
+    nothing, and cancelling a mix cancels only the task still running."""
+    import operator
+
+    import ray
+    from ray import exceptions as rex
+
+    from dataqa import cluster as cl
+    from dataqa.params import ClusterParams
+
+    params = ClusterParams(backend="ray", address="auto", num_cpus=0)
+    cancelled: list[Any] = []
+    real_cancel = ray.cancel
+
+    def spy(ref: Any, **kw: Any) -> None:
+        cancelled.append(ref)
+        real_cancel(ref, **kw)
+
+    monkeypatch.setattr(ray, "cancel", spy)
+    refs = cl.start_tasks(operator.add, [(i, 1) for i in range(4)], params)
+    assert cl.gather(refs, what="test") == [1, 2, 3, 4]
+    assert cancelled == []
+
+    assert list(cl.map_tasks(operator.add, [(1, 1)], params, what="test")) == [(0, 2)]
+    assert cancelled == []
+
+    quick, slow = cl.start_tasks(time.sleep, [(0,), (600,)], params)
+    ray.get(quick)
+    cl.cancel(ray, [quick, slow])
+    assert cancelled and set(cancelled) == {slow}
+    with pytest.raises((rex.TaskCancelledError, rex.WorkerCrashedError)):
+        ray.get(slow, timeout=60)
